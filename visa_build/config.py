@@ -1,0 +1,275 @@
+"""Image spec (images/<name>/image.toml and the files it names) -> frozen dataclasses, validated once.
+
+A bad spec raises ConfigError naming the file, the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+import yaml
+
+from .errors import ConfigError
+
+DebianRelease = Literal["bookworm", "trixie"]
+ServiceMode = Literal["prod", "dev"]
+
+#: The python3 each supported Debian release ships: the interpreter the image's environments use.
+DEBIAN_PYTHON: dict[str, str] = {"bookworm": "3.11.2", "trixie": "3.13.5"}
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def normalise(name: str) -> str:
+    """PEP 503 project name normalisation: 'PeakUtils' and 'peakutils' are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # normalised
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class VenvSpec:
+    """The JupyterLab venv: top-level pins (requirements) and the full hash-pinned lock."""
+
+    requirements: Path
+    lock: Path
+    top_level: tuple[Pin, ...]
+    pins: tuple[Pin, ...]  # empty when the lock file does not exist yet
+
+
+@dataclass(frozen=True)
+class DataAnalysisSpec:
+    """The data-analysis environment from environment.yml and its lock."""
+
+    environment: Path
+    lock: Path
+    python: str  # major.minor asked for by environment.yml
+    channels: tuple[str, ...]
+    conda_packages: tuple[str, ...]  # dependencies that only conda can provide
+    top_level: tuple[Pin, ...]
+    pins: tuple[Pin, ...]
+    display_name: str
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    port: int
+    owner_wait_seconds: int
+    mode: ServiceMode
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    directory: Path
+    debian: DebianRelease
+    python: str  # full version of the image's interpreter, e.g. 3.11.2
+    labextensions: tuple[str, ...]  # source extensions needing a Node build (unsupported)
+    jupyterlab: VenvSpec
+    data_analysis: DataAnalysisSpec
+    service: ServiceSpec
+
+    def build_blockers(self) -> list[str]:
+        """Why this spec cannot be built here; empty when it can."""
+        reasons = []
+        system_python = DEBIAN_PYTHON[self.debian]
+        if self.python != system_python:
+            reasons.append(
+                f"image.toml [image] python = {self.python!r}, but Debian {self.debian} provides Python "
+                f"{system_python}; visa-build installs environments with the image's own interpreter"
+            )
+        if not system_python.startswith(self.data_analysis.python + "."):
+            reasons.append(
+                f"{self.data_analysis.environment.name} asks for python={self.data_analysis.python}, but the "
+                f"image's interpreter is {system_python}"
+            )
+        if self.data_analysis.conda_packages or self.data_analysis.channels:
+            reasons.append(
+                f"{self.data_analysis.environment.name} needs conda (channels: "
+                f"{', '.join(self.data_analysis.channels) or 'none'}; conda packages: "
+                f"{', '.join(self.data_analysis.conda_packages)}); images are built with venv + pip wheels only"
+            )
+        if self.labextensions:
+            reasons.append(
+                f"[jupyterlab] labextensions {list(self.labextensions)} need a Node build of JupyterLab; "
+                "JupyterLab 4 images use prebuilt extensions shipped in Python packages"
+            )
+        for venv, label in ((self.jupyterlab.lock, "JupyterLab"), (self.data_analysis.lock, "data-analysis")):
+            if not venv.is_file():
+                reasons.append(f"the {label} lock file {venv} does not exist (create it with ./visa-build lock)")
+        return reasons
+
+
+def _err(where: str, key: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{where}: {key} = {value!r} is not valid; {allowed}", tip=f"edit {where}")
+
+
+def _get(table: dict[str, Any], key: str, kind: type, where: str, section: str, default: Any = None) -> Any:
+    if key not in table:
+        if default is None:
+            raise ConfigError(f"{where}: [{section}] {key} is missing", tip=f"add '{key} = ...' under [{section}]")
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise _err(where, f"[{section}] {key}", value, f"expected a {kind.__name__}")
+    return value
+
+
+def _literal(value: str, allowed: Any, where: str, key: str) -> Any:
+    choices = get_args(allowed)
+    if value not in choices:
+        raise _err(where, key, value, f"allowed: {', '.join(choices)}")
+    return value
+
+
+def parse_pins(text: str, where: str, *, require_pinned: bool) -> tuple[Pin, ...]:
+    """Pins from a requirements or lock file; every requirement line must be `name==version`."""
+    pins: list[Pin] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith(("--hash", "\\", "-")):
+            continue
+        match = _PIN.match(line)
+        if match is None:
+            if require_pinned:
+                raise ConfigError(
+                    f"{where}:{number}: {line!r} is not pinned",
+                    tip="write every requirement as name==version (exact pins only)",
+                )
+            continue
+        pins.append(Pin(normalise(match.group(1)), match.group(2)))
+    return tuple(pins)
+
+
+def _read_lock(path: Path, top_level: tuple[Pin, ...]) -> tuple[Pin, ...]:
+    if not path.is_file():
+        return ()
+    text = path.read_text()
+    pins = parse_pins(text, str(path), require_pinned=True)
+    if "--hash=sha256:" not in text:
+        raise ConfigError(f"{path} has no hashes", tip="regenerate it with ./visa-build lock")
+    locked = {pin.name: pin.version for pin in pins}
+    for pin in top_level:
+        if locked.get(pin.name) != pin.version:
+            raise ConfigError(
+                f"{path} is out of date: {pin} is asked for but the lock has "
+                f"{pin.name}=={locked.get(pin.name, '(nothing)')}",
+                tip="regenerate the lock with ./visa-build lock",
+            )
+    return pins
+
+
+def _load_environment(path: Path, lock: Path, display_name: str) -> DataAnalysisSpec:
+    where = str(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist", tip="name an existing file in [data_analysis] environment") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {exc}", tip=f"fix the YAML in {where}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("dependencies"), list):
+        raise ConfigError(f"{where}: 'dependencies' must be a list", tip="see images/visa-jupyter/environment.yml")
+    channels = document.get("channels") or []
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise _err(where, "channels", channels, "expected a list of channel names")
+    python = ""
+    conda: list[str] = []
+    pip_lines: list[str] = []
+    for dep in document["dependencies"]:
+        if isinstance(dep, dict) and set(dep) == {"pip"} and isinstance(dep["pip"], list):
+            pip_lines.extend(str(item) for item in dep["pip"])
+        elif isinstance(dep, str) and re.fullmatch(r"python(=+[\d.]+\*?)?", dep.replace(" ", "")):
+            python = re.sub(r"^python=+", "", dep.replace(" ", "")).rstrip(".*")
+        elif isinstance(dep, str) and dep.strip() == "pip":
+            continue
+        elif isinstance(dep, str):
+            conda.append(dep.strip())
+        else:
+            raise _err(where, "dependencies entry", dep, "expected a string or a {pip: [...]} mapping")
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", python):
+        raise _err(where, "dependencies python", python or "(missing)", "write e.g. 'python=3.11'")
+    top_level = parse_pins("\n".join(pip_lines), f"{where} (pip:)", require_pinned=True)
+    return DataAnalysisSpec(
+        environment=path,
+        lock=lock,
+        python=".".join(python.split(".")[:2]),
+        channels=tuple(channels),
+        conda_packages=tuple(conda),
+        top_level=top_level,
+        pins=() if conda else _read_lock(lock, top_level),
+        display_name=display_name,
+    )
+
+
+def load_image_spec(directory: Path) -> ImageSpec:
+    """Read and validate images/<name>/image.toml and everything it names."""
+    spec_file = directory / "image.toml"
+    where = str(spec_file)
+    try:
+        raw = tomllib.loads(spec_file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no image spec at {spec_file}", tip="pass --image with a folder under images/ that has image.toml"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}", tip=f"fix the syntax of {where}") from None
+    known = {"image", "jupyterlab", "data_analysis", "service"}
+    for section in raw:
+        if section not in known:
+            raise _err(where, f"[{section}]", "...", f"known sections: {', '.join(sorted(known))}")
+    image = cast(dict[str, Any], raw.get("image", {}))
+    name = _get(image, "name", str, where, "image")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise _err(where, "[image] name", name, "use lower-case letters, digits and '-'")
+    debian = _literal(_get(image, "debian", str, where, "image"), DebianRelease, where, "[image] debian")
+    python = _get(image, "python", str, where, "image")
+    if not _VERSION.match(python):
+        raise _err(where, "[image] python", python, "write the full version, e.g. '3.11.2'")
+
+    lab = cast(dict[str, Any], raw.get("jupyterlab", {}))
+    requirements = directory / _get(lab, "requirements", str, where, "jupyterlab")
+    if not requirements.is_file():
+        raise _err(where, "[jupyterlab] requirements", requirements.name, "name an existing file in the spec folder")
+    top_level = parse_pins(requirements.read_text(), str(requirements), require_pinned=True)
+    labextensions = _get(lab, "labextensions", list, where, "jupyterlab", default=[])
+    lab_lock = directory / _get(lab, "lock", str, where, "jupyterlab")
+    pins = () if labextensions else _read_lock(lab_lock, top_level)
+
+    analysis = cast(dict[str, Any], raw.get("data_analysis", {}))
+    data_analysis = _load_environment(
+        directory / _get(analysis, "environment", str, where, "data_analysis"),
+        directory / _get(analysis, "lock", str, where, "data_analysis"),
+        _get(analysis, "display_name", str, where, "data_analysis", default="Data Analysis"),
+    )
+
+    service = cast(dict[str, Any], raw.get("service", {}))
+    port = _get(service, "port", int, where, "service", default=8888)
+    if not 1 <= port <= 65535:
+        raise _err(where, "[service] port", port, "use a TCP port, 1-65535")
+    wait = _get(service, "owner_wait_seconds", int, where, "service", default=300)
+    if not 0 <= wait <= 3600:
+        raise _err(where, "[service] owner_wait_seconds", wait, "use 0-3600 seconds")
+    mode = _literal(_get(service, "mode", str, where, "service", default="prod"), ServiceMode, where, "[service] mode")
+
+    return ImageSpec(
+        name=name,
+        directory=directory,
+        debian=debian,
+        python=python,
+        labextensions=tuple(str(item) for item in labextensions),
+        jupyterlab=VenvSpec(requirements, lab_lock, top_level, pins),
+        data_analysis=data_analysis,
+        service=ServiceSpec(port=port, owner_wait_seconds=wait, mode=mode),
+    )

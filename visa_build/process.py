@@ -1,0 +1,160 @@
+"""The only place that runs subprocesses: argv lists, streamed lines, a bounded tail, a timeout."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import CommandError, CommandTimeoutError, ToolNotFoundError
+
+LOGGER = logging.getLogger(__name__)
+
+#: How to get each external program on Debian 12; used for ToolNotFoundError tips.
+INSTALL_HINTS = {
+    "mmdebstrap": "apt-get install mmdebstrap (or run: ./visa-build doctor --fix)",
+    "nginx": "apt-get install nginx-light (or run: ./visa-build doctor --fix)",
+    "dockerd": "apt-get install docker.io (or run: ./visa-build doctor --fix)",
+    "shellcheck": "apt-get install shellcheck (or run: ./visa-build doctor --fix)",
+}
+
+LineHandler = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command printed (stdout and stderr merged, in order)."""
+
+    argv: list[str]
+    lines: list[str]
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def which(tool: str) -> str:
+    """Absolute path of `tool`, or ToolNotFoundError with an install hint."""
+    path = shutil.which(tool)
+    if path is None:
+        raise ToolNotFoundError(tool, INSTALL_HINTS.get(tool, f"install '{tool}' (see README, Requirements)"))
+    return path
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop the whole process group: SIGTERM, then SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run(
+    argv: list[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    on_line: LineHandler | None = None,
+    check: bool = True,
+    tail_lines: int = 40,
+    tip: str | None = None,
+) -> Result:
+    """Run `argv` to completion, streaming each output line to `on_line`.
+
+    Raises CommandTimeoutError after `timeout` seconds (the process group is stopped) and, with
+    `check`, CommandError on a non-zero exit. Ctrl-C stops the child before propagating.
+    """
+    argv = [which(argv[0]), *argv[1:]]
+    LOGGER.info("running: %s", " ".join(argv))
+    lines: list[str] = []
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        env=None if env is None else {**os.environ, **env},
+        cwd=cwd,
+        start_new_session=True,  # Ctrl-C reaches us only; we stop the child group ourselves
+    )
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            lines.append(line)
+            tail.append(line)
+            if on_line is not None:
+                on_line(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        reader.join(timeout=5)
+        raise CommandTimeoutError(argv, timeout, list(tail)) from None
+    except BaseException:
+        _stop(proc)
+        raise
+    reader.join()
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, list(tail), tip=tip)
+    return Result(argv, lines)
+
+
+@contextlib.contextmanager
+def background(argv: list[str], *, log_path: str, cwd: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` in the background for the duration of the block, output to `log_path`; always stopped."""
+    argv = [which(argv[0]), *argv[1:]]
+    LOGGER.info("starting in background: %s (log %s)", " ".join(argv), log_path)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def daemon(argv: list[str], *, log_path: str) -> int:
+    """Start a long-lived service (e.g. dockerd) detached from visa-build; returns its pid."""
+    argv = [which(argv[0]), *argv[1:]]
+    LOGGER.info("starting daemon: %s (log %s)", " ".join(argv), log_path)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc.pid
+
+
+class Runner(Protocol):
+    """What library functions call to run a command; unit tests pass a fake that records argv."""
+
+    def __call__(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        on_line: LineHandler | None = None,
+        check: bool = True,
+        tail_lines: int = 40,
+        tip: str | None = None,
+    ) -> Result: ...

@@ -1,0 +1,72 @@
+"""The only terminal writer: steps with elapsed time on stderr, results on stdout.
+
+On a TTY a spinner shows the latest output line of a long step; elsewhere (CI logs, NO_COLOR) every
+line is printed plainly so a log file tells the whole story.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_status: Status | None = None
+
+
+def _interactive() -> bool:
+    return _err.is_terminal and not _err.no_color
+
+
+def _stamp(seconds: float) -> str:
+    return f"{seconds:6.1f}s"
+
+
+@contextlib.contextmanager
+def step(title: str) -> Iterator[None]:
+    """Announce a step, then report it done or failed with its elapsed time."""
+    global _status
+    start = time.monotonic()
+    _err.print(f"[bold]▶ {escape(title)}[/bold]")
+    if _interactive():
+        _status = _err.status(escape(title))
+        _status.start()
+    try:
+        yield
+    except BaseException:
+        _close_status()
+        _err.print(f"[red]✗ {escape(title)} failed after {_stamp(time.monotonic() - start)}[/red]")
+        raise
+    _close_status()
+    _err.print(f"[green]✓ {escape(title)}[/green] [dim]({_stamp(time.monotonic() - start)})[/dim]")
+
+
+def _close_status() -> None:
+    global _status
+    if _status is not None:
+        _status.stop()
+        _status = None
+
+
+def line(text: str) -> None:
+    """One line of a running step's output: the spinner's text on a TTY, a plain line elsewhere."""
+    if _status is not None:
+        _status.update(escape(text[:150]))
+    else:
+        _err.print(f"  [dim]| {escape(text)}[/dim]")
+
+
+def note(text: str) -> None:
+    """A remark outside any step (a warning, a skipped stage, a cache hit)."""
+    _err.print(f"  {escape(text)}")
+
+
+def result(text: str) -> None:
+    """A result for scripts: written to stdout, nothing else goes there."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,190 @@
+"""The host-side wheelhouse: every locked package as a wheel for the image's interpreter, cached by content.
+
+Wheels are downloaded once, hash-checked against the lock; a package published only as an sdist is built
+into a wheel here on the host (never in the image). Each cache entry carries a SHA256SUMS manifest that is
+verified before use; a damaged entry is rebuilt. Images then install with no index and no TLS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import re
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import progress
+from .config import ImageSpec, normalise
+from .errors import CommandError, VisaBuildError
+from .lock import DEBIAN_GLIBC
+from .process import Runner, run
+
+#: The uv release the image installs with; the same as the host's (pyproject.toml).
+UV_VERSION = "0.13.8"
+_MISSING = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)==")
+
+
+def platform_tags(glibc: str) -> list[str]:
+    """Every manylinux tag a system with `glibc` (e.g. '2.36') accepts, newest first."""
+    minor = int(glibc.split(".")[1])
+    tags = [f"manylinux_2_{m}_x86_64" for m in range(minor, 4, -1)]
+    return [*tags, "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+
+
+def download_argv(requirements: Path, dest: Path, *, python: str, glibc: str) -> list[str]:
+    """pip download of binary wheels for CPython `python` on `glibc`, hashes required, no resolving."""
+    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--require-hashes", "--progress-bar", "off", "--disable-pip-version-check",
+            "--implementation", "cp", "--python-version", python, "-r", str(requirements), "-d", str(dest)]  # fmt: skip
+    for tag in platform_tags(glibc):
+        argv += ["--platform", tag]
+    return argv
+
+
+def build_argv(requirements: Path, dest: Path) -> list[str]:
+    """pip wheel of sdist-only packages, hash-checked against the lock, built on this host."""
+    return [sys.executable, "-m", "pip", "wheel", "--no-deps", "--require-hashes", "--progress-bar", "off",
+            "--disable-pip-version-check", "-r", str(requirements), "-w", str(dest)]  # fmt: skip
+
+
+def lock_entries(text: str) -> dict[str, str]:
+    """Split a hash-pinned lock into its requirement blocks (pin line plus its --hash lines), by name."""
+    entries: dict[str, str] = {}
+    current = ""
+    for line in text.splitlines():
+        if re.match(r"^[A-Za-z0-9]", line):
+            current = normalise(line.split("==", 1)[0])
+            entries[current] = line + "\n"
+        elif current and line.startswith(" ") and not line.strip().startswith("#"):
+            entries[current] += line + "\n"
+    return entries
+
+
+def cache_key(spec: ImageSpec) -> str:
+    """Hash of everything the wheelhouse depends on."""
+    digest = hashlib.sha256()
+    for part in (spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION,
+                 spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text()):  # fmt: skip
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    lines = [f"{_sha256(path)}  {path.name}" for path in sorted(directory.glob("*.whl"))]
+    (directory / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def damaged_files(directory: Path) -> list[str]:
+    """Names in the manifest whose content no longer matches (or that are gone); [] when intact."""
+    manifest = directory / "SHA256SUMS"
+    if not manifest.is_file():
+        return ["SHA256SUMS"]
+    bad = []
+    for line in manifest.read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        path = directory / name
+        if not path.is_file() or _sha256(path) != digest:
+            bad.append(name)
+    return bad
+
+
+def _download(spec: ImageSpec, dest: Path, runner: Runner) -> None:
+    glibc = DEBIAN_GLIBC[spec.debian]
+    entries = {**lock_entries(spec.jupyterlab.lock.read_text()),
+               **lock_entries(spec.data_analysis.lock.read_text())}  # fmt: skip
+    sdist_only: dict[str, str] = {}
+    requirements = dest.parent / f"{dest.name}.requirements.txt"
+    while True:
+        wheels = {name: block for name, block in entries.items() if name not in sdist_only}
+        requirements.write_text("".join(wheels.values()))
+        try:
+            runner(download_argv(requirements, dest, python=spec.python, glibc=glibc), timeout=1800,
+                   on_line=progress.line)
+            break
+        except CommandError as exc:
+            missing = [normalise(m) for line in exc.tail for m in _MISSING.findall(line)]
+            if not missing or missing[0] in sdist_only or missing[0] not in entries:
+                raise
+            progress.note(f"{missing[0]} has no wheel for this platform: it will be built on the host")
+            sdist_only[missing[0]] = entries[missing[0]]
+    if sdist_only:
+        requirements.write_text("".join(sdist_only.values()))
+        runner(build_argv(requirements, dest), timeout=1800, on_line=progress.line)
+        _check_pure(dest, sdist_only)
+    runner([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
+            "--disable-pip-version-check", "--platform", "manylinux_2_17_x86_64", f"uv=={UV_VERSION}", "-d", str(dest)],
+           timeout=600, on_line=progress.line)  # fmt: skip
+    requirements.unlink()
+
+
+def _check_pure(dest: Path, built: dict[str, str]) -> None:
+    """Wheels built on the host must be pure Python, or the host must run the image's Debian release."""
+    for name in built:
+        for wheel in dest.glob("*.whl"):
+            if normalise(wheel.name.split("-", 1)[0]) == name and not wheel.name.endswith("-none-any.whl"):
+                raise VisaBuildError(
+                    f"{wheel.name} was built from source with a compiled part on this host",
+                    tip="build it in a container of the image's Debian release, or pin a version with wheels",
+                )
+
+
+def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run) -> Path:
+    """The verified wheelhouse directory for `spec`, downloading it when absent or damaged."""
+    final = cache_root / "wheelhouse" / cache_key(spec)
+    if final.is_dir():
+        with progress.step(f"Verifying wheelhouse {final.name}"):
+            bad = damaged_files(final)
+        if not bad:
+            progress.note(f"wheelhouse {final.name}: cached, intact ({len(list(final.glob('*.whl')))} wheels)")
+            return final
+        progress.note(f"wheelhouse {final.name} is damaged ({', '.join(bad[:3])}...): rebuilding it")
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with progress.step(f"Downloading wheelhouse {final.name} for Python {spec.python}"):
+        scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        try:
+            _download(spec, scratch, runner)
+            write_manifest(scratch)
+            scratch.rename(final)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
+        pass
+
+
+@contextlib.contextmanager
+def serving(directory: Path, *, port: int) -> Iterator[str]:
+    """Serve `directory` read-only over HTTP on 127.0.0.1:`port` for the block; yields its URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise VisaBuildError(
+            f"cannot serve the wheelhouse on 127.0.0.1:{port}: {exc.strerror}",
+            tip="free that port or set another one: INVOKE_VISA_WHEELHOUSE_PORT=<port>",
+        ) from None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
