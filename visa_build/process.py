@@ -34,6 +34,7 @@ class Result:
     """What a finished command printed (stdout and stderr merged, in order)."""
 
     argv: list[str]
+    returncode: int
     lines: list[str]
 
     @property
@@ -116,7 +117,7 @@ def run(
     reader.join()
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, list(tail), tip=tip)
-    return Result(argv, lines)
+    return Result(argv, proc.returncode, lines)
 
 
 @contextlib.contextmanager

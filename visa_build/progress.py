@@ -61,6 +61,13 @@ def line(text: str) -> None:
         _err.print(f"  [dim]| {escape(text)}[/dim]")
 
 
+def passthrough(text: str) -> None:
+    """A line of a tool whose own report the user reads as it is (pytest): printed unchanged."""
+    _close_status()
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def note(text: str) -> None:
     """A remark outside any step (a warning, a skipped stage, a cache hit)."""
     _err.print(f"  {escape(text)}")

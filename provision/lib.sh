@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Shared helpers of the provisioning scripts (sourced, not run). Inputs come only from VISA_* variables:
+#   VISA_TARGET          container | vm (where the two differ, this decides)
+#   VISA_SPEC_DIR        folder with the pins, rendered config and service files (the build context's spec/)
+#   VISA_WHEELHOUSE_URL  flat index of every locked wheel (the host's wheelhouse, served over HTTP)
+#   VISA_INSTALLER       uv | pip
+set -euo pipefail
+
+# shellcheck disable=SC2034  # used by the scripts that source this file
+readonly VISA_JUPYTER_VENV=/opt/visa/jupyter/jupyterlab VISA_DATA_ANALYSIS_ENV=/opt/visa/envs/data-analysis
+
+log() { printf '[visa-provision %s] %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+require_env() {
+  local name
+  for name in "$@"; do
+    [[ -n "${!name:-}" ]] || die "$name is not set (the build passes it; see provision/lib.sh)"
+  done
+}
+
+# install_locked VENV PINS_FILE: create the venv with the image's python3 and install exactly the pinned
+# wheels from the wheelhouse, bytecode compiled (the owner cannot write __pycache__ under /opt).
+install_locked() {
+  local venv=$1 pins=$2
+  require_env VISA_WHEELHOUSE_URL VISA_INSTALLER
+  case "$VISA_INSTALLER" in
+    uv)
+      [[ -x "$venv/bin/python" ]] || python3 -m venv --without-pip "$venv"
+      "$(visa_uv)" pip install --python "$venv/bin/python" --no-index --find-links "$VISA_WHEELHOUSE_URL" \
+        --no-deps --compile-bytecode --link-mode copy --quiet -r "$pins"
+      ;;
+    pip)
+      [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
+      "$venv/bin/pip" install --no-index --find-links "$VISA_WHEELHOUSE_URL" --no-deps \
+        --disable-pip-version-check --no-input --quiet -r "$pins"
+      ;;
+    *) die "VISA_INSTALLER=$VISA_INSTALLER is not one of: uv, pip" ;;
+  esac
+  "$venv/bin/python" -m pip check >&2 || die "pip check failed in $venv"
+}
+
+# visa_uv: path of a uv binary taken from the wheelhouse's uv wheel (kept out of the image).
+visa_uv() {
+  local dir=/tmp/visa-uv
+  if [[ ! -x $dir/uv ]]; then
+    mkdir -p "$dir"
+    python3 - "$VISA_WHEELHOUSE_URL" "$dir" <<'PY'
+import html.parser, io, sys, urllib.request, zipfile
+base, dest = sys.argv[1], sys.argv[2]
+class Links(html.parser.HTMLParser):
+    names = []
+    def handle_starttag(self, tag, attrs):
+        self.names += [v for k, v in attrs if k == "href" and v.startswith("uv-") and v.endswith(".whl")]
+page = Links(); page.feed(urllib.request.urlopen(base).read().decode())
+if not page.names:
+    sys.exit(f"no uv wheel in the wheelhouse {base}")
+wheel = zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(base + page.names[0]).read()))
+member = next(n for n in wheel.namelist() if n.endswith("/scripts/uv"))
+open(f"{dest}/uv", "wb").write(wheel.read(member))
+PY
+    chmod 0755 "$dir/uv"
+  fi
+  echo "$dir/uv"
+}

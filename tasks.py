@@ -1,0 +1,170 @@
+"""visa-build tasks: parse flags, build a typed config, call one library function, map errors.
+
+Settings live under the `visa` config key: invoke.yaml or INVOKE_VISA_<KEY> variables override them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from visa_build import host, lock, pipeline, progress
+from visa_build.config import ImageSpec, load_image_spec
+from visa_build.container import remove_leftovers
+from visa_build.errors import VisaBuildError
+from visa_build.process import run
+from visa_build.settings import Settings, make_settings
+
+REPO = Path(__file__).resolve().parent
+IMAGE_HELP = "image spec folder (default: visa.image, images/visa-jupyter)"
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """The one boundary where errors meet the user: ERROR and TIP, exit 1; anything else is a bug."""
+    try:
+        yield
+    except VisaBuildError as exc:
+        raise Exit(f"ERROR {exc}" + (f"\nTIP   {exc.tip}" if exc.tip else ""), code=1) from None
+    except KeyboardInterrupt:
+        raise Exit("ERROR interrupted; containers and temporary files were cleaned up", code=130) from None
+
+
+def _settings(c: Context, image: str | None = None, installer: str | None = None) -> Settings:
+    visa = c.config.visa
+    logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
+    return make_settings(
+        image=image if image is not None else visa.image,
+        build_dir=visa.build_dir,
+        installer=installer if installer is not None else visa.installer,
+        base_image=visa.base_image,
+        mirror=visa.mirror,
+        wheelhouse_port=visa.wheelhouse_port,
+    )
+
+
+def _ready(c: Context, settings: Settings) -> None:
+    host.ensure_ready(settings.build_dir, auto_fix=c.config.visa.auto_fix)
+
+
+def _timed(label: str, job: Callable[[], str]) -> None:
+    start = time.monotonic()
+    outcome = job()
+    progress.note(f"{label}: {outcome} in {time.monotonic() - start:.0f} s")
+
+
+@task(help={"fix": "install missing Debian packages and start the Docker engine"})
+def doctor(c: Context, fix: bool = False) -> None:
+    """Check this host for what visa-build needs (tools, Docker engine, disk); --fix repairs it."""
+    with _user_errors():
+        settings = _settings(c)
+        findings = host.examine(settings.build_dir)
+        if fix:
+            host.fix(findings)
+            findings = host.examine(settings.build_dir)
+        for finding in findings:
+            mark = "ok " if finding.ok else "BAD"
+            progress.result(f"{mark} {finding.check}: {finding.detail}" + ("" if finding.ok else f"  -> {finding.fix}"))
+        if not all(f.ok for f in findings):
+            raise Exit("ERROR this host is not ready\nTIP   run ./visa-build doctor --fix", code=1)
+
+
+def _spec(settings: Settings) -> ImageSpec:
+    return load_image_spec(REPO / settings.image_dir if not settings.image_dir.is_absolute() else settings.image_dir)
+
+
+@task(help={"image": IMAGE_HELP})
+def lock_files(c: Context, image: str | None = None) -> None:
+    """Re-resolve the image's lock files (hash-pinned, for the image's Python) from its top-level pins."""
+    with _user_errors():
+        spec = _spec(_settings(c, image))
+        for path in lock.lock_image(spec):
+            progress.result(str(path))
+
+
+@task(help={"image": IMAGE_HELP, "installer": "uv or pip (default: visa.installer, uv)"})
+def build_container(c: Context, image: str | None = None, installer: str | None = None) -> None:
+    """Build the container double of the image (Docker): the same provisioning as the qcow2."""
+    with _user_errors():
+        settings = _settings(c, image, installer)
+        spec = _spec(settings)
+        pipeline.check_buildable(spec)
+        _ready(c, settings)
+        _timed("build-container", lambda: pipeline.build_container(spec, settings))
+        progress.result(pipeline.container_tag(spec))
+
+
+@task(
+    help={
+        "image": IMAGE_HELP,
+        "installer": "uv or pip (default: visa.installer, uv)",
+        "pytest-args": "extra pytest arguments, e.g. '-k kernel -x'",
+    }
+)
+def test_container(c: Context, image: str | None = None, installer: str | None = None, pytest_args: str = "") -> None:
+    """Build the container double, boot it with VISA metadata and run the infra suite against it."""
+    with _user_errors():
+        settings = _settings(c, image, installer)
+        spec = _spec(settings)
+        pipeline.check_buildable(spec)
+        _ready(c, settings)
+        start = time.monotonic()
+        report = pipeline.test_container(spec, settings, pytest_args=pytest_args.split())
+        progress.result(
+            f"PASSED test-container {report.tag}: id {report.instance_id}, owner {report.owner}, "
+            f"server answered {report.seconds_to_status:.0f} s after boot, total {time.monotonic() - start:.0f} s"
+        )
+
+
+@task
+def test_unit(c: Context) -> None:
+    """Run the unit tests (seconds; no Docker, Packer or QEMU)."""
+    with _user_errors():
+        code = run([sys.executable, "-m", "pytest", "tests/unit"], timeout=600, cwd=str(REPO),
+                   on_line=progress.passthrough, check=False).returncode  # fmt: skip
+        if code != 0:
+            raise Exit(f"ERROR unit tests failed (pytest exit code {code})", code=1)
+
+
+@task(pre=[test_unit])
+def test(c: Context) -> None:
+    """Run every test: unit tests, then the container double end to end."""
+    test_container(c)
+
+
+@task
+def clean(c: Context) -> None:
+    """Remove everything under build/ (caches, logs, contexts) and containers left by interrupted runs."""
+    with _user_errors():
+        settings = _settings(c)
+        with progress.step(f"Removing {settings.build_dir}"):
+            shutil.rmtree(settings.build_dir, ignore_errors=True)
+        with progress.step("Removing leftover containers"):
+            remove_leftovers()
+
+
+ns = Collection(doctor, lock_files, build_container, test_container, test_unit, test, clean)
+ns.configure(
+    {
+        "visa": {
+            "image": "images/visa-jupyter",
+            "build_dir": str(REPO / "build"),
+            "installer": "uv",
+            "base_image": "",
+            "mirror": "http://deb.debian.org/debian",
+            "wheelhouse_port": 8765,
+            "auto_fix": True,
+            "debug": False,
+        }
+    }
+)

@@ -1,0 +1,157 @@
+"""The container double: build its image and run it with systemd as PID 1 and a NoCloud seed (docker SDK)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import logging
+import re
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from . import progress
+from .errors import ImageTestError, VisaBuildError
+from .seed import Seed
+
+LOGGER = logging.getLogger(__name__)
+
+#: Label on every container visa-build starts, so leftovers of a killed run can be found and removed.
+LABEL = "org.visa-build.role"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def docker_client() -> Any:
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise VisaBuildError(
+            f"the Docker engine does not answer: {exc}",
+            tip="start it with: ./visa-build doctor --fix (or: dockerd &)",
+        ) from None
+    return client
+
+
+def image_exists(client: Any, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def build_image(context: Path, tag: str, buildargs: dict[str, str], *, log_path: Path) -> str:
+    """docker build of context/docker/Dockerfile on the host network (to reach the wheelhouse); returns the id."""
+    client = docker_client()
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        stream = client.api.build(
+            path=str(context), dockerfile="docker/Dockerfile", tag=tag, buildargs=buildargs,
+            network_mode="host", rm=True, forcerm=True, decode=True, pull=False,
+        )  # fmt: skip
+        for chunk in stream:
+            text = chunk.get("stream") or chunk.get("status") or ""
+            for line in _ANSI.sub("", text).splitlines():
+                if line.strip():
+                    log.write(line + "\n")
+                    tail.append(line)
+                    progress.line(line)
+            if "error" in chunk:
+                shown = "\n".join(f"    {line}" for line in tail)
+                raise VisaBuildError(
+                    f"docker build of {tag} failed: {chunk['error'].strip()}\n  last output:\n{shown}",
+                    tip=f"the full build log is {log_path}",
+                )
+    image = client.images.get(tag)
+    return str(image.id)
+
+
+@dataclass(frozen=True)
+class RunningDouble:
+    name: str
+    address: str  # IP on the Docker bridge
+    container: Any
+
+
+def _seed_archive(seed: Seed) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, text in (("meta-data", seed.meta_data), ("user-data", seed.user_data)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o600
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def remove_leftovers() -> int:
+    """Remove containers a killed run left behind; returns how many."""
+    client = docker_client()
+    leftovers = client.containers.list(all=True, filters={"label": LABEL})
+    for container in leftovers:
+        container.remove(force=True)
+    return len(leftovers)
+
+
+def journal(container: Any) -> str:
+    result = container.exec_run(["journalctl", "--no-pager", "-b", "-o", "short-precise"])
+    return str(result.output.decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def running_double(image: str, seed: Seed, *, log_dir: Path, purpose: str) -> Iterator[RunningDouble]:
+    """Boot the double with `seed`; always removed afterwards. On an error its journal is kept in log_dir."""
+    client = docker_client()
+    name = f"visa-double-{purpose}-{uuid.uuid4().hex[:8]}"
+    container = client.containers.create(
+        image, name=name, hostname=name, detach=True, labels={LABEL: "double"},
+        tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
+    )  # fmt: skip
+    try:
+        container.put_archive("/var/lib/cloud/seed/nocloud", _seed_archive(seed))
+        container.start()
+        container.reload()
+        address = container.attrs["NetworkSettings"]["IPAddress"]
+        yield RunningDouble(name=name, address=address, container=container)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            log_dir.mkdir(parents=True, exist_ok=True)
+            path = log_dir / f"{name}-journal.txt"
+            path.write_text(journal(container))
+            progress.note(f"journal of {name} kept: {path}")
+        raise
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+def wait_for_status(url: str, *, timeout: float) -> float:
+    """Poll `url` until it answers 200; returns the seconds waited, ImageTestError after `timeout`."""
+    start = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - start < timeout:
+        try:
+            response = requests.get(url, timeout=5)
+            if response.status_code == 200:
+                return time.monotonic() - start
+            last = f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(1)
+    raise ImageTestError(
+        f"{url} did not answer 200 within {timeout:.0f} s (last: {last})",
+        tip="see the kept journal: journalctl -u visa-jupyter shows why the server did not start",
+    )

@@ -1,0 +1,33 @@
+"""The build context shared by the Dockerfile and (later) Packer: provision/ and the rendered spec files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from . import render
+from .config import ImageSpec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def prepare(spec: ImageSpec, destination: Path) -> Path:
+    """Lay out `destination` as provision/, spec/ and docker/; returns it."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(REPO / "provision", destination / "provision")
+    shutil.copytree(REPO / "docker", destination / "docker")
+    spec_dir = destination / "spec"
+    _write(spec_dir / "jupyterlab.txt", render.pins_file(spec.jupyterlab.pins))
+    _write(spec_dir / "data-analysis.txt", render.pins_file(spec.data_analysis.pins))
+    _write(spec_dir / "jupyter_server_config.py", render.jupyter_server_config(spec))
+    _write(spec_dir / "visa-jupyter.env", render.service_env(spec))
+    return destination
