@@ -17,3 +17,6 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 apt-get clean
 rm -rf /var/lib/apt/lists/*
+# cloud-init's locale module sets en_US.UTF-8; Debian's locale-gen builds only what locale.gen lists.
+sed -i 's/^# *\(en_US.UTF-8 UTF-8\)/\1/' /etc/locale.gen
+locale-gen >/dev/null

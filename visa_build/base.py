@@ -16,7 +16,15 @@ BASE_PACKAGES = ("systemd-sysv", "dbus", "cloud-init", "locales", "ca-certificat
 
 
 def mmdebstrap_argv(suite: str, mirror: str, output: Path) -> list[str]:
-    return ["mmdebstrap", "--variant=minbase", "--format=tar", f"--include={','.join(BASE_PACKAGES)}", suite, str(output), mirror]
+    return [
+        "mmdebstrap",
+        "--variant=minbase",
+        "--format=tar",
+        f"--include={','.join(BASE_PACKAGES)}",
+        suite,
+        str(output),
+        mirror,
+    ]
 
 
 def base_tag(suite: str, mirror: str) -> str:
@@ -36,10 +44,16 @@ def ensure_base_image(suite: str, mirror: str, cache_dir: Path, *, runner: Runne
     partial = cache_dir / f"{tag.split(':')[1]}.partial.tar"  # only kept until it is imported
     with progress.step(f"Building base image {tag} from {mirror} (mmdebstrap)"):
         try:
-            runner(mmdebstrap_argv(suite, mirror, partial), timeout=1200, on_line=progress.line,
-                   tip="check that the Debian mirror answers (visa.mirror)")
+            runner(
+                mmdebstrap_argv(suite, mirror, partial),
+                timeout=1200,
+                on_line=progress.line,
+                tip="check that the Debian mirror answers (visa.mirror)",
+            )
             with partial.open("rb") as handle:
-                client.api.import_image_from_data(handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1])
+                client.api.import_image_from_data(
+                    handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1]
+                )
         finally:
             if partial.exists():
                 os.unlink(partial)

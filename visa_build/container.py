@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import docker.errors
 import requests
+from docker.client import from_env
 
 from . import progress
 from .errors import ImageTestError, VisaBuildError
@@ -32,7 +32,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def docker_client() -> Any:
     try:
-        client = docker.from_env(timeout=300)
+        client = from_env(timeout=300)
         client.ping()
     except docker.errors.DockerException as exc:
         raise VisaBuildError(
@@ -105,9 +105,14 @@ def remove_leftovers() -> int:
     return len(leftovers)
 
 
-def journal(container: Any) -> str:
+def keep_journal(container: Any, name: str, log_dir: Path) -> Path:
+    """Save the container's journal of this boot under log_dir; returns the file."""
     result = container.exec_run(["journalctl", "--no-pager", "-b", "-o", "short-precise"])
-    return str(result.output.decode(errors="replace"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{name}-journal.txt"
+    path.write_bytes(result.output)
+    progress.note(f"journal of {name} kept: {path}")
+    return path
 
 
 @contextlib.contextmanager
@@ -127,11 +132,8 @@ def running_double(image: str, seed: Seed, *, log_dir: Path, purpose: str) -> It
         address = container.attrs["NetworkSettings"]["IPAddress"]
         yield RunningDouble(name=name, address=address, container=container)
     except BaseException:
-        with contextlib.suppress(Exception):
-            log_dir.mkdir(parents=True, exist_ok=True)
-            path = log_dir / f"{name}-journal.txt"
-            path.write_text(journal(container))
-            progress.note(f"journal of {name} kept: {path}")
+        with contextlib.suppress(Exception):  # the original error matters more than a lost journal
+            keep_journal(container, name, log_dir)
         raise
     finally:
         with contextlib.suppress(docker.errors.NotFound):

@@ -35,7 +35,8 @@ class CommandError(VisaBuildError):
         self.tail = tail
         shown = "\n".join(f"    {line}" for line in tail)
         super().__init__(
-            f"command failed with exit code {returncode}: {' '.join(argv)}" + (f"\n  last output:\n{shown}" if tail else ""),
+            f"command failed with exit code {returncode}: {' '.join(argv)}"
+            + (f"\n  last output:\n{shown}" if tail else ""),
             tip=tip,
         )
 

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import docker.errors
+from docker.client import from_env
 
 from . import progress
 from .errors import VisaBuildError
@@ -35,7 +35,7 @@ class Finding:
 
 def _docker_answers() -> bool:
     try:
-        docker.from_env(timeout=5).ping()
+        from_env(timeout=5).ping()
     except docker.errors.DockerException:
         return False
     return True
@@ -43,7 +43,12 @@ def _docker_answers() -> bool:
 
 def examine(build_dir: Path) -> list[Finding]:
     findings = [
-        Finding(f"tool {tool}", shutil.which(tool) is not None, shutil.which(tool) or "missing", f"apt-get install {pkg}")
+        Finding(
+            f"tool {tool}",
+            shutil.which(tool) is not None,
+            shutil.which(tool) or "missing",
+            f"apt-get install {pkg}",
+        )
         for tool, pkg in TOOLS.items()
     ]
     findings.append(Finding("docker engine", _docker_answers(), "answers" if _docker_answers() else "no answer",
@@ -57,12 +62,16 @@ def examine(build_dir: Path) -> list[Finding]:
 
 def fix(findings: list[Finding], *, runner: Runner = run) -> None:
     """Install missing packages (apt) and start the Docker engine when it does not answer."""
-    packages = sorted({TOOLS[f.check.split()[1]] for f in findings if f.check.startswith("tool") and not f.ok})
+    packages = sorted(
+        {TOOLS[f.check.split()[1]] for f in findings if f.check.startswith("tool") and not f.ok}
+    )
     if packages:
         with progress.step(f"Installing {' '.join(packages)}"):
             env = {"DEBIAN_FRONTEND": "noninteractive"}
             runner(["apt-get", "update", "-qq"], timeout=600, env=env, on_line=progress.line)
-            runner(["apt-get", "install", "-y", "-qq", *packages], timeout=1800, env=env, on_line=progress.line)
+            runner(
+                ["apt-get", "install", "-y", "-qq", *packages], timeout=1800, env=env, on_line=progress.line
+            )
     if not _docker_answers():
         with progress.step("Starting the Docker engine (dockerd)"):
             daemon(["dockerd"], log_path=DOCKERD_LOG)

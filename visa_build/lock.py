@@ -5,9 +5,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from . import progress
 from uv import find_uv_bin
 
+from . import progress
 from .config import ImageSpec
 from .errors import ConfigError
 from .process import Runner, run
@@ -41,7 +41,12 @@ def lock_image(spec: ImageSpec, *, runner: Runner = run) -> list[Path]:
         analysis_in.write_text("".join(f"{pin}\n" for pin in analysis.top_level))
         jobs = [(spec.jupyterlab.requirements, spec.jupyterlab.lock), (analysis_in, analysis.lock)]
         for requirements, output in jobs:
-            with progress.step(f"Locking {output.relative_to(spec.directory.parent.parent)} for Python {spec.python}"):
-                runner(compile_argv(requirements, output, python=spec.python, glibc=glibc), timeout=600,
-                       on_line=progress.line)
+            with progress.step(
+                f"Locking {output.relative_to(spec.directory.parent.parent)} for Python {spec.python}"
+            ):
+                runner(
+                    compile_argv(requirements, output, python=spec.python, glibc=glibc),
+                    timeout=600,
+                    on_line=progress.line,
+                )
     return [spec.jupyterlab.lock, analysis.lock]

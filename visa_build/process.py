@@ -121,13 +121,20 @@ def run(
 
 
 @contextlib.contextmanager
-def background(argv: list[str], *, log_path: str, cwd: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def background(
+    argv: list[str], *, log_path: str, cwd: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` in the background for the duration of the block, output to `log_path`; always stopped."""
     argv = [which(argv[0]), *argv[1:]]
     LOGGER.info("starting in background: %s (log %s)", " ".join(argv), log_path)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
         )
     try:
         yield proc
@@ -140,7 +147,9 @@ def daemon(argv: list[str], *, log_path: str) -> int:
     argv = [which(argv[0]), *argv[1:]]
     LOGGER.info("starting daemon: %s (log %s)", " ".join(argv), log_path)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     return proc.pid
 
 

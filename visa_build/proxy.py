@@ -58,7 +58,9 @@ def reverse_proxy(upstream: str, *, workdir: Path) -> Iterator[str]:
     port = _free_port()
     config = workdir / "nginx.conf"
     config.write_text(nginx_config(listen_port=port, upstream=upstream, prefix=workdir))
-    with background(["nginx", "-c", str(config), "-p", str(workdir)], log_path=str(workdir / "nginx.out")) as proc:
+    with background(
+        ["nginx", "-c", str(config), "-p", str(workdir)], log_path=str(workdir / "nginx.out")
+    ) as proc:
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):

@@ -42,7 +42,10 @@ def nocloud_seed(meta: dict[str, str], *, create_user: str | None, create_after_
     user_data: dict[str, object] = {}
     if create_user is not None:
         # argv form: cloud-init runs it without a shell, so the user name is never interpreted.
-        user_data["runcmd"] = [["sleep", str(create_after_s)], ["useradd", "-m", "-s", "/bin/bash", create_user]]
+        user_data["runcmd"] = [
+            ["sleep", str(create_after_s)],
+            ["useradd", "-m", "-s", "/bin/bash", create_user],
+        ]
     return Seed(
         meta_data=yaml.safe_dump(meta_data, sort_keys=False),
         user_data="#cloud-config\n" + (yaml.safe_dump(user_data, sort_keys=False) if user_data else ""),

@@ -112,8 +112,11 @@ def _download(spec: ImageSpec, dest: Path, runner: Runner) -> None:
         wheels = {name: block for name, block in entries.items() if name not in sdist_only}
         requirements.write_text("".join(wheels.values()))
         try:
-            runner(download_argv(requirements, dest, python=spec.python, glibc=glibc), timeout=1800,
-                   on_line=progress.line)
+            runner(
+                download_argv(requirements, dest, python=spec.python, glibc=glibc),
+                timeout=1800,
+                on_line=progress.line,
+            )
             break
         except CommandError as exc:
             missing = [normalise(m) for line in exc.tail for m in _MISSING.findall(line)]
@@ -149,7 +152,9 @@ def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run
         with progress.step(f"Verifying wheelhouse {final.name}"):
             bad = damaged_files(final)
         if not bad:
-            progress.note(f"wheelhouse {final.name}: cached, intact ({len(list(final.glob('*.whl')))} wheels)")
+            progress.note(
+                f"wheelhouse {final.name}: cached, intact ({len(list(final.glob('*.whl')))} wheels)"
+            )
             return final
         progress.note(f"wheelhouse {final.name} is damaged ({', '.join(bad[:3])}...): rebuilding it")
         shutil.rmtree(final)
@@ -166,7 +171,7 @@ def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

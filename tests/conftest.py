@@ -1,0 +1,42 @@
+"""Options shared by the infra and boot suites (the tasks pass them; see README, Testing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visa_build.config import ImageSpec, load_image_spec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("visa-build")
+    group.addoption(
+        "--jupyter-url", help="base URL that reaches the target's Jupyter server, e.g. through a proxy"
+    )
+    group.addoption(
+        "--image-spec", default=str(REPO / "images/visa-jupyter"), help="image spec the target was built from"
+    )
+    group.addoption("--visa-image", help="container image of the double (tests/boot boot their own doubles)")
+    group.addoption(
+        "--visa-log-dir", default=str(REPO / "build/logs"), help="where failed targets' logs are kept"
+    )
+
+
+def image_spec(config: pytest.Config) -> ImageSpec:
+    return load_image_spec(Path(config.getoption("--image-spec")))
+
+
+@pytest.fixture(scope="session")
+def spec(pytestconfig: pytest.Config) -> ImageSpec:
+    return image_spec(pytestconfig)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Expose each phase's report on the test item, so fixtures can keep logs of failed tests."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

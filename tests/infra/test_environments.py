@@ -1,0 +1,63 @@
+"""C1, C2: the JupyterLab venv and the data-analysis environment hold exactly the locked pins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import DATA_ANALYSIS, VENV
+from visa_build.config import ImageSpec, Pin
+
+
+def test_jupyterlab_venv_is_a_real_venv_with_pip(host: Any, spec: ImageSpec) -> None:
+    config = host.file(f"{VENV}/pyvenv.cfg")
+    assert config.exists, f"{VENV}/pyvenv.cfg is missing: {VENV} is not a venv"
+    assert "home = /usr/bin" in config.content_string, "the venv is not made from the image's python3"
+    pip = {p.name: p.version for p in spec.jupyterlab.pins}["pip"]
+    version = host.check_output(f"{VENV}/bin/pip --version")
+    assert version.startswith(f"pip {pip} "), (
+        f"pip in the venv is '{version}', expected the upgraded pin {pip}"
+    )
+
+
+def test_jupyterlab_pin_installed(jupyterlab_pin: Pin, jupyterlab_packages: dict[str, str]) -> None:
+    found = jupyterlab_packages.get(jupyterlab_pin.name)
+    assert found == jupyterlab_pin.version, (
+        f"{VENV}: {jupyterlab_pin} is locked, {found or 'nothing'} installed"
+    )
+
+
+def test_data_analysis_pin_installed(data_analysis_pin: Pin, data_analysis_packages: dict[str, str]) -> None:
+    found = data_analysis_packages.get(data_analysis_pin.name)
+    assert found == data_analysis_pin.version, (
+        f"{DATA_ANALYSIS}: {data_analysis_pin} is locked, {found or 'nothing'} installed"
+    )
+
+
+@pytest.mark.parametrize(("prefix", "lock"), [(VENV, "jupyterlab"), (DATA_ANALYSIS, "data_analysis")])
+def test_nothing_unpinned(prefix: str, lock: str, spec: ImageSpec, request: pytest.FixtureRequest) -> None:
+    packages = request.getfixturevalue(f"{lock}_packages")
+    locked = {pin.name for pin in getattr(spec, lock).pins}
+    extra = sorted(set(packages) - locked)
+    assert not extra, f"{prefix} has packages that no lock pins: {extra}"
+
+
+@pytest.mark.parametrize("prefix", [VENV, DATA_ANALYSIS])
+def test_pip_check_is_clean(host: Any, prefix: str) -> None:
+    result = host.run(f"{prefix}/bin/python -m pip check")
+    assert result.rc == 0, f"pip check in {prefix} failed:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["Cython", "rdkit.Chem", "refnx", "Bio", "h5py", "iminuit", "ipykernel", "ipympl", "IPython", "PyQt5.QtCore",
+     "lmfit", "matplotlib.pyplot", "numba", "numexpr", "numpy", "pandas", "peakutils", "PIL.Image", "yaml", "qtpy",
+     "requests", "sklearn", "scipy.optimize", "seaborn", "statsmodels.api", "sympy", "ufit", "jscatter",
+     "uncertainties", "attrs", "periodictable"],
+)  # fmt: skip
+def test_data_analysis_package_imports(host: Any, module: str) -> None:
+    result = host.run(
+        f"MPLBACKEND=Agg QT_QPA_PLATFORM=offscreen {DATA_ANALYSIS}/bin/python -c 'import {module}'"
+    )
+    assert result.rc == 0, f"import {module} fails in the data-analysis environment:\n{result.stderr[-2000:]}"

@@ -1,0 +1,107 @@
+"""Image specs load into frozen dataclasses; a bad spec is a ConfigError naming the key and the fix."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from visa_build.config import load_image_spec, normalise
+from visa_build.errors import ConfigError
+
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+
+
+def test_visa_jupyter_spec_is_buildable() -> None:
+    spec = load_image_spec(IMAGES / "visa-jupyter")
+    assert spec.build_blockers() == []
+    assert {p.name for p in spec.jupyterlab.top_level} >= {
+        "jupyterlab",
+        "ipywidgets",
+        "jupyterlab-widgets",
+        "ipympl",
+    }
+    assert spec.data_analysis.display_name == "Data Analysis"
+    locked = {p.name for p in spec.data_analysis.pins}
+    assert {"ipykernel", "rdkit", "pyqt5", "peakutils", "ufit", "jscatter"} <= locked
+
+
+def test_seed_2020_parses_but_says_what_it_needs() -> None:
+    spec = load_image_spec(IMAGES / "seed-2020")
+    assert [str(p) for p in spec.jupyterlab.top_level] == ["jupyterlab==2.2.9", "ipywidgets==7.5.1"]
+    blockers = "\n".join(spec.build_blockers())
+    assert "3.6.9" in blockers and "conda" in blockers and "conda-forge" in blockers
+    assert "jupyter-matplotlib@0.7.4" in blockers and "Node build" in blockers
+
+
+def test_normalise_names() -> None:
+    assert normalise("PeakUtils") == normalise("peakutils") == "peakutils"
+    assert normalise("jupyterlab_widgets") == normalise("JupyterLab.Widgets") == "jupyterlab-widgets"
+
+
+@pytest.fixture
+def spec_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "visa-jupyter"
+    shutil.copytree(IMAGES / "visa-jupyter", target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'debian = "bookworm"',
+            'debian = "buster"',
+            "[image] debian = 'buster' is not valid; allowed: bookworm, trixie",
+        ),
+        ('python = "3.11.2"', 'python = "3.11"', "[image] python = '3.11' is not valid"),
+        ('name = "visa-jupyter"', 'name = "Visa Jupyter"', "[image] name = 'Visa Jupyter' is not valid"),
+        ("port = 8888", "port = 70000", "[service] port = 70000 is not valid"),
+        ("port = 8888", 'port = "8888"', "[service] port = '8888' is not valid; expected a int"),
+        ('mode = "prod"', 'mode = "debug"', "[service] mode = 'debug' is not valid; allowed: prod, dev"),
+        ('lock = "jupyterlab.lock"\n', "", "[jupyterlab] lock is missing"),
+        ("[service]", "[services]", "[services] = '...' is not valid"),
+    ],
+)
+def test_bad_image_toml_names_the_key(spec_copy: Path, old: str, new: str, expected: str) -> None:
+    toml = spec_copy / "image.toml"
+    toml.write_text(toml.read_text().replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_image_spec(spec_copy)
+    assert expected in str(error.value)
+    assert error.value.tip
+
+
+def test_unpinned_requirement_is_refused(spec_copy: Path) -> None:
+    (spec_copy / "jupyterlab.in").write_text("jupyterlab>=4\n")
+    with pytest.raises(ConfigError, match=r"jupyterlab.in:1: 'jupyterlab>=4' is not pinned"):
+        load_image_spec(spec_copy)
+
+
+def test_lock_out_of_date_is_refused(spec_copy: Path) -> None:
+    requirements = spec_copy / "jupyterlab.in"
+    requirements.write_text(requirements.read_text().replace("ipywidgets==8.1.9", "ipywidgets==8.1.5"))
+    with pytest.raises(
+        ConfigError, match=r"out of date: ipywidgets==8.1.5 is asked for but the lock has ipywidgets=="
+    ):
+        load_image_spec(spec_copy)
+
+
+def test_missing_environment_file(spec_copy: Path) -> None:
+    (spec_copy / "environment.yml").unlink()
+    with pytest.raises(ConfigError, match="environment.yml does not exist"):
+        load_image_spec(spec_copy)
+
+
+def test_conda_package_blocks_the_build(spec_copy: Path) -> None:
+    env = spec_copy / "environment.yml"
+    env.write_text(env.read_text().replace("  - pip\n", "  - pip\n  - hdf5\n", 1))
+    blockers = load_image_spec(spec_copy).build_blockers()
+    assert any("needs conda" in b and "hdf5" in b for b in blockers), blockers
+
+
+def test_missing_lock_blocks_the_build(spec_copy: Path) -> None:
+    (spec_copy / "data-analysis.lock").unlink()
+    blockers = load_image_spec(spec_copy).build_blockers()
+    assert any("data-analysis lock file" in b and "./visa-build lock-files" in b for b in blockers), blockers

@@ -1,0 +1,49 @@
+"""Wheelhouse helpers: platform tags, lock splitting, pip argv, and cache verification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visa_build.wheelhouse import damaged_files, download_argv, lock_entries, platform_tags, write_manifest
+
+LOCK = """\
+anyio==4.16.0 \\
+    --hash=sha256:aaa \\
+    --hash=sha256:bbb
+    # via httpx
+PeakUtils==1.3.5 \\
+    --hash=sha256:ccc
+"""
+
+
+def test_platform_tags_cover_older_manylinux() -> None:
+    tags = platform_tags("2.36")
+    assert tags[0] == "manylinux_2_36_x86_64"
+    assert {"manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"} <= set(tags)
+    assert "manylinux_2_37_x86_64" not in tags
+
+
+def test_lock_entries_keep_hash_lines_and_drop_comments() -> None:
+    entries = lock_entries(LOCK)
+    assert set(entries) == {"anyio", "peakutils"}
+    assert entries["anyio"].count("--hash=") == 2 and "# via" not in entries["anyio"]
+
+
+def test_download_argv_is_binary_only_for_the_image_python(tmp_path: Path) -> None:
+    argv = download_argv(tmp_path / "r.txt", tmp_path / "w", python="3.11.2", glibc="2.36")
+    for flag in ("--only-binary=:all:", "--require-hashes", "--no-deps"):
+        assert flag in argv
+    assert argv[argv.index("--python-version") + 1] == "3.11.2"
+    assert argv.count("--platform") == len(platform_tags("2.36"))
+
+
+def test_manifest_detects_damage(tmp_path: Path) -> None:
+    (tmp_path / "a-1-py3-none-any.whl").write_bytes(b"one")
+    (tmp_path / "b-1-py3-none-any.whl").write_bytes(b"two")
+    write_manifest(tmp_path)
+    assert damaged_files(tmp_path) == []
+    (tmp_path / "b-1-py3-none-any.whl").write_bytes(b"tampered")
+    (tmp_path / "a-1-py3-none-any.whl").unlink()
+    assert sorted(damaged_files(tmp_path)) == ["a-1-py3-none-any.whl", "b-1-py3-none-any.whl"]
+    (tmp_path / "SHA256SUMS").unlink()
+    assert damaged_files(tmp_path) == ["SHA256SUMS"]
