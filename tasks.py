@@ -42,9 +42,7 @@ def _user_errors() -> Iterator[None]:
 
 def _settings(c: Context, image: str | None = None, installer: str | None = None) -> Settings:
     visa = c.config.visa
-    logging.basicConfig(
-        level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
     return make_settings(
         image=image if image is not None else visa.image,
         build_dir=visa.build_dir,
@@ -76,17 +74,13 @@ def doctor(c: Context, fix: bool = False) -> None:
             findings = host.examine(settings.build_dir)
         for finding in findings:
             mark = "ok " if finding.ok else "BAD"
-            progress.result(
-                f"{mark} {finding.check}: {finding.detail}" + ("" if finding.ok else f"  -> {finding.fix}")
-            )
+            progress.result(f"{mark} {finding.check}: {finding.detail}" + ("" if finding.ok else f"  -> {finding.fix}"))
         if not all(f.ok for f in findings):
             raise Exit("ERROR this host is not ready\nTIP   run ./visa-build doctor --fix", code=1)
 
 
 def _spec(settings: Settings) -> ImageSpec:
-    return load_image_spec(
-        REPO / settings.image_dir if not settings.image_dir.is_absolute() else settings.image_dir
-    )
+    return load_image_spec(REPO / settings.image_dir if not settings.image_dir.is_absolute() else settings.image_dir)
 
 
 @task(help={"image": IMAGE_HELP})
@@ -117,9 +111,7 @@ def build_container(c: Context, image: str | None = None, installer: str | None 
         "pytest-args": "extra pytest arguments, e.g. '-k kernel -x'",
     }
 )
-def test_container(
-    c: Context, image: str | None = None, installer: str | None = None, pytest_args: str = ""
-) -> None:
+def test_container(c: Context, image: str | None = None, installer: str | None = None, pytest_args: str = "") -> None:
     """Build the container double, boot it with VISA metadata and run the infra suite against it."""
     with _user_errors():
         settings = _settings(c, image, installer)

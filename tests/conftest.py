@@ -13,16 +13,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("visa-build")
-    group.addoption(
-        "--jupyter-url", help="base URL that reaches the target's Jupyter server, e.g. through a proxy"
-    )
+    group.addoption("--jupyter-url", help="base URL that reaches the target's Jupyter server, e.g. through a proxy")
     group.addoption(
         "--image-spec", default=str(REPO / "images/visa-jupyter"), help="image spec the target was built from"
     )
     group.addoption("--visa-image", help="container image of the double (tests/boot boot their own doubles)")
-    group.addoption(
-        "--visa-log-dir", default=str(REPO / "build/logs"), help="where failed targets' logs are kept"
-    )
+    group.addoption("--visa-log-dir", default=str(REPO / "build/logs"), help="where failed targets' logs are kept")
 
 
 def image_spec(config: pytest.Config) -> ImageSpec:

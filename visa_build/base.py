@@ -51,9 +51,7 @@ def ensure_base_image(suite: str, mirror: str, cache_dir: Path, *, runner: Runne
                 tip="check that the Debian mirror answers (visa.mirror)",
             )
             with partial.open("rb") as handle:
-                client.api.import_image_from_data(
-                    handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1]
-                )
+                client.api.import_image_from_data(handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1])
         finally:
             if partial.exists():
                 os.unlink(partial)

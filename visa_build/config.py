@@ -108,9 +108,7 @@ class ImageSpec:
             )
         for venv, label in ((self.jupyterlab.lock, "JupyterLab"), (self.data_analysis.lock, "data-analysis")):
             if not venv.is_file():
-                reasons.append(
-                    f"the {label} lock file {venv} does not exist (create it with ./visa-build lock-files)"
-                )
+                reasons.append(f"the {label} lock file {venv} does not exist (create it with ./visa-build lock-files)")
         return reasons
 
 
@@ -121,9 +119,7 @@ def _err(where: str, key: str, value: object, allowed: str) -> ConfigError:
 def _get(table: dict[str, Any], key: str, kind: type, where: str, section: str, default: Any = None) -> Any:
     if key not in table:
         if default is None:
-            raise ConfigError(
-                f"{where}: [{section}] {key} is missing", tip=f"add '{key} = ...' under [{section}]"
-            )
+            raise ConfigError(f"{where}: [{section}] {key} is missing", tip=f"add '{key} = ...' under [{section}]")
         return default
     value = table[key]
     if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
@@ -186,9 +182,7 @@ def _load_environment(path: Path, lock: Path, display_name: str) -> DataAnalysis
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where} is not valid YAML: {exc}", tip=f"fix the YAML in {where}") from None
     if not isinstance(document, dict) or not isinstance(document.get("dependencies"), list):
-        raise ConfigError(
-            f"{where}: 'dependencies' must be a list", tip="see images/visa-jupyter/environment.yml"
-        )
+        raise ConfigError(f"{where}: 'dependencies' must be a list", tip="see images/visa-jupyter/environment.yml")
     channels = document.get("channels") or []
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         raise _err(where, "channels", channels, "expected a list of channel names")
@@ -250,9 +244,7 @@ def load_image_spec(directory: Path) -> ImageSpec:
     lab = cast(dict[str, Any], raw.get("jupyterlab", {}))
     requirements = directory / _get(lab, "requirements", str, where, "jupyterlab")
     if not requirements.is_file():
-        raise _err(
-            where, "[jupyterlab] requirements", requirements.name, "name an existing file in the spec folder"
-        )
+        raise _err(where, "[jupyterlab] requirements", requirements.name, "name an existing file in the spec folder")
     top_level = parse_pins(requirements.read_text(), str(requirements), require_pinned=True)
     labextensions = _get(lab, "labextensions", list, where, "jupyterlab", default=[])
     lab_lock = directory / _get(lab, "lock", str, where, "jupyterlab")
@@ -272,9 +264,7 @@ def load_image_spec(directory: Path) -> ImageSpec:
     wait = _get(service, "owner_wait_seconds", int, where, "service", default=300)
     if not 0 <= wait <= 3600:
         raise _err(where, "[service] owner_wait_seconds", wait, "use 0-3600 seconds")
-    mode = _literal(
-        _get(service, "mode", str, where, "service", default="prod"), ServiceMode, where, "[service] mode"
-    )
+    mode = _literal(_get(service, "mode", str, where, "service", default="prod"), ServiceMode, where, "[service] mode")
 
     return ImageSpec(
         name=name,

@@ -62,16 +62,12 @@ def examine(build_dir: Path) -> list[Finding]:
 
 def fix(findings: list[Finding], *, runner: Runner = run) -> None:
     """Install missing packages (apt) and start the Docker engine when it does not answer."""
-    packages = sorted(
-        {TOOLS[f.check.split()[1]] for f in findings if f.check.startswith("tool") and not f.ok}
-    )
+    packages = sorted({TOOLS[f.check.split()[1]] for f in findings if f.check.startswith("tool") and not f.ok})
     if packages:
         with progress.step(f"Installing {' '.join(packages)}"):
             env = {"DEBIAN_FRONTEND": "noninteractive"}
             runner(["apt-get", "update", "-qq"], timeout=600, env=env, on_line=progress.line)
-            runner(
-                ["apt-get", "install", "-y", "-qq", *packages], timeout=1800, env=env, on_line=progress.line
-            )
+            runner(["apt-get", "install", "-y", "-qq", *packages], timeout=1800, env=env, on_line=progress.line)
     if not _docker_answers():
         with progress.step("Starting the Docker engine (dockerd)"):
             daemon(["dockerd"], log_path=DOCKERD_LOG)

@@ -41,9 +41,7 @@ def lock_image(spec: ImageSpec, *, runner: Runner = run) -> list[Path]:
         analysis_in.write_text("".join(f"{pin}\n" for pin in analysis.top_level))
         jobs = [(spec.jupyterlab.requirements, spec.jupyterlab.lock), (analysis_in, analysis.lock)]
         for requirements, output in jobs:
-            with progress.step(
-                f"Locking {output.relative_to(spec.directory.parent.parent)} for Python {spec.python}"
-            ):
+            with progress.step(f"Locking {output.relative_to(spec.directory.parent.parent)} for Python {spec.python}"):
                 runner(
                     compile_argv(requirements, output, python=spec.python, glibc=glibc),
                     timeout=600,

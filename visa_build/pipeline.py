@@ -24,8 +24,7 @@ def check_buildable(spec: ImageSpec) -> None:
     blockers = spec.build_blockers()
     if blockers:
         raise ConfigError(
-            f"the image spec {spec.directory} cannot be built here:\n"
-            + "\n".join(f"  - {b}" for b in blockers),
+            f"the image spec {spec.directory} cannot be built here:\n" + "\n".join(f"  - {b}" for b in blockers),
             tip="build images/visa-jupyter, or adapt the spec (see README, Image specs)",
         )
 
@@ -37,9 +36,7 @@ def container_tag(spec: ImageSpec) -> str:
 def build_container(spec: ImageSpec, settings: Settings) -> str:
     """Build the container double of `spec`; returns its tag. Unchanged stages come from Docker's cache."""
     check_buildable(spec)
-    base_image = settings.base_image or base.ensure_base_image(
-        spec.debian, settings.mirror, settings.cache_dir
-    )
+    base_image = settings.base_image or base.ensure_base_image(spec.debian, settings.mirror, settings.cache_dir)
     wheelhouse = ensure_wheelhouse(spec, settings.cache_dir)
     build_context = context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag = container_tag(spec)
@@ -72,13 +69,9 @@ def test_container(spec: ImageSpec, settings: Settings, *, pytest_args: list[str
     logs = settings.log_dir
     with running_double(tag, seed, log_dir=logs, purpose="suite") as double:
         status_url = f"http://{double.address}:{spec.service.port}/jupyter/{instance_id}/api/status"
-        with progress.step(
-            f"Booting {double.name} (id {instance_id}, owner {owner} created late) until {status_url}"
-        ):
+        with progress.step(f"Booting {double.name} (id {instance_id}, owner {owner} created late) until {status_url}"):
             waited = wait_for_status(status_url, timeout=SERVER_START_TIMEOUT)
-        with reverse_proxy(
-            f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy"
-        ) as url:
+        with reverse_proxy(f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy") as url:
             argv = [sys.executable, "-m", "pytest", str(REPO / "tests/infra"), str(REPO / "tests/boot"),
                     f"--hosts=docker://{double.name}", f"--jupyter-url={url}", f"--visa-image={tag}",
                     f"--image-spec={spec.directory}", f"--visa-log-dir={logs}", *pytest_args]  # fmt: skip

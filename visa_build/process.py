@@ -121,9 +121,7 @@ def run(
 
 
 @contextlib.contextmanager
-def background(
-    argv: list[str], *, log_path: str, cwd: str | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+def background(argv: list[str], *, log_path: str, cwd: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` in the background for the duration of the block, output to `log_path`; always stopped."""
     argv = [which(argv[0]), *argv[1:]]
     LOGGER.info("starting in background: %s (log %s)", " ".join(argv), log_path)

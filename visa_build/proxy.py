@@ -54,13 +54,12 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def reverse_proxy(upstream: str, *, workdir: Path) -> Iterator[str]:
     """Run nginx in front of `upstream` for the block; yields the proxy's base URL."""
+    workdir = workdir.resolve()  # nginx reads -c relative to -p
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     config = workdir / "nginx.conf"
     config.write_text(nginx_config(listen_port=port, upstream=upstream, prefix=workdir))
-    with background(
-        ["nginx", "-c", str(config), "-p", str(workdir)], log_path=str(workdir / "nginx.out")
-    ) as proc:
+    with background(["nginx", "-c", str(config), "-p", str(workdir)], log_path=str(workdir / "nginx.out")) as proc:
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):

@@ -16,9 +16,7 @@ class Settings:
     image_dir: Path  # images/<name>
     build_dir: Path  # every generated file lives under it
     installer: Installer
-    base_image: (
-        str  # "" = build one from the Debian mirror; else an existing Docker image, e.g. debian:bookworm
-    )
+    base_image: str  # "" = build one from the Debian mirror; else an existing Docker image, e.g. debian:bookworm
     mirror: str  # Debian mirror for the base image
     wheelhouse_port: int
 

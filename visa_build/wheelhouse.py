@@ -152,9 +152,7 @@ def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run
         with progress.step(f"Verifying wheelhouse {final.name}"):
             bad = damaged_files(final)
         if not bad:
-            progress.note(
-                f"wheelhouse {final.name}: cached, intact ({len(list(final.glob('*.whl')))} wheels)"
-            )
+            progress.note(f"wheelhouse {final.name}: cached, intact ({len(list(final.glob('*.whl')))} wheels)")
             return final
         progress.note(f"wheelhouse {final.name} is damaged ({', '.join(bad[:3])}...): rebuilding it")
         shutil.rmtree(final)

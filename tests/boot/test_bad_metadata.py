@@ -50,17 +50,11 @@ def unit_outcome(double: RunningDouble, timeout: float = 120) -> tuple[str, str]
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
-        state = (
-            double.container.exec_run(["systemctl", "is-failed", "visa-jupyter.service"])
-            .output.decode()
-            .strip()
-        )
+        state = double.container.exec_run(["systemctl", "is-failed", "visa-jupyter.service"]).output.decode().strip()
         if state == "failed":
             break
         time.sleep(1)
-    journal = double.container.exec_run(
-        ["journalctl", "-u", "visa-jupyter.service", "--no-pager"]
-    ).output.decode()
+    journal = double.container.exec_run(["journalctl", "-u", "visa-jupyter.service", "--no-pager"]).output.decode()
     return state, journal
 
 
@@ -92,13 +86,9 @@ def test_bad_metadata_refused(boot: Any, case: str, message: str) -> None:
     state, journal = unit_outcome(double)
     assert state == "failed", f"{case}: the unit is '{state}', expected it to give up (failed)\n{journal}"
     assert message in journal, f"{case}: the journal does not say '{message}':\n{journal}"
-    assert "status=78" in journal, (
-        f"{case}: the launcher did not exit 78 (bad metadata, no restart):\n{journal}"
-    )
+    assert "status=78" in journal, f"{case}: the launcher did not exit 78 (bad metadata, no restart):\n{journal}"
     assert not listening_8888(double), f"{case}: something listens on 8888 although the metadata is bad"
-    assert double.container.exec_run(["test", "-e", "/tmp/pwn"]).exit_code != 0, (
-        f"{case}: /tmp/pwn was created"
-    )
+    assert double.container.exec_run(["test", "-e", "/tmp/pwn"]).exit_code != 0, f"{case}: /tmp/pwn was created"
 
 
 def test_owner_created_60s_late_is_served(boot: Any) -> None:

@@ -31,7 +31,7 @@ class Instance:
     home: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def instance(host: Any) -> Instance:
     """The instance's id and owner, as the launcher reads them (cloud-init metadata)."""
     with host.sudo():
@@ -40,18 +40,16 @@ def instance(host: Any) -> Instance:
     return Instance(id=instance_id, owner=owner, home=host.user(owner).home)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jupyter(pytestconfig: pytest.Config, instance: Instance) -> str:
     """Base URL of the instance's JupyterLab as VISA's proxy serves it: <proxy>/jupyter/<id>."""
     url = pytestconfig.getoption("--jupyter-url")
     if not url:
-        pytest.fail(
-            "--jupyter-url is required: the URL that reaches the target's Jupyter server (or a proxy)"
-        )
+        pytest.fail("--jupyter-url is required: the URL that reaches the target's Jupyter server (or a proxy)")
     return f"{url.rstrip('/')}/jupyter/{instance.id}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(jupyter: str) -> requests.Session:
     """An HTTP session like a browser's: it opened /lab, so it holds the _xsrf cookie for POSTs."""
     session = requests.Session()
@@ -71,11 +69,11 @@ def installed(host: Any, prefix: str) -> dict[str, str]:
     return {normalise(item["name"]): item["version"] for item in listing}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jupyterlab_packages(host: Any) -> dict[str, str]:
     return installed(host, VENV)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def data_analysis_packages(host: Any) -> dict[str, str]:
     return installed(host, DATA_ANALYSIS)

@@ -16,16 +16,12 @@ def test_jupyterlab_venv_is_a_real_venv_with_pip(host: Any, spec: ImageSpec) -> 
     assert "home = /usr/bin" in config.content_string, "the venv is not made from the image's python3"
     pip = {p.name: p.version for p in spec.jupyterlab.pins}["pip"]
     version = host.check_output(f"{VENV}/bin/pip --version")
-    assert version.startswith(f"pip {pip} "), (
-        f"pip in the venv is '{version}', expected the upgraded pin {pip}"
-    )
+    assert version.startswith(f"pip {pip} "), f"pip in the venv is '{version}', expected the upgraded pin {pip}"
 
 
 def test_jupyterlab_pin_installed(jupyterlab_pin: Pin, jupyterlab_packages: dict[str, str]) -> None:
     found = jupyterlab_packages.get(jupyterlab_pin.name)
-    assert found == jupyterlab_pin.version, (
-        f"{VENV}: {jupyterlab_pin} is locked, {found or 'nothing'} installed"
-    )
+    assert found == jupyterlab_pin.version, f"{VENV}: {jupyterlab_pin} is locked, {found or 'nothing'} installed"
 
 
 def test_data_analysis_pin_installed(data_analysis_pin: Pin, data_analysis_packages: dict[str, str]) -> None:
@@ -35,12 +31,14 @@ def test_data_analysis_pin_installed(data_analysis_pin: Pin, data_analysis_packa
     )
 
 
-@pytest.mark.parametrize(("prefix", "lock"), [(VENV, "jupyterlab"), (DATA_ANALYSIS, "data_analysis")])
-def test_nothing_unpinned(prefix: str, lock: str, spec: ImageSpec, request: pytest.FixtureRequest) -> None:
-    packages = request.getfixturevalue(f"{lock}_packages")
-    locked = {pin.name for pin in getattr(spec, lock).pins}
-    extra = sorted(set(packages) - locked)
-    assert not extra, f"{prefix} has packages that no lock pins: {extra}"
+def test_nothing_unpinned_in_jupyterlab_venv(jupyterlab_packages: dict[str, str], spec: ImageSpec) -> None:
+    extra = sorted(set(jupyterlab_packages) - {pin.name for pin in spec.jupyterlab.pins})
+    assert not extra, f"{VENV} has packages that no lock pins: {extra}"
+
+
+def test_nothing_unpinned_in_data_analysis(data_analysis_packages: dict[str, str], spec: ImageSpec) -> None:
+    extra = sorted(set(data_analysis_packages) - {pin.name for pin in spec.data_analysis.pins})
+    assert not extra, f"{DATA_ANALYSIS} has packages that no lock pins: {extra}"
 
 
 @pytest.mark.parametrize("prefix", [VENV, DATA_ANALYSIS])
@@ -57,7 +55,5 @@ def test_pip_check_is_clean(host: Any, prefix: str) -> None:
      "uncertainties", "attrs", "periodictable"],
 )  # fmt: skip
 def test_data_analysis_package_imports(host: Any, module: str) -> None:
-    result = host.run(
-        f"MPLBACKEND=Agg QT_QPA_PLATFORM=offscreen {DATA_ANALYSIS}/bin/python -c 'import {module}'"
-    )
+    result = host.run(f"MPLBACKEND=Agg QT_QPA_PLATFORM=offscreen {DATA_ANALYSIS}/bin/python -c 'import {module}'")
     assert result.rc == 0, f"import {module} fails in the data-analysis environment:\n{result.stderr[-2000:]}"

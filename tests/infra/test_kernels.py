@@ -19,9 +19,7 @@ from visa_build.config import ImageSpec
 def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> str:
     """Start `kernel` over REST, run `code` over the kernel websocket, return its stdout; the kernel is removed."""
     response = browser.post(f"{jupyter}/api/kernels", json={"name": kernel}, timeout=60)
-    assert response.status_code == 201, (
-        f"starting kernel {kernel} answered {response.status_code}: {response.text}"
-    )
+    assert response.status_code == 201, f"starting kernel {kernel} answered {response.status_code}: {response.text}"
     kernel_id = response.json()["id"]
     try:
         cookies = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
@@ -48,9 +46,7 @@ def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> 
                 if kind == "stream":
                     stdout.append(message["content"]["text"])
                 elif kind == "error":
-                    pytest.fail(
-                        f"kernel {kernel} raised {message['content']['ename']}: {message['content']['evalue']}"
-                    )
+                    pytest.fail(f"kernel {kernel} raised {message['content']['ename']}: {message['content']['evalue']}")
                 elif kind == "status" and message["content"]["execution_state"] == "idle":
                     return "".join(stdout).strip()
         finally:
@@ -70,9 +66,7 @@ def test_python3_is_data_analysis(jupyter: str, spec: ImageSpec) -> None:
     specs = kernelspecs(jupyter)
     assert "python3" in specs, f"no python3 kernelspec; the server sees {sorted(specs)}"
     python3 = specs["python3"]["spec"]
-    assert python3["display_name"] == spec.data_analysis.display_name, (
-        f"python3 is '{python3['display_name']}'"
-    )
+    assert python3["display_name"] == spec.data_analysis.display_name, f"python3 is '{python3['display_name']}'"
     assert python3["argv"][0] == f"{DATA_ANALYSIS}/bin/python", f"python3 runs {python3['argv'][0]}"
 
 

@@ -46,26 +46,20 @@ def test_running_server_reports_base_url_and_port(host: Any, instance: Instance)
     listing = host.check_output(f"runuser -u {instance.owner} -- {VENV}/bin/jupyter server list --json")
     servers = [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
     assert len(servers) == 1, f"expected one running server for {instance.owner}, found: {listing}"
-    assert servers[0]["base_url"] == f"/jupyter/{instance.id}/", (
-        f"server base_url is {servers[0]['base_url']}"
-    )
+    assert servers[0]["base_url"] == f"/jupyter/{instance.id}/", f"server base_url is {servers[0]['base_url']}"
     assert servers[0]["port"] == 8888
     assert servers[0]["token"] == "", "the server asks for a token; VISA's proxy does not send one"
     assert servers[0]["root_dir"] == instance.home
 
 
 def test_cors_allows_any_origin(jupyter: str) -> None:
-    response = requests.get(
-        f"{jupyter}/api/status", headers={"Origin": "https://visa.example.org"}, timeout=30
-    )
+    response = requests.get(f"{jupyter}/api/status", headers={"Origin": "https://visa.example.org"}, timeout=30)
     assert response.headers.get("Access-Control-Allow-Origin") == "*", "allow_origin '*' is not in effect"
 
 
 def test_xsrf_is_checked(jupyter: str) -> None:
     response = requests.post(f"{jupyter}/api/kernels", json={"name": "python3"}, timeout=30)
-    assert response.status_code == 403, (
-        f"a POST without the _xsrf token answered {response.status_code}, not 403"
-    )
+    assert response.status_code == 403, f"a POST without the _xsrf token answered {response.status_code}, not 403"
 
 
 @pytest.mark.parametrize("extension", ["@jupyter-widgets/jupyterlab-manager", "jupyter-matplotlib"])
@@ -85,9 +79,7 @@ def test_unit_enabled_and_active(host: Any) -> None:
 def test_unit_ordering_waits_for_metadata_without_cycle(host: Any) -> None:
     after = host.check_output("systemctl show -p After --value visa-jupyter.service").split()
     assert "cloud-init.service" in after, "the unit may start before cloud-init has the metadata"
-    assert "cloud-final.service" not in after, (
-        "After=cloud-final.service is an ordering cycle with multi-user.target"
-    )
+    assert "cloud-final.service" not in after, "After=cloud-final.service is an ordering cycle with multi-user.target"
     restart = host.check_output("systemctl show -p Restart --value visa-jupyter.service")
     assert restart == "on-failure"
 
@@ -99,9 +91,12 @@ def test_server_runs_as_owner_in_home(host: Any, instance: Instance) -> None:
     assert user == instance.owner, f"JupyterLab runs as {user}, not as the owner {instance.owner}"
     cmdline = host.file(f"/proc/{pid}/cmdline").content_string
     assert "--allow-root" not in cmdline
-    assert host.check_output(f"readlink /proc/{pid}/cwd") == instance.home
-    environ = host.file(f"/proc/{pid}/environ").content_string.split("\0")
-    assert f"HOME={instance.home}" in environ, f"HOME of the server is not {instance.home}"
+    # /proc/<pid>/cwd and environ are readable by the process's own user.
+    owner_reads = f"runuser -u {instance.owner} -- "
+    cwd = host.check_output(f"{owner_reads} readlink /proc/{pid}/cwd")
+    assert cwd == instance.home, f"the server's working directory is {cwd}, not {instance.home}"
+    environ = host.check_output(f"{owner_reads} cat /proc/{pid}/environ | tr '\\0' '\\n'").splitlines()
+    assert f"HOME={instance.home}" in environ, f"HOME of the server is not {instance.home}: {environ}"
 
 
 def test_listens_on_all_addresses_port_8888_only(host: Any) -> None:

@@ -82,9 +82,7 @@ def test_unpinned_requirement_is_refused(spec_copy: Path) -> None:
 def test_lock_out_of_date_is_refused(spec_copy: Path) -> None:
     requirements = spec_copy / "jupyterlab.in"
     requirements.write_text(requirements.read_text().replace("ipywidgets==8.1.9", "ipywidgets==8.1.5"))
-    with pytest.raises(
-        ConfigError, match=r"out of date: ipywidgets==8.1.5 is asked for but the lock has ipywidgets=="
-    ):
+    with pytest.raises(ConfigError, match=r"out of date: ipywidgets==8.1.5 is asked for but the lock has ipywidgets=="):
         load_image_spec(spec_copy)
 
 

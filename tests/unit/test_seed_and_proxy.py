@@ -27,9 +27,7 @@ def test_meta_is_visa_shaped() -> None:
 
 
 def test_seed_creates_owner_late_without_a_shell() -> None:
-    seed = nocloud_seed(
-        visa_meta("42", "x;touch /tmp/pwn"), create_user="x;touch /tmp/pwn", create_after_s=60
-    )
+    seed = nocloud_seed(visa_meta("42", "x;touch /tmp/pwn"), create_user="x;touch /tmp/pwn", create_after_s=60)
     meta_data = yaml.safe_load(seed.meta_data)
     assert meta_data["meta"]["owner"] == "x;touch /tmp/pwn"
     assert seed.user_data.startswith("#cloud-config\n")
