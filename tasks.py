@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,9 +30,14 @@ REPO = Path(__file__).resolve().parent
 IMAGE_HELP = "image spec folder (default: visa.image, images/visa-jupyter)"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a cancelled pipeline) cleans up like Ctrl-C
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """The one boundary where errors meet the user: ERROR and TIP, exit 1; anything else is a bug."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     except VisaBuildError as exc:
