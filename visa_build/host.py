@@ -51,7 +51,8 @@ def examine(build_dir: Path) -> list[Finding]:
         )
         for tool, pkg in TOOLS.items()
     ]
-    findings.append(Finding("docker engine", _docker_answers(), "answers" if _docker_answers() else "no answer",
+    docker_ok = _docker_answers()
+    findings.append(Finding("docker engine", docker_ok, "answers" if docker_ok else "no answer",
                             f"start dockerd (log {DOCKERD_LOG})"))  # fmt: skip
     probe = build_dir if build_dir.exists() else build_dir.parent
     free = shutil.disk_usage(probe).free / 2**30
