@@ -136,6 +136,7 @@ def test_container(c: Context, image: str | None = None, installer: str | None =
 def test_unit(c: Context) -> None:
     """Run the unit tests (seconds; no Docker, Packer or QEMU)."""
     with _user_errors():
+        _ready(c, _settings(c))  # installs shellcheck on a fresh host
         code = run([sys.executable, "-m", "pytest", "tests/unit"], timeout=600, cwd=str(REPO),
                    on_line=progress.passthrough, check=False).returncode  # fmt: skip
         if code != 0:
