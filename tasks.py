@@ -19,7 +19,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import host, lock, pipeline, progress
+from visa_build import base_disk, host, lock, pipeline, progress
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
@@ -46,7 +46,9 @@ def _user_errors() -> Iterator[None]:
         raise Exit("ERROR interrupted; containers and temporary files were cleaned up", code=130) from None
 
 
-def _settings(c: Context, image: str | None = None, installer: str | None = None) -> Settings:
+def _settings(
+    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None
+) -> Settings:
     visa = c.config.visa
     logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
     return make_settings(
@@ -56,6 +58,10 @@ def _settings(c: Context, image: str | None = None, installer: str | None = None
         base_image=visa.base_image,
         mirror=visa.mirror,
         wheelhouse_port=visa.wheelhouse_port,
+        accelerator=accelerator if accelerator is not None else visa.accelerator,
+        base_qcow2=visa.base_qcow2,
+        base_qcow2_checksum=visa.base_qcow2_checksum,
+        disk_size=visa.disk_size,
     )
 
 
@@ -132,6 +138,65 @@ def test_container(c: Context, image: str | None = None, installer: str | None =
         )
 
 
+ACCEL_HELP = "auto (probe KVM, fall back to TCG), kvm or tcg (default: visa.accelerator)"
+
+
+@task(help={"image": IMAGE_HELP})
+def build_base(c: Context, image: str | None = None) -> None:
+    """Build (or verify the cached) base qcow2 from the Debian mirror: bootable, cloud-init ready."""
+    with _user_errors():
+        settings = _settings(c, image)
+        spec = _spec(settings)
+        _ready(c, settings)
+        progress.result(str(base_disk.ensure_base_qcow2(spec.debian, settings.mirror, settings.cache_dir)))
+
+
+@task(help={"image": IMAGE_HELP, "installer": "uv or pip (default: visa.installer, uv)", "accelerator": ACCEL_HELP})
+def build_qcow2(
+    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None
+) -> None:
+    """Build the VISA qcow2 with Packer and QEMU (base image and wheelhouse too, each cached by content)."""
+    with _user_errors():
+        settings = _settings(c, image, installer, accelerator)
+        spec = _spec(settings)
+        pipeline.check_buildable(spec)
+        _ready(c, settings)
+        start = time.monotonic()
+        built = pipeline.build_qcow2(spec, settings)
+        progress.note(f"build-qcow2: {'cached' if built.cached else 'built'} in {time.monotonic() - start:.0f} s")
+        progress.result(str(built.path))
+
+
+@task(
+    help={
+        "image": IMAGE_HELP,
+        "accelerator": ACCEL_HELP,
+        "qcow2": "test this qcow2 instead of building the image's (it is never changed)",
+        "pytest-args": "extra pytest arguments, e.g. '-k kernel -x'",
+    }
+)
+def test_qcow2(
+    c: Context,
+    image: str | None = None,
+    accelerator: str | None = None,
+    qcow2: str | None = None,
+    pytest_args: str = "",
+) -> None:
+    """Boot the qcow2 (through an overlay) with VISA metadata and run the infra suite and VM tests over ssh."""
+    with _user_errors():
+        settings = _settings(c, image, accelerator=accelerator)
+        spec = _spec(settings)
+        _ready(c, settings)
+        start = time.monotonic()
+        report = pipeline.test_qcow2(spec, settings, qcow2=Path(qcow2) if qcow2 else None,
+                                     pytest_args=pytest_args.split())  # fmt: skip
+        progress.result(
+            f"PASSED test-qcow2 {report.tag}: id {report.instance_id}, owner {report.owner}, "
+            f"ssh {report.seconds_to_ssh:.0f} s and /api/status {report.seconds_to_status:.0f} s after boot, "
+            f"total {time.monotonic() - start:.0f} s"
+        )
+
+
 @task
 def test_unit(c: Context) -> None:
     """Run the unit tests (seconds; no Docker, Packer or QEMU)."""
@@ -160,7 +225,9 @@ def clean(c: Context) -> None:
             remove_leftovers()
 
 
-ns = Collection(doctor, lock_files, build_container, test_container, test_unit, test, clean)
+ns = Collection(
+    doctor, lock_files, build_base, build_container, test_container, build_qcow2, test_qcow2, test_unit, test, clean
+)
 ns.configure(
     {
         "visa": {
@@ -170,6 +237,10 @@ ns.configure(
             "base_image": "",
             "mirror": "http://deb.debian.org/debian",
             "wheelhouse_port": 8765,
+            "accelerator": "auto",
+            "base_qcow2": "",
+            "base_qcow2_checksum": "",
+            "disk_size": "12G",
             "auto_fix": True,
             "debug": False,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -10,9 +11,10 @@ from pathlib import Path
 import docker.errors
 from docker.client import from_env
 
-from . import progress
+from . import artefact, progress
 from .errors import VisaBuildError
-from .process import Runner, daemon, run
+from .process import Runner, background, daemon, run
+from .vm import VM_NAME_PREFIX, Accel
 
 #: Program -> Debian package providing it.
 TOOLS: dict[str, str] = {
@@ -20,7 +22,18 @@ TOOLS: dict[str, str] = {
     "mmdebstrap": "mmdebstrap",
     "nginx": "nginx",
     "shellcheck": "shellcheck",
+    "packer": "packer",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "genisoimage": "genisoimage",
+    "extlinux": "extlinux",
+    "/usr/lib/syslinux/mbr/mbr.bin": "syslinux-common",
+    "ssh": "openssh-client",
+    "losetup": "mount",
+    "mkfs.ext4": "e2fsprogs",
 }
+#: How long the KVM probe guest gets to print its firmware banner.
+KVM_PROBE_SECONDS = 45
 MIN_FREE_GIB = 15
 DOCKERD_LOG = "/var/log/visa-build-dockerd.log"
 
@@ -41,14 +54,15 @@ def _docker_answers() -> bool:
     return True
 
 
+def _locate(tool: str) -> str | None:
+    if tool.startswith("/"):
+        return tool if Path(tool).is_file() else None
+    return shutil.which(tool)
+
+
 def examine(build_dir: Path) -> list[Finding]:
     findings = [
-        Finding(
-            f"tool {tool}",
-            shutil.which(tool) is not None,
-            shutil.which(tool) or "missing",
-            f"apt-get install {pkg}",
-        )
+        Finding(f"tool {tool}", _locate(tool) is not None, _locate(tool) or "missing", f"apt-get install {pkg}")
         for tool, pkg in TOOLS.items()
     ]
     docker_ok = _docker_answers()
@@ -92,3 +106,48 @@ def ensure_ready(build_dir: Path, *, auto_fix: bool) -> list[Finding]:
             tip="run ./visa-build doctor --fix, or: " + "; ".join(f.fix for f in problems),
         )
     return findings
+
+
+def kvm_probe_argv(disk: Path, serial: Path) -> list[str]:
+    """A real guest under KVM with -cpu host, as a build would run it; its disk is never written (-snapshot)."""
+    return ["qemu-system-x86_64", "-name", f"{VM_NAME_PREFIX}kvm-probe", "-accel", "kvm", "-cpu", "host",
+            "-m", "256", "-nodefaults", "-display", "none", "-no-user-config", "-snapshot",
+            "-serial", f"file:{serial}", "-drive", f"file={disk},if=virtio,format=qcow2"]  # fmt: skip
+
+
+def kvm_works(disk: Path, work_dir: Path) -> bool:
+    """True when a KVM guest boots its kernel. /dev/kvm can open, and even run firmware, while guests hang
+    in their boot loader (nested hosts without vmx/svm), so a real disk is booted until the kernel speaks."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    work_dir.mkdir(parents=True, exist_ok=True)
+    serial = work_dir / "kvm-probe.serial.log"
+    serial.unlink(missing_ok=True)
+    with background(kvm_probe_argv(disk, serial), log_path=str(work_dir / "kvm-probe.log")) as qemu:
+        deadline = time.monotonic() + KVM_PROBE_SECONDS
+        while time.monotonic() < deadline and qemu.poll() is None:
+            if serial.is_file() and "Linux version" in serial.read_text(errors="replace"):
+                return True
+            time.sleep(0.5)
+    return False
+
+
+def _host_key() -> str:
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    return artefact.key_of(os.uname().release, flags)
+
+
+def resolve_accelerator(requested: str, *, probe_disk: Path, cache_dir: Path) -> Accel:
+    """`auto` probes KVM for real (the verdict is kept per kernel and CPU) and falls back to TCG with
+    -cpu max; `kvm` and `tcg` are taken as asked."""
+    if requested in ("kvm", "tcg"):
+        return Accel(requested)
+    verdict = cache_dir / f"accelerator-{_host_key()}.txt"
+    if not verdict.is_file():
+        with progress.step(f"Probing KVM: booting {probe_disk.name} ({KVM_PROBE_SECONDS} s at most)"):
+            name = "kvm" if kvm_works(probe_disk, cache_dir / "probe") else "tcg"
+        verdict.write_text(name + "\n")
+    accel = Accel(verdict.read_text().strip())
+    why = " (KVM guests do not boot here), -cpu max" if accel.name == "tcg" else ""
+    progress.note(f"accelerator: {accel.name}{why}")
+    return accel

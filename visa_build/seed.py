@@ -34,12 +34,44 @@ def visa_meta(instance_id: str, owner: str) -> dict[str, str]:
     }
 
 
-def nocloud_seed(meta: dict[str, str], *, create_user: str | None, create_after_s: int = 5) -> Seed:
+@dataclass(frozen=True)
+class Login:
+    """An ssh login with passwordless sudo, made by cloud-init (a build user, or the test suite's)."""
+
+    user: str
+    public_key: str
+
+
+def cloud_user(login: Login) -> dict[str, object]:
+    return {
+        "name": login.user,
+        "shell": "/bin/bash",
+        "sudo": "ALL=(ALL) NOPASSWD:ALL",
+        "lock_passwd": True,
+        "ssh_authorized_keys": [login.public_key],
+    }
+
+
+def build_seed(login: Login, *, name: str) -> Seed:
+    """The seed of a Packer build VM: only the build user (no VISA metadata, so no owner is expected)."""
+    meta_data = {"instance-id": f"iid-visa-build-{name}", "local-hostname": f"visa-build-{name}"}
+    user_data = {"users": [cloud_user(login)], "ssh_pwauth": False}
+    return Seed(
+        meta_data=yaml.safe_dump(meta_data, sort_keys=False),
+        user_data="#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False),
+    )
+
+
+def nocloud_seed(
+    meta: dict[str, str], *, create_user: str | None, create_after_s: int = 5, login: Login | None = None
+) -> Seed:
     """A NoCloud seed: meta-data carrying `meta`, user-data whose runcmd creates `create_user` late,
-    as VISA's boot command does (no user is created when it is None)."""
+    as VISA's boot command does (no user is created when it is None); `login` adds an ssh user."""
     host = f"visa-{meta.get('id', 'instance')}"
     meta_data = {"instance-id": f"iid-{host}", "local-hostname": host, "meta": meta}
     user_data: dict[str, object] = {}
+    if login is not None:
+        user_data["users"] = [cloud_user(login)]
     if create_user is not None:
         # argv form: cloud-init runs it without a shell, so the user name is never interpreted.
         user_data["runcmd"] = [

@@ -9,6 +9,7 @@ from typing import Literal, get_args
 from .errors import ConfigError
 
 Installer = Literal["uv", "pip"]
+Accelerator = Literal["auto", "kvm", "tcg"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class Settings:
     base_image: str  # "" = build one from the Debian mirror; else an existing Docker image, e.g. debian:bookworm
     mirror: str  # Debian mirror for the base image
     wheelhouse_port: int
+    accelerator: Accelerator = "auto"
+    base_qcow2: str = ""  # "" = build one from the Debian mirror; else a path or URL of a cloud image
+    base_qcow2_checksum: str = ""  # sha256:<hex> or file:<URL>, required with base_qcow2
+    disk_size: str = "12G"
 
     @property
     def cache_dir(self) -> Path:
@@ -30,8 +35,9 @@ class Settings:
 
 
 def make_settings(
-    *, image: str, build_dir: str, installer: str, base_image: str, mirror: str, wheelhouse_port: int
-) -> Settings:
+    *, image: str, build_dir: str, installer: str, base_image: str, mirror: str, wheelhouse_port: int,
+    accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
+) -> Settings:  # fmt: skip
     if installer not in get_args(Installer):
         raise ConfigError(
             f"visa.installer = {installer!r} is not valid; allowed: {', '.join(get_args(Installer))}",
@@ -42,6 +48,13 @@ def make_settings(
             f"visa.wheelhouse_port = {wheelhouse_port!r} is not valid; use a free port 1024-65535",
             tip="set INVOKE_VISA_WHEELHOUSE_PORT",
         )
+    if accelerator not in get_args(Accelerator):
+        raise ConfigError(
+            f"visa.accelerator = {accelerator!r} is not valid; allowed: {', '.join(get_args(Accelerator))}",
+            tip="auto probes KVM and falls back to TCG; set INVOKE_VISA_ACCELERATOR (or pass --accelerator)",
+        )
+    if not disk_size[:-1].isdigit() or disk_size[-1] not in "MGT":
+        raise ConfigError(f"visa.disk_size = {disk_size!r} is not a size like 12G", tip="set INVOKE_VISA_DISK_SIZE")
     if not mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.mirror = {mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian")
     return Settings(
@@ -51,4 +64,8 @@ def make_settings(
         base_image=base_image,
         mirror=mirror,
         wheelhouse_port=int(wheelhouse_port),
+        accelerator=accelerator,  # type: ignore[arg-type]  # checked against Accelerator above
+        base_qcow2=base_qcow2,
+        base_qcow2_checksum=base_qcow2_checksum,
+        disk_size=disk_size,
     )

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Packer's shutdown command: remove the build user (who runs this through sudo), its sudo rule and the
+# build context, return freed blocks to the disk so the qcow2 stays small, then power off.
+set -euo pipefail
+# shellcheck source=provision/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+build_user=${SUDO_USER:-}
+[[ -n $build_user && $build_user != root ]] || die "run through sudo by the build user (SUDO_USER=$build_user)"
+log "removing build user $build_user and /opt/visa/build"
+userdel --force --remove "$build_user" 2>/dev/null || userdel --force --remove "$build_user"
+rm -f /etc/sudoers.d/90-cloud-init-users
+rm -rf /opt/visa/build
+sync
+fstrim --verbose / || log "fstrim failed: the qcow2 will be larger than needed"
+systemctl poweroff

@@ -1,0 +1,51 @@
+"""The Packer templates are formatted and valid for the installed Packer (both run `packer`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visa_build import packer, vm
+from visa_build.process import run
+
+VALID = {
+    "image_name": "visa-ci", "base_image": "base.qcow2", "base_image_checksum": "sha256:" + "0" * 64,
+    "accelerator": "tcg", "output_directory": "out", "seed_dir": "seed", "ssh_private_key_file": "id_ed25519",
+    "serial_log": "serial.log", "context_dir": "ctx", "provision_env": {"VISA_TARGET": "vm"},
+    "provision_scripts": ["10-system-packages.sh"],
+}  # fmt: skip
+
+
+def _validate(tmp_path: Path, **overrides: packer.VarValue) -> str:
+    (tmp_path / "seed").mkdir()
+    (tmp_path / "ctx").mkdir()
+    for name in ("seed/user-data", "seed/meta-data", "base.qcow2"):
+        (tmp_path / name).write_text("x")
+    vm.keypair(tmp_path)
+    values = {**VALID, **overrides}
+    values = {k: str(tmp_path / v) if k in ("seed_dir", "ssh_private_key_file", "base_image", "context_dir") else v
+              for k, v in values.items()}  # fmt: skip
+    var_path = tmp_path / "test.pkrvars.hcl"
+    var_path.write_text(packer.var_file(values))
+    result = run(packer.validate_argv(packer.TEMPLATES, var_path), timeout=120, check=False, cwd=str(tmp_path))
+    return ("ok" if result.returncode == 0 else "") + result.output
+
+
+def test_templates_are_formatted() -> None:
+    result = run(packer.fmt_check_argv(packer.TEMPLATES), timeout=60, check=False)
+    assert result.returncode == 0, f"run: packer fmt {packer.TEMPLATES}\n{result.output}"
+
+
+def test_templates_validate(tmp_path: Path) -> None:
+    output = _validate(tmp_path)
+    assert output.startswith("ok"), output
+
+
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [({"accelerator": "hvf"}, "must be kvm or tcg"), ({"base_image_checksum": "none"}, "must start with sha256")],
+)
+def test_templates_reject_bad_values(tmp_path: Path, override: dict[str, str], complaint: str) -> None:
+    output = _validate(tmp_path, **override)
+    assert not output.startswith("ok") and complaint in output, output

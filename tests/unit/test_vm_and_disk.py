@@ -1,0 +1,59 @@
+"""Pure parts of the VM path: the base disk's MBR and boot config, QEMU argv, the build seed."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import yaml
+
+from visa_build import base_disk, vm
+from visa_build.seed import Login, build_seed, nocloud_seed, visa_meta
+
+
+def test_mbr_has_one_bootable_linux_partition_and_signature() -> None:
+    sector = base_disk.mbr(b"\xeb\xfe", start=2048, sectors=1000)
+    assert len(sector) == 512 and sector[:2] == b"\xeb\xfe" and sector[510:] == b"\x55\xaa"
+    entry = sector[446:462]
+    assert entry[0] == 0x80 and entry[4] == 0x83
+    assert struct.unpack("<II", entry[8:16]) == (2048, 1000)
+    assert sector[462:510] == b"\0" * 48
+
+
+def test_boot_config_names_the_root_filesystem_and_serial_console() -> None:
+    conf = base_disk.extlinux_conf("1234")
+    assert "root=UUID=1234" in conf and "console=ttyS0" in conf and "LINUX /vmlinuz" in conf
+    assert base_disk.fstab("1234").startswith("UUID=1234 / ext4")
+
+
+def test_base_key_changes_with_its_inputs() -> None:
+    assert base_disk.cache_key("bookworm", "http://a") != base_disk.cache_key("trixie", "http://a")
+    assert base_disk.cache_key("bookworm", "http://a") != base_disk.cache_key("bookworm", "http://b")
+
+
+def test_qemu_argv_under_tcg_uses_cpu_max_and_forwards_to_loopback_only() -> None:
+    argv = vm.qemu_argv(name="t", disk=Path("/d.qcow2"), seed_iso=Path("/s.iso"), accel=vm.Accel("tcg"),
+                        ssh_port=2222, http_port=8080, guest_http_port=8888, serial_log=Path("/s.log"))  # fmt: skip
+    joined = " ".join(argv)
+    assert ["-accel", "tcg"] == argv[3:5] and "-cpu max" in joined and "-cpu host" not in joined
+    assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined and "hostfwd=tcp:127.0.0.1:8080-:8888" in joined
+    assert "-name visa-build-t" in joined  # strays of an interrupted run are found by this name
+    assert vm.Accel("kvm").cpu == "host" and vm.Accel("tcg").slowdown > vm.Accel("kvm").slowdown
+
+
+def test_build_seed_makes_only_the_build_user_with_its_key() -> None:
+    seed = build_seed(Login("visa-build", "ssh-ed25519 AAAA build"), name="visa-ci")
+    users = yaml.safe_load(seed.user_data)["users"]
+    assert users == [
+        {"name": "visa-build", "shell": "/bin/bash", "sudo": "ALL=(ALL) NOPASSWD:ALL", "lock_passwd": True,
+         "ssh_authorized_keys": ["ssh-ed25519 AAAA build"]}
+    ]  # fmt: skip
+    assert "meta" not in yaml.safe_load(seed.meta_data)
+
+
+def test_test_seed_keeps_visa_metadata_and_creates_the_owner_late() -> None:
+    seed = nocloud_seed(visa_meta("42", "alice"), create_user="alice", login=Login("visa-test", "ssh-ed25519 K"))
+    user_data = yaml.safe_load(seed.user_data)
+    assert user_data["runcmd"][-1] == ["useradd", "-m", "-s", "/bin/bash", "alice"]
+    assert [u["name"] for u in user_data["users"]] == ["visa-test"]
+    assert yaml.safe_load(seed.meta_data)["meta"]["id"] == "42"

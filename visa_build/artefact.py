@@ -1,0 +1,52 @@
+"""Files cached by content: a sha256 sidecar written on publish, verified before every use."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def key_of(*parts: str | bytes) -> str:
+    """A short hash of every input of a stage (order matters)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update((part.encode() if isinstance(part, str) else part) + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def is_intact(path: Path) -> bool:
+    """True when `path` and its sidecar exist and agree; a damaged entry is removed so it gets rebuilt."""
+    check = sidecar(path)
+    if not (path.is_file() and check.is_file()):
+        return False
+    if check.read_text().split()[0] == sha256_of(path):
+        return True
+    path.unlink()
+    check.unlink()
+    return False
+
+
+def publish(partial: Path, final: Path) -> str:
+    """Move a finished `partial` file to `final` with its sidecar (sidecar last: no sidecar, no entry)."""
+    digest = sha256_of(partial)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sidecar(final).unlink(missing_ok=True)
+    os.replace(partial, final)
+    tmp = sidecar(final).with_suffix(".partial")
+    tmp.write_text(f"{digest}  {final.name}\n")
+    os.replace(tmp, sidecar(final))
+    return digest

@@ -1,0 +1,181 @@
+"""Boot a qcow2 through a throw-away overlay with a NoCloud seed; wait for ssh; always stopped afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import progress
+from .errors import VisaBuildError
+from .process import Runner, background, run
+from .seed import Login, Seed
+
+#: Every VM visa-build starts carries this in its QEMU -name, so strays of an interrupted run are found.
+VM_NAME_PREFIX = "visa-build-"
+SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+               "-o", "BatchMode=yes", "-o", "ConnectTimeout=5")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Accel:
+    """A resolved accelerator and how much slower than KVM the guest runs under it."""
+
+    name: str  # kvm | tcg
+
+    @property
+    def cpu(self) -> str:
+        return "max" if self.name == "tcg" else "host"  # -cpu host does not exist under TCG
+
+    @property
+    def slowdown(self) -> int:
+        return 4 if self.name == "tcg" else 1
+
+
+def keypair(directory: Path, *, runner: Runner = run) -> tuple[Path, str]:
+    """A fresh ed25519 key in `directory` (private key path, public key line)."""
+    private = directory / "id_ed25519"
+    runner(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "visa-build", "-f", str(private)], timeout=60)
+    return private, private.with_suffix(".pub").read_text().strip()
+
+
+def write_seed(seed: Seed, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta-data").write_text(seed.meta_data)
+    (directory / "user-data").write_text(seed.user_data)
+    return directory
+
+
+def seed_iso_argv(seed_dir: Path, iso: Path) -> list[str]:
+    return ["genisoimage", "-quiet", "-output", str(iso), "-volid", "cidata", "-joliet", "-rock",
+            str(seed_dir / "user-data"), str(seed_dir / "meta-data")]  # fmt: skip
+
+
+def qemu_argv(
+    *, name: str, disk: Path, seed_iso: Path, accel: Accel, ssh_port: int, http_port: int, guest_http_port: int,
+    serial_log: Path, cpus: int = 2, memory_mib: int = 4096,
+) -> list[str]:  # fmt: skip
+    """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter to 127.0.0.1."""
+    forwards = f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
+    return [
+        "qemu-system-x86_64", "-name", f"{VM_NAME_PREFIX}{name}", "-accel", accel.name, "-cpu", accel.cpu,
+        "-smp", str(cpus), "-m", str(memory_mib), "-nodefaults", "-display", "none", "-no-user-config",
+        "-serial", f"file:{serial_log}",
+        "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
+        "-drive", f"file={seed_iso},if=virtio,media=cdrom,readonly=on",
+        "-netdev", f"user,id=net0,{forwards}", "-device", "virtio-net-pci,netdev=net0",
+    ]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stray_vms() -> list[int]:
+    """Pids of QEMU processes started by visa-build that are still running (an interrupted run's)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"qemu-system" in argv[0] and any(a.startswith(VM_NAME_PREFIX.encode()) for a in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_strays() -> int:
+    pids = stray_vms()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+@dataclass(frozen=True)
+class BootedVM:
+    name: str
+    ssh_port: int  # 127.0.0.1 ports forwarded to the guest's ssh and Jupyter
+    http_port: int
+    serial_log: Path
+    private_key: Path
+    user: str
+    qemu: subprocess.Popen[bytes]
+
+    def alive(self) -> bool:
+        return self.qemu.poll() is None
+
+    def ssh_argv(self, command: str) -> list[str]:
+        return ["ssh", *SSH_OPTIONS, "-i", str(self.private_key), "-p", str(self.ssh_port),
+                f"{self.user}@127.0.0.1", command]  # fmt: skip
+
+    def ssh_config(self, path: Path) -> Path:
+        """An ssh_config for testinfra's ssh backend (host keys change at every boot)."""
+        path.write_text("Host *\n" + "".join(f"  {opt.replace('=', ' ', 1)}\n" for opt in SSH_OPTIONS[1::2]))
+        return path
+
+
+def serial_tail(path: Path, lines: int = 25) -> list[str]:
+    if not path.is_file():
+        return []
+    return path.read_text(errors="replace").splitlines()[-lines:]
+
+
+def wait_for_ssh(vm: BootedVM, *, timeout: float, runner: Runner = run) -> float:
+    """Seconds until `ssh true` succeeds; an error with the serial console's tail when it never does."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if not vm.alive():
+            raise VisaBuildError("QEMU exited before ssh answered:\n" + "\n".join(serial_tail(vm.serial_log)),
+                                 tip=f"see the serial console log {vm.serial_log}")  # fmt: skip
+        if runner(vm.ssh_argv("true"), timeout=30, check=False).returncode == 0:
+            return time.monotonic() - start
+        time.sleep(3)
+    raise VisaBuildError(
+        f"ssh to {vm.name} did not answer within {timeout:.0f} s:\n" + "\n".join(serial_tail(vm.serial_log)),
+        tip=f"see the serial console log {vm.serial_log}; under TCG boots are slow (visa.accelerator)",
+    )
+
+
+@contextlib.contextmanager
+def booted_vm(
+    qcow2: Path, seed: Seed, login: tuple[Login, Path], *, accel: Accel, name: str, work_root: Path,
+    log_dir: Path, guest_http_port: int, runner: Runner = run,
+) -> Iterator[BootedVM]:  # fmt: skip
+    """Boot `qcow2` through an overlay (the artefact is never written) with `seed`; always stopped and
+    removed afterwards. The serial console log is kept in `log_dir` when the block fails."""
+    work_root.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work_root))
+    serial = work / "serial.log"
+    failed = True
+    try:
+        overlay = work / "overlay.qcow2"
+        runner(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(qcow2.resolve()), "-F", "qcow2", str(overlay)],
+               timeout=60)  # fmt: skip
+        iso = work / "seed.iso"
+        runner(seed_iso_argv(write_seed(seed, work / "seed"), iso), timeout=60)
+        ssh_port, http_port = free_port(), free_port()
+        argv = qemu_argv(name=name, disk=overlay, seed_iso=iso, accel=accel, ssh_port=ssh_port,
+                         http_port=http_port, guest_http_port=guest_http_port, serial_log=serial)  # fmt: skip
+        with background(argv, log_path=str(work / "qemu.log")) as qemu:
+            yield BootedVM(name, ssh_port, http_port, serial, login[1], login[0].user, qemu)
+        failed = False
+    finally:
+        if failed and serial.is_file():
+            kept = log_dir / f"serial-{work.name}.log"
+            shutil.copyfile(serial, kept)
+            progress.note(f"serial console of the failed VM kept: {kept}")
+        shutil.rmtree(work, ignore_errors=True)
