@@ -25,6 +25,7 @@ from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
 from visa_build.settings import Settings, make_settings
+from visa_build.vm import stop_strays
 
 REPO = Path(__file__).resolve().parent
 IMAGE_HELP = "image spec folder (default: visa.image, images/visa-jupyter)"
@@ -199,10 +200,10 @@ def test_qcow2(
 
 @task
 def test_unit(c: Context) -> None:
-    """Run the unit tests (seconds; no Docker, Packer or QEMU)."""
+    """Run the unit tests (seconds; no Docker or QEMU) and check the Packer templates (packer fmt, validate)."""
     with _user_errors():
-        _ready(c, _settings(c))  # installs shellcheck on a fresh host
-        code = run([sys.executable, "-m", "pytest", "tests/unit"], timeout=600, cwd=str(REPO),
+        _ready(c, _settings(c))  # installs shellcheck and packer on a fresh host
+        code = run([sys.executable, "-m", "pytest", "tests/unit", "tests/packer"], timeout=600, cwd=str(REPO),
                    on_line=progress.passthrough, check=False).returncode  # fmt: skip
         if code != 0:
             raise Exit(f"ERROR unit tests failed (pytest exit code {code})", code=1)
@@ -210,19 +211,22 @@ def test_unit(c: Context) -> None:
 
 @task(pre=[test_unit])
 def test(c: Context) -> None:
-    """Run every test: unit tests, then the container double end to end."""
+    """Run every test: unit tests, the container double end to end, then build and test a qcow2
+    (of visa.test_qcow2_image: images/ci, whose small data-analysis environment fits CI under TCG)."""
     test_container(c)
+    test_qcow2(c, image=c.config.visa.test_qcow2_image)
 
 
 @task
 def clean(c: Context) -> None:
-    """Remove everything under build/ (caches, logs, contexts) and containers left by interrupted runs."""
+    """Remove everything under build/ (caches, images, logs) and containers or VMs left by interrupted runs."""
     with _user_errors():
         settings = _settings(c)
         with progress.step(f"Removing {settings.build_dir}"):
             shutil.rmtree(settings.build_dir, ignore_errors=True)
-        with progress.step("Removing leftover containers"):
+        with progress.step("Removing leftover containers and VMs"):
             remove_leftovers()
+            stop_strays()
 
 
 ns = Collection(
@@ -241,6 +245,7 @@ ns.configure(
             "base_qcow2": "",
             "base_qcow2_checksum": "",
             "disk_size": "12G",
+            "test_qcow2_image": "images/ci",
             "auto_fix": True,
             "debug": False,
         }

@@ -19,6 +19,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--visa-image", help="container image of the double (tests/boot boot their own doubles)")
     group.addoption("--visa-log-dir", default=str(REPO / "build/logs"), help="where failed targets' logs are kept")
+    group.addoption("--visa-target", choices=("container", "vm"), default="vm",
+                    help="what the target is: vm_only tests are skipped on the container double")  # fmt: skip
+    group.addoption("--qcow2", help="the qcow2 the booted VM came from (tests/vm inspect it offline)")
+    group.addoption("--build-public-key", help="public key the image build logged in with (must be gone)")
+    group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--visa-target") == "vm":
+        return
+    skip = pytest.mark.skip(reason="vm_only: the container double has no kernel, boot or image of its own")
+    for item in items:
+        if "vm_only" in item.keywords:
+            item.add_marker(skip)
 
 
 def image_spec(config: pytest.Config) -> ImageSpec:

@@ -13,6 +13,8 @@ from .context import REPO
 TEMPLATES = REPO / "packer"
 #: Packer from 1.7 on finds the QEMU builder only as a plugin; 1.6 rejects the block that asks for it.
 PLUGINS_FILE = TEMPLATES / "plugins" / "required-plugins.pkr.hcl"
+#: "qemu.visa: " before a build's output: the source (type.name) it came from.
+_SOURCE_PREFIX = re.compile(r"^[\w-]+\.[\w-]+: ")
 VarValue = str | int | Sequence[str] | Mapping[str, str]
 
 
@@ -86,13 +88,11 @@ def parse_line(line: str) -> Event | None:
     parts = line.split(",")
     if len(parts) < 3 or not parts[0].isdigit():
         return None
-    target, kind, data = parts[1], parts[2], [_unescape(part) for part in parts[3:]]
+    kind, data = parts[2], [_unescape(part) for part in parts[3:]]
     if kind == "ui" and len(data) >= 2:
         level, text = data[0], ",".join(data[1:]).strip()
         announced = text.startswith("==> ")  # Packer's own step announcements
-        text = text.removeprefix("==> ").removeprefix("--> ")
-        if target:
-            text = text.removeprefix(f"{target}: ")
+        text = _SOURCE_PREFIX.sub("", text.removeprefix("==> ").removeprefix("--> "))
         if level == "error":
             return Event("error", text)
         return Event("step" if announced else "message", text)

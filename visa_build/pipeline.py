@@ -270,7 +270,7 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
             ssh_config = guest.ssh_config(keys / "ssh_config")
             target = [f"--hosts=ssh://{TEST_USER}@127.0.0.1:{guest.ssh_port}", f"--ssh-config={ssh_config}",
                       f"--ssh-identity-file={private_key}", "--sudo", "--visa-target=vm",
-                      f"--build-public-key={build_key}", f"--serial-log={guest.serial_log}",
+                      f"--build-public-key={build_key}", f"--qcow2={qcow2}",
                       f"--boot-timeout={300 * accel.slowdown}"]  # fmt: skip
             with reverse_proxy(f"127.0.0.1:{guest.http_port}", workdir=settings.build_dir / "proxy") as url:
                 _suite(target, ["tests/infra", "tests/vm"], logs, spec, url, pytest_args)

@@ -35,7 +35,7 @@ def test_qemu_argv_under_tcg_uses_cpu_max_and_forwards_to_loopback_only() -> Non
     argv = vm.qemu_argv(name="t", disk=Path("/d.qcow2"), seed_iso=Path("/s.iso"), accel=vm.Accel("tcg"),
                         ssh_port=2222, http_port=8080, guest_http_port=8888, serial_log=Path("/s.log"))  # fmt: skip
     joined = " ".join(argv)
-    assert ["-accel", "tcg"] == argv[3:5] and "-cpu max" in joined and "-cpu host" not in joined
+    assert argv[3:5] == ["-accel", "tcg"] and "-cpu max" in joined and "-cpu host" not in joined
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined and "hostfwd=tcp:127.0.0.1:8080-:8888" in joined
     assert "-name visa-build-t" in joined  # strays of an interrupted run are found by this name
     assert vm.Accel("kvm").cpu == "host" and vm.Accel("tcg").slowdown > vm.Accel("kvm").slowdown

@@ -1,0 +1,84 @@
+"""C14 offline: the qcow2 itself, mounted read-only from a raw copy, carries nothing of its build.
+(A booted instance cannot show this: cloud-init replaces host keys and machine id at first boot.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vm_only
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600).stdout
+
+
+@pytest.fixture(scope="module")
+def image_root(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    qcow2 = pytestconfig.getoption("--qcow2")
+    if not qcow2:
+        pytest.skip("no --qcow2 given: the image file is not at hand")
+    work = tmp_path_factory.mktemp("artefact")
+    raw, root = work / "disk.raw", work / "root"
+    _run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow2, str(raw))
+    table = json.loads(_run("sfdisk", "--json", str(raw)))["partitiontable"]
+    part = max(table["partitions"], key=lambda p: p["size"])  # the root filesystem
+    loop = _run("losetup", "--find", "--show", "--read-only", "--offset", str(part["start"] * 512),
+                "--sizelimit", str(part["size"] * 512), str(raw)).strip()  # fmt: skip
+    root.mkdir()
+    try:
+        _run("mount", "-o", "ro,noload", loop, str(root))
+        try:
+            yield root
+        finally:
+            _run("umount", str(root))
+    finally:
+        _run("losetup", "--detach", loop)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_no_ssh_host_keys(image_root: Path) -> None:
+    keys = sorted(p.name for p in (image_root / "etc/ssh").glob("ssh_host_*"))
+    assert keys == [], f"SSH host keys shipped in the image (every instance would share them): {keys}"
+
+
+def test_machine_id_is_empty(image_root: Path) -> None:
+    machine_id = image_root / "etc/machine-id"
+    assert machine_id.is_file() and machine_id.read_text() == "", "/etc/machine-id must exist and be empty"
+    assert not (image_root / "var/lib/dbus/machine-id").exists()
+
+
+def test_cloud_init_was_cleaned(image_root: Path) -> None:
+    state = image_root / "var/lib/cloud"
+    left = sorted(str(p.relative_to(state)) for p in state.glob("*")) if state.exists() else []
+    assert left == [], f"cloud-init state of the build VM remains in /var/lib/cloud: {left}"
+    assert not (image_root / "var/log/cloud-init.log").exists()
+
+
+def test_no_build_user_key_or_context(image_root: Path) -> None:
+    passwd = (image_root / "etc/passwd").read_text()
+    assert "visa-build:" not in passwd, "the build user is still in /etc/passwd"
+    assert not (image_root / "etc/sudoers.d/90-cloud-init-users").exists(), "the build user's sudo rule remains"
+    keys = [str(p) for p in (image_root / "root").glob(".ssh/authorized_keys")]
+    keys += [str(p) for p in (image_root / "home").glob("*/.ssh/authorized_keys")]
+    assert keys == [], f"authorised keys shipped in the image: {keys}"
+    for path in ("opt/visa/build", "tmp/visa-uv", "root/.cache"):
+        assert not (image_root / path).exists(), f"/{path} (build leftovers) is in the image"
+
+
+def test_no_proxy_or_extra_ca(image_root: Path) -> None:
+    apt = " ".join(p.read_text() for p in (image_root / "etc/apt/apt.conf.d").glob("*"))
+    environment = (image_root / "etc/environment").read_text() if (image_root / "etc/environment").exists() else ""
+    assert "proxy" not in (apt + environment).lower(), "a build proxy setting remains in the image"
+    extra = sorted(p.name for p in (image_root / "usr/local/share/ca-certificates").glob("*"))
+    assert extra == [], f"extra CA certificates remain in the image: {extra}"
+
+
+def test_service_enabled_in_the_image(image_root: Path) -> None:
+    link = image_root / "etc/systemd/system/multi-user.target.wants/visa-jupyter.service"
+    assert link.is_symlink(), "visa-jupyter.service is not enabled in the image"

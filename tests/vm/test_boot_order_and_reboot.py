@@ -1,0 +1,46 @@
+"""VM only: the unit's boot ordering is free of cycles, and the service is back after a reboot.
+The reboot test runs last (this module is passed after tests/infra)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.vm_only
+
+
+def test_unit_verifies_without_ordering_cycles(host: Any) -> None:
+    verify = host.run("systemd-analyze verify /etc/systemd/system/visa-jupyter.service")
+    assert verify.rc == 0 and "cycle" not in verify.stderr.lower(), f"systemd-analyze verify: {verify.stderr}"
+    journal = host.check_output("journalctl -b --no-pager -o cat | grep -ci 'ordering cycle' || true")
+    assert int(journal or 0) == 0, "the journal of this boot reports an ordering cycle"
+
+
+def _boot_id(host: Any) -> str | None:
+    result = host.run("cat /proc/sys/kernel/random/boot_id")
+    return result.stdout.strip() if result.rc == 0 else None
+
+
+def test_service_is_back_after_reboot(host: Any, jupyter: str, instance: Any, pytestconfig: pytest.Config) -> None:
+    timeout = float(pytestconfig.getoption("--boot-timeout"))
+    before = _boot_id(host)
+    host.run("systemd-run --on-active=2 systemctl reboot")  # ssh returns before the connection drops
+    deadline = time.monotonic() + timeout
+    while (after := _boot_id(host)) in (None, before):
+        assert time.monotonic() < deadline, f"the VM did not come back over ssh within {timeout:.0f} s of a reboot"
+        time.sleep(5)
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            status = requests.get(f"{jupyter}/api/status", timeout=5).status_code
+        except requests.RequestException:
+            status = None
+        if status == 200:
+            break
+        time.sleep(2)
+    assert status == 200, f"{jupyter}/api/status answered {status} after the reboot (boot {after})"
+    pid = host.check_output("systemctl show -p MainPID --value visa-jupyter.service")
+    assert host.check_output(f"ps -o user= -p {pid}") == instance.owner
