@@ -168,8 +168,8 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
             raise VisaBuildError(f"Packer finished but produced no qcow2 (artefacts: {produced or 'none'})",
                                  tip=f"see {packer_log} and {serial_log}")  # fmt: skip
         with progress.step(f"Publishing {final.name} (sha256 sidecar, Packer manifest)"):
+            final.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(work / "out" / "packer-manifest.json", final.with_name(f"{final.stem}.manifest.json"))
-            public_key.parent.mkdir(parents=True, exist_ok=True)
             public_key.write_text(public + "\n")
             artefact.publish(qcow2, final)
     finally:

@@ -1,0 +1,30 @@
+"""Content-keyed artefacts: published with a sha256 sidecar, verified before use, removed when damaged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visa_build import artefact
+
+
+def test_published_file_is_intact_until_damaged(tmp_path: Path) -> None:
+    partial = tmp_path / "x.partial"
+    partial.write_bytes(b"image")
+    final = tmp_path / "out" / "x.qcow2"
+    artefact.publish(partial, final)
+    assert not partial.exists() and artefact.is_intact(final)
+    final.write_bytes(b"imagf")  # one byte flipped
+    assert not artefact.is_intact(final)
+    assert not final.exists() and not artefact.sidecar(final).exists(), "a damaged entry must be removed"
+
+
+def test_file_without_sidecar_is_not_an_entry(tmp_path: Path) -> None:
+    half = tmp_path / "x.qcow2"
+    half.write_bytes(b"half-written")
+    assert not artefact.is_intact(half)
+
+
+def test_key_depends_on_every_part_and_their_order() -> None:
+    assert artefact.key_of("a", "b") != artefact.key_of("b", "a")
+    assert artefact.key_of("ab", "") != artefact.key_of("a", "b")
+    assert artefact.key_of(b"x") == artefact.key_of("x")
