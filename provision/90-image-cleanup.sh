@@ -11,6 +11,7 @@ rm -rf /var/lib/apt/lists/* /tmp/visa-uv /root/.cache /var/tmp/*
 # cloud-init ran for the build VM: forget that instance, its logs and the seed it read.
 cloud-init clean --logs --seed
 rm -f /etc/network/interfaces.d/50-cloud-init /etc/netplan/50-cloud-init.yaml
+echo localhost >/etc/hostname  # not the build VM's name; cloud-init sets the instance's own
 # Keys cloud-init put in for the build (also root's, which disable_root fills with a refusal prefix).
 rm -f /root/.ssh/authorized_keys
 log "removing SSH host keys and the machine id (regenerated at first boot)"

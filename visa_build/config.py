@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -61,6 +61,7 @@ class DataAnalysisSpec:
     top_level: tuple[Pin, ...]
     pins: tuple[Pin, ...]
     display_name: str
+    imports: tuple[str, ...] = ()  # modules users rely on; the infra suite imports each one
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,11 @@ def load_image_spec(directory: Path) -> ImageSpec:
         directory / _get(analysis, "lock", str, where, "data_analysis"),
         _get(analysis, "display_name", str, where, "data_analysis", default="Data Analysis"),
     )
+    imports = _get(analysis, "imports", list, where, "data_analysis", default=[])
+    for module in imports:
+        if not (isinstance(module, str) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", module)):
+            raise _err(where, "[data_analysis] imports", module, "expected module names such as 'scipy.optimize'")
+    data_analysis = replace(data_analysis, imports=tuple(imports))
 
     service = cast(dict[str, Any], raw.get("service", {}))
     port = _get(service, "port", int, where, "service", default=8888)

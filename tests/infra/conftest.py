@@ -22,6 +22,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("jupyterlab_pin", spec.jupyterlab.pins, ids=str)
     if "data_analysis_pin" in metafunc.fixturenames:
         metafunc.parametrize("data_analysis_pin", spec.data_analysis.pins, ids=str)
+    if "module" in metafunc.fixturenames:  # [data_analysis] imports of the image spec
+        metafunc.parametrize("module", spec.data_analysis.imports)
 
 
 @dataclass(frozen=True)

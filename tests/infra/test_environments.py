@@ -47,13 +47,6 @@ def test_pip_check_is_clean(host: Any, prefix: str) -> None:
     assert result.rc == 0, f"pip check in {prefix} failed:\n{result.stdout}{result.stderr}"
 
 
-@pytest.mark.parametrize(
-    "module",
-    ["Cython", "rdkit.Chem", "refnx", "Bio", "h5py", "iminuit", "ipykernel", "ipympl", "IPython", "PyQt5.QtCore",
-     "lmfit", "matplotlib.pyplot", "numba", "numexpr", "numpy", "pandas", "peakutils", "PIL.Image", "yaml", "qtpy",
-     "requests", "sklearn", "scipy.optimize", "seaborn", "statsmodels.api", "sympy", "ufit", "jscatter",
-     "uncertainties", "attrs", "periodictable"],
-)  # fmt: skip
 def test_data_analysis_package_imports(host: Any, module: str) -> None:
     result = host.run(f"MPLBACKEND=Agg QT_QPA_PLATFORM=offscreen {DATA_ANALYSIS}/bin/python -c 'import {module}'")
     assert result.rc == 0, f"import {module} fails in the data-analysis environment:\n{result.stderr[-2000:]}"

@@ -62,6 +62,7 @@ def spec_copy(tmp_path: Path) -> Path:
         ('mode = "prod"', 'mode = "debug"', "[service] mode = 'debug' is not valid; allowed: prod, dev"),
         ('lock = "jupyterlab.lock"\n', "", "[jupyterlab] lock is missing"),
         ("[service]", "[services]", "[services] = '...' is not valid"),
+        ('imports = ["Cython"', 'imports = ["import os"', "[data_analysis] imports = 'import os' is not valid"),
     ],
 )
 def test_bad_image_toml_names_the_key(spec_copy: Path, old: str, new: str, expected: str) -> None:

@@ -71,6 +71,11 @@ def test_no_build_user_key_or_context(image_root: Path) -> None:
         assert not (image_root / path).exists(), f"/{path} (build leftovers) is in the image"
 
 
+def test_hostname_is_not_the_build_vms(image_root: Path) -> None:
+    hostname = (image_root / "etc/hostname").read_text().strip()
+    assert "visa-build" not in hostname, f"/etc/hostname still names the build VM: {hostname}"
+
+
 def test_no_proxy_or_extra_ca(image_root: Path) -> None:
     apt = " ".join(p.read_text() for p in (image_root / "etc/apt/apt.conf.d").glob("*"))
     environment = (image_root / "etc/environment").read_text() if (image_root / "etc/environment").exists() else ""
