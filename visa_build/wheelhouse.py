@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import http.server
 import re
 import shutil
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import progress
+from .artefact import key_of, sha256_of
 from .config import ImageSpec, normalise
 from .errors import CommandError, VisaBuildError
 from .lock import DEBIAN_GLIBC
@@ -68,23 +68,12 @@ def lock_entries(text: str) -> dict[str, str]:
 
 def cache_key(spec: ImageSpec) -> str:
     """Hash of everything the wheelhouse depends on."""
-    digest = hashlib.sha256()
-    for part in (spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION,
-                 spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text()):  # fmt: skip
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(functools.partial(handle.read, 1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return key_of(spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION,
+                  spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text())  # fmt: skip
 
 
 def write_manifest(directory: Path) -> None:
-    lines = [f"{_sha256(path)}  {path.name}" for path in sorted(directory.glob("*.whl"))]
+    lines = [f"{sha256_of(path)}  {path.name}" for path in sorted(directory.glob("*.whl"))]
     (directory / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
@@ -97,7 +86,7 @@ def damaged_files(directory: Path) -> list[str]:
     for line in manifest.read_text().splitlines():
         digest, name = line.split("  ", 1)
         path = directory / name
-        if not path.is_file() or _sha256(path) != digest:
+        if not path.is_file() or sha256_of(path) != digest:
             bad.append(name)
     return bad
 
