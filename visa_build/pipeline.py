@@ -228,11 +228,11 @@ def _suite(target_args: list[str], suites: list[str], logs: Path, spec: ImageSpe
             f"--jupyter-url={url}", f"--image-spec={spec.directory}", f"--visa-log-dir={logs}", *extra]  # fmt: skip
     with progress.step(f"Running the infra suite ({', '.join(suites)})"):
         result = run(argv, timeout=3600 * 3, cwd=str(REPO), on_line=progress.passthrough, check=False)
-    if result.returncode != 0:
-        raise ImageTestError(
-            f"the infra suite failed (pytest exit code {result.returncode})",
-            tip=f"logs of the failed target are kept under {logs}; rerun one test with --pytest-args='-k name'",
-        )
+        if result.returncode != 0:
+            raise ImageTestError(
+                f"the infra suite failed (pytest exit code {result.returncode})",
+                tip=f"logs of the failed target are kept under {logs}; rerun one test with --pytest-args='-k name'",
+            )
 
 
 def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytest_args: list[str]) -> TestReport:
