@@ -44,7 +44,7 @@ def _user_errors() -> Iterator[None]:
     except VisaBuildError as exc:
         raise Exit(f"ERROR {exc}" + (f"\nTIP   {exc.tip}" if exc.tip else ""), code=1) from None
     except KeyboardInterrupt:
-        raise Exit("ERROR interrupted; containers and temporary files were cleaned up", code=130) from None
+        raise Exit("ERROR interrupted; containers, VMs and temporary files were cleaned up", code=130) from None
 
 
 def _settings(
