@@ -235,6 +235,35 @@ def _suite(target_args: list[str], suites: list[str], logs: Path, spec: ImageSpe
             )
 
 
+def _wait_for_server(guest: vm.BootedVM, status_url: str, *, timeout: float) -> None:
+    """Wait for the server like wait_for_status, but fail at once when the unit will never serve it:
+    not enabled, failed for good, or a server answering 404 there (a wrong base_url)."""
+    deadline = time.monotonic() + timeout
+    not_found_since: float | None = None
+    while time.monotonic() < deadline:
+        try:
+            wait_for_status(status_url, timeout=10)
+            return
+        except ImageTestError as exc:
+            if "HTTP 404" in str(exc):
+                not_found_since = not_found_since or time.monotonic()
+                if time.monotonic() - not_found_since > 30:
+                    raise ImageTestError(
+                        f"the server answers, but {status_url} is 404 (a wrong base_url?)",
+                        tip="journalctl -u visa-jupyter on the VM shows its base_url",
+                    ) from None
+        shown = run(guest.ssh_argv("systemctl show -p UnitFileState -p ActiveState visa-jupyter.service"),
+                    timeout=60, check=False)  # fmt: skip
+        state = dict(line.strip().split("=", 1) for line in shown.lines if "=" in line)
+        if shown.returncode == 0 and (state.get("UnitFileState") != "enabled" or state.get("ActiveState") == "failed"):
+            raise ImageTestError(
+                f"visa-jupyter.service will not serve {status_url}: {state}",
+                tip="the image's service is not enabled or failed for good; see the kept serial log",
+            )
+    raise ImageTestError(f"{status_url} did not answer 200 within {timeout:.0f} s",
+                         tip="see the kept serial console log and journalctl -u visa-jupyter")  # fmt: skip
+
+
 def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytest_args: list[str]) -> TestReport:
     """Boot the qcow2 through an overlay with VISA metadata (owner created late), then run tests/infra and
     tests/vm over ssh. The VM is always stopped; its serial log is kept when something failed."""
@@ -265,7 +294,7 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
                 to_ssh = vm.wait_for_ssh(guest, timeout=300 * accel.slowdown)
             status_url = f"http://127.0.0.1:{guest.http_port}/jupyter/{instance_id}/api/status"
             with progress.step(f"Waiting for /jupyter/{instance_id}/api/status (owner {owner} created late)"):
-                wait_for_status(status_url, timeout=SERVER_START_TIMEOUT * accel.slowdown)
+                _wait_for_server(guest, status_url, timeout=SERVER_START_TIMEOUT * accel.slowdown)
             to_status = time.monotonic() - started
             ssh_config = guest.ssh_config(keys / "ssh_config")
             target = [f"--hosts=ssh://{TEST_USER}@127.0.0.1:{guest.ssh_port}", f"--ssh-config={ssh_config}",
