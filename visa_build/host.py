@@ -31,6 +31,7 @@ TOOLS: dict[str, str] = {
     "ssh": "openssh-client",
     "losetup": "mount",
     "mkfs.ext4": "e2fsprogs",
+    "sfdisk": "fdisk",  # the VM tests find the root partition of an image with it
 }
 #: How long the KVM probe guest gets to print its firmware banner.
 KVM_PROBE_SECONDS = 45

@@ -18,13 +18,8 @@ from .errors import CommandError, CommandTimeoutError, ToolNotFoundError
 
 LOGGER = logging.getLogger(__name__)
 
-#: How to get each external program on Debian 12; used for ToolNotFoundError tips.
-INSTALL_HINTS = {
-    "mmdebstrap": "apt-get install mmdebstrap (or run: ./visa-build doctor --fix)",
-    "nginx": "apt-get install nginx-light (or run: ./visa-build doctor --fix)",
-    "dockerd": "apt-get install docker.io (or run: ./visa-build doctor --fix)",
-    "shellcheck": "apt-get install shellcheck (or run: ./visa-build doctor --fix)",
-}
+#: Every program visa-build runs is one the doctor installs (host.TOOLS lists them with their packages).
+INSTALL_HINT = "run ./visa-build doctor --fix (it installs every tool visa-build needs; see README, Requirements)"
 
 LineHandler = Callable[[str], None]
 
@@ -46,7 +41,7 @@ def which(tool: str) -> str:
     """Absolute path of `tool`, or ToolNotFoundError with an install hint."""
     path = shutil.which(tool)
     if path is None:
-        raise ToolNotFoundError(tool, INSTALL_HINTS.get(tool, f"install '{tool}' (see README, Requirements)"))
+        raise ToolNotFoundError(tool, INSTALL_HINT)
     return path
 
 
