@@ -134,8 +134,7 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
     if artefact.is_intact(final) and public_key.is_file():
         progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
         return Qcow2(final, public_key, cached=True)
-    probe_disk = Path(base_url) if not settings.base_qcow2 else None
-    accel = _accelerator(settings, probe_disk)
+    accel = _accelerator(settings, Path(base_url) if Path(base_url).is_file() else None)
     strays = vm.stop_strays()
     if strays:
         progress.note(f"stopped {strays} VM(s) left by an interrupted run")
@@ -181,7 +180,7 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
 def _accelerator(settings: Settings, probe_disk: Path | None) -> vm.Accel:
     if settings.accelerator == "auto" and probe_disk is None:
         raise ConfigError("visa.accelerator = auto needs a local base qcow2 to probe KVM with",
-                          tip="set INVOKE_VISA_ACCELERATOR=kvm or tcg when the base image is a URL")  # fmt: skip
+                          tip="set INVOKE_VISA_ACCELERATOR=kvm or tcg when visa.base_qcow2 is a URL")  # fmt: skip
     return host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk or Path(), cache_dir=settings.cache_dir)
 
 
