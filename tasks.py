@@ -6,6 +6,7 @@ Settings live under the `visa` config key: invoke.yaml or INVOKE_VISA_<KEY> vari
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import signal
 import sys
@@ -132,7 +133,7 @@ def test_container(c: Context, image: str | None = None, installer: str | None =
         pipeline.check_buildable(spec)
         _ready(c, settings)
         start = time.monotonic()
-        report = pipeline.test_container(spec, settings, pytest_args=pytest_args.split())
+        report = pipeline.test_container(spec, settings, pytest_args=shlex.split(pytest_args))
         progress.result(
             f"PASSED test-container {report.tag}: id {report.instance_id}, owner {report.owner}, "
             f"server answered {report.seconds_to_status:.0f} s after boot, total {time.monotonic() - start:.0f} s"
@@ -190,7 +191,7 @@ def test_qcow2(
         _ready(c, settings)
         start = time.monotonic()
         report = pipeline.test_qcow2(spec, settings, qcow2=Path(qcow2) if qcow2 else None,
-                                     pytest_args=pytest_args.split())  # fmt: skip
+                                     pytest_args=shlex.split(pytest_args))  # fmt: skip
         progress.result(
             f"PASSED test-qcow2 {report.tag}: id {report.instance_id}, owner {report.owner}, "
             f"ssh {report.seconds_to_ssh:.0f} s and /api/status {report.seconds_to_status:.0f} s after boot, "
