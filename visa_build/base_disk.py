@@ -30,6 +30,8 @@ START_SECTOR = 2048  # 1 MiB alignment
 MBR_CODE = Path("/usr/lib/syslinux/mbr/mbr.bin")
 #: Like distribution cloud images: the instance's own hostname resolves.
 CLOUD_CFG = "manage_etc_hosts: true\n"
+#: cloud-init's locale module sets en_US.UTF-8 and fails when it was not generated.
+LOCALES = "en_US.UTF-8 UTF-8\n"
 MKFS_OPTIONS = ("-O", "^64bit")  # keeps the filesystem readable by every extlinux release
 
 
@@ -57,7 +59,7 @@ def mbr(boot_code: bytes, *, start: int, sectors: int) -> bytes:
 
 def cache_key(suite: str, mirror: str) -> str:
     return artefact.key_of(suite, mirror, repr(VM_PACKAGES), str(DISK_BYTES), repr(MKFS_OPTIONS),
-                           extlinux_conf("UUID"), fstab("UUID"), CLOUD_CFG, "minbase")  # fmt: skip
+                           extlinux_conf("UUID"), fstab("UUID"), CLOUD_CFG, LOCALES, "minbase")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -74,10 +76,6 @@ def _mounted(raw: Path, mountpoint: Path, runner: Runner) -> Iterator[str]:
         runner(["losetup", "--detach", loop], timeout=60, check=False)
 
 
-def _mount(loop: str, mountpoint: Path, runner: Runner) -> None:
-    runner(["mount", loop, str(mountpoint)], timeout=60)
-
-
 def _install(raw: Path, suite: str, mirror: str, work: Path, runner: Runner) -> None:
     root_uuid = str(uuid.uuid4())
     with raw.open("r+b") as disk:
@@ -86,14 +84,14 @@ def _install(raw: Path, suite: str, mirror: str, work: Path, runner: Runner) -> 
     mountpoint.mkdir()
     with _mounted(raw, mountpoint, runner) as loop:
         runner(["mkfs.ext4", "-F", "-q", "-L", "visa-root", "-U", root_uuid, *MKFS_OPTIONS, loop], timeout=300)
-        _mount(loop, mountpoint, runner)
+        runner(["mount", loop, str(mountpoint)], timeout=60)
         runner(["mmdebstrap", "--variant=minbase", f"--include={','.join(VM_PACKAGES)}", suite, str(mountpoint),
                 mirror], timeout=1800, on_line=progress.line,
                tip="check that the Debian mirror answers (visa.mirror)")  # fmt: skip
         (mountpoint / "etc/fstab").write_text(fstab(root_uuid))
         (mountpoint / "etc/hostname").unlink(missing_ok=True)  # cloud-init sets it per instance
         (mountpoint / "etc/cloud/cloud.cfg.d/01-visa-base.cfg").write_text(CLOUD_CFG)
-        (mountpoint / "etc/locale.gen").write_text("en_US.UTF-8 UTF-8\n")  # cloud-init's default locale
+        (mountpoint / "etc/locale.gen").write_text(LOCALES)
         runner(["chroot", str(mountpoint), "locale-gen"], timeout=300)
         boot = mountpoint / "boot/extlinux"
         boot.mkdir(parents=True, exist_ok=True)
