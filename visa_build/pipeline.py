@@ -161,7 +161,9 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
             }  # fmt: skip
             var_path = work / f"{spec.name}.pkrvars.hcl"
             var_path.write_text(packer.var_file(values))
-            produced = _run_packer(_templates(work), var_path, accel, packer_log, serial_log)
+            produced = _run_packer(
+                _templates(work), var_path, accel, packer_log, serial_log, settings.cache_dir / "packer"
+            )
         qcow2 = work / "out" / f"{spec.name}.qcow2"
         if str(qcow2) not in produced or not qcow2.is_file():
             raise VisaBuildError(f"Packer finished but produced no qcow2 (artefacts: {produced or 'none'})",
@@ -198,7 +200,9 @@ def _templates(work: Path) -> Path:
     return staged
 
 
-def _run_packer(templates: Path, var_path: Path, accel: vm.Accel, packer_log: Path, serial_log: Path) -> list[str]:
+def _run_packer(
+    templates: Path, var_path: Path, accel: vm.Accel, packer_log: Path, serial_log: Path, cache: Path
+) -> list[str]:
     """Run packer build with its steps shown as they come; returns the files of its artefacts."""
     started = time.monotonic()
     log = packer.BuildLog()
@@ -208,7 +212,8 @@ def _run_packer(templates: Path, var_path: Path, accel: vm.Accel, packer_log: Pa
     )
     with progress.step(f"Building the qcow2 with Packer (QEMU {accel.name}; logs under {packer_log.parent})"):
         result = run(packer.build_argv(templates, var_path), timeout=2400 * accel.slowdown + 1200,
-                     env={"PACKER_LOG": "1", "PACKER_LOG_PATH": str(packer_log), "CHECKPOINT_DISABLE": "1"},
+                     env={"PACKER_LOG": "1", "PACKER_LOG_PATH": str(packer_log), "CHECKPOINT_DISABLE": "1",
+                          "PACKER_CACHE_DIR": str(cache)},
                      on_line=handler, check=False)  # fmt: skip
         if result.returncode != 0:
             shown = "\n".join(f"    {error}" for error in log.errors[-6:])
