@@ -3,19 +3,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from visa_build.image_files import mounted_root
+
 pytestmark = pytest.mark.vm_only
-
-
-def _run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600).stdout
 
 
 @pytest.fixture(scope="module")
@@ -23,23 +18,8 @@ def image_root(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFac
     qcow2 = pytestconfig.getoption("--qcow2")
     if not qcow2:
         pytest.skip("no --qcow2 given: the image file is not at hand")
-    work = tmp_path_factory.mktemp("artefact")
-    raw, root = work / "disk.raw", work / "root"
-    _run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow2, str(raw))
-    table = json.loads(_run("sfdisk", "--json", str(raw)))["partitiontable"]
-    part = max(table["partitions"], key=lambda p: p["size"])  # the root filesystem
-    loop = _run("losetup", "--find", "--show", "--read-only", "--offset", str(part["start"] * 512),
-                "--sizelimit", str(part["size"] * 512), str(raw)).strip()  # fmt: skip
-    root.mkdir()
-    try:
-        _run("mount", "-o", "ro,noload", loop, str(root))
-        try:
-            yield root
-        finally:
-            _run("umount", str(root))
-    finally:
-        _run("losetup", "--detach", loop)
-        shutil.rmtree(work, ignore_errors=True)
+    with mounted_root(Path(qcow2), scratch=tmp_path_factory.mktemp("artefact")) as root:
+        yield root
 
 
 def test_no_ssh_host_keys(image_root: Path) -> None:
