@@ -10,10 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from visa_build.image_files import mounted_root
 
-from visa_build.image_files import mounted_root  # noqa: E402  (after the path set-up above)
+REPO = Path(__file__).resolve().parent.parent
 
 
 def bytes_in_use(root: Path) -> int:
