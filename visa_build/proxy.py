@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import VisaBuildError
+from .ports import free_port
 from .process import background
 
 
@@ -45,18 +46,12 @@ http {{
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def reverse_proxy(upstream: str, *, workdir: Path) -> Iterator[str]:
     """Run nginx in front of `upstream` for the block; yields the proxy's base URL."""
     workdir = workdir.resolve()  # nginx reads -c relative to -p
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     config = workdir / "nginx.conf"
     config.write_text(nginx_config(listen_port=port, upstream=upstream, prefix=workdir))
     with background(["nginx", "-c", str(config), "-p", str(workdir)], log_path=str(workdir / "nginx.out")) as proc:

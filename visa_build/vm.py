@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from . import progress
 from .errors import VisaBuildError
+from .ports import free_port
 from .process import Runner, background, run
 from .seed import Login, Seed
 
@@ -73,12 +73,6 @@ def qemu_argv(
         "-drive", f"file={seed_iso},if=virtio,media=cdrom,readonly=on",
         "-netdev", f"user,id=net0,{forwards}", "-device", "virtio-net-pci,netdev=net0",
     ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stray_vms() -> list[int]:
