@@ -140,18 +140,23 @@ def running_double(image: str, seed: Seed, *, log_dir: Path, purpose: str) -> It
             container.remove(force=True)
 
 
+def status_code(url: str) -> int | None:
+    """The HTTP status of one GET of `url`; None when nothing answers."""
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.RequestException:
+        return None
+
+
 def wait_for_status(url: str, *, timeout: float) -> float:
     """Poll `url` until it answers 200; returns the seconds waited, ImageTestError after `timeout`."""
     start = time.monotonic()
     last = "no answer"
     while time.monotonic() - start < timeout:
-        try:
-            response = requests.get(url, timeout=5)
-            if response.status_code == 200:
-                return time.monotonic() - start
-            last = f"HTTP {response.status_code}"
-        except requests.RequestException as exc:
-            last = type(exc).__name__
+        code = status_code(url)
+        if code == 200:
+            return time.monotonic() - start
+        last = f"HTTP {code}" if code is not None else "no answer"
         time.sleep(1)
     raise ImageTestError(
         f"{url} did not answer 200 within {timeout:.0f} s (last: {last})",

@@ -12,7 +12,7 @@ import docker.errors
 from docker.client import from_env
 
 from . import artefact, progress
-from .errors import VisaBuildError
+from .errors import ConfigError, VisaBuildError
 from .process import Runner, background, daemon, run
 from .vm import VM_NAME_PREFIX, Accel
 
@@ -33,7 +33,7 @@ TOOLS: dict[str, str] = {
     "mkfs.ext4": "e2fsprogs",
     "sfdisk": "fdisk",  # the VM tests find the root partition of an image with it
 }
-#: How long the KVM probe guest gets to print its firmware banner.
+#: How long the KVM probe guest gets to print its kernel banner.
 KVM_PROBE_SECONDS = 45
 MIN_FREE_GIB = 15
 DOCKERD_LOG = "/var/log/visa-build-dockerd.log"
@@ -138,11 +138,14 @@ def _host_key() -> str:
     return artefact.key_of(os.uname().release, flags)
 
 
-def resolve_accelerator(requested: str, *, probe_disk: Path, cache_dir: Path) -> Accel:
-    """`auto` probes KVM for real (the verdict is kept per kernel and CPU) and falls back to TCG with
-    -cpu max; `kvm` and `tcg` are taken as asked."""
+def resolve_accelerator(requested: str, *, probe_disk: Path | None, cache_dir: Path) -> Accel:
+    """`auto` probes KVM for real by booting `probe_disk` (the verdict is kept per kernel and CPU) and falls
+    back to TCG with -cpu max; `kvm` and `tcg` are taken as asked."""
     if requested in ("kvm", "tcg"):
         return Accel(requested)
+    if probe_disk is None:
+        raise ConfigError("visa.accelerator = auto needs a local base qcow2 to probe KVM with",
+                          tip="set INVOKE_VISA_ACCELERATOR=kvm or tcg when visa.base_qcow2 is a URL")  # fmt: skip
     verdict = cache_dir / f"accelerator-{_host_key()}.txt"
     if not verdict.is_file():
         with progress.step(f"Probing KVM: booting {probe_disk.name} ({KVM_PROBE_SECONDS} s at most)"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import artefact, base, base_disk, context, host, packer, progress, render, vm, wheelhouse
 from .config import ImageSpec
-from .container import build_image, remove_leftovers, running_double, wait_for_status
+from .container import build_image, remove_leftovers, running_double, status_code, wait_for_status
 from .errors import ConfigError, ImageTestError, VisaBuildError
 from .process import run
 from .proxy import reverse_proxy
@@ -134,10 +134,9 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
     if artefact.is_intact(final) and public_key.is_file():
         progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
         return Qcow2(final, public_key, cached=True)
-    accel = _accelerator(settings, Path(base_url) if Path(base_url).is_file() else None)
-    strays = vm.stop_strays()
-    if strays:
-        progress.note(f"stopped {strays} VM(s) left by an interrupted run")
+    probe_disk = Path(base_url) if Path(base_url).is_file() else None
+    accel = host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk, cache_dir=settings.cache_dir)
+    _stop_strays()
     work = settings.build_dir / "packer" / f"{spec.name}-{key}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -179,11 +178,10 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
     return Qcow2(final, public_key, cached=False)
 
 
-def _accelerator(settings: Settings, probe_disk: Path | None) -> vm.Accel:
-    if settings.accelerator == "auto" and probe_disk is None:
-        raise ConfigError("visa.accelerator = auto needs a local base qcow2 to probe KVM with",
-                          tip="set INVOKE_VISA_ACCELERATOR=kvm or tcg when visa.base_qcow2 is a URL")  # fmt: skip
-    return host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk or Path(), cache_dir=settings.cache_dir)
+def _stop_strays() -> None:
+    strays = vm.stop_strays()
+    if strays:
+        progress.note(f"stopped {strays} VM(s) left by an interrupted run")
 
 
 def _templates(work: Path) -> Path:
@@ -244,18 +242,23 @@ def _wait_for_server(guest: vm.BootedVM, status_url: str, *, timeout: float) -> 
     not enabled, failed for good, or a server answering 404 there (a wrong base_url)."""
     deadline = time.monotonic() + timeout
     not_found_since: float | None = None
+    unit_checked = 0.0
     while time.monotonic() < deadline:
-        try:
-            wait_for_status(status_url, timeout=10)
+        code = status_code(status_url)
+        if code == 200:
             return
-        except ImageTestError as exc:
-            if "HTTP 404" in str(exc):
-                not_found_since = not_found_since or time.monotonic()
-                if time.monotonic() - not_found_since > 30:
-                    raise ImageTestError(
-                        f"the server answers, but {status_url} is 404 (a wrong base_url?)",
-                        tip="journalctl -u visa-jupyter on the VM shows its base_url",
-                    ) from None
+        now = time.monotonic()
+        if code == 404:
+            not_found_since = not_found_since or now
+            if now - not_found_since > 30:
+                raise ImageTestError(
+                    f"the server answers, but {status_url} is 404 (a wrong base_url?)",
+                    tip="journalctl -u visa-jupyter on the VM shows its base_url",
+                )
+        if now - unit_checked < 10:
+            time.sleep(1)
+            continue
+        unit_checked = now
         shown = run(guest.ssh_argv("systemctl show -p UnitFileState -p ActiveState visa-jupyter.service"),
                     timeout=60, check=False)  # fmt: skip
         state = dict(line.strip().split("=", 1) for line in shown.lines if "=" in line)
@@ -278,10 +281,8 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
         if not qcow2.is_file():
             raise ConfigError(f"--qcow2 {qcow2} does not exist", tip="give the path build-qcow2 printed")
         build_key = qcow2.with_name(f"{qcow2.stem}.build-key.pub")
-    accel = _accelerator(settings, qcow2)
-    strays = vm.stop_strays()
-    if strays:
-        progress.note(f"stopped {strays} VM(s) left by an interrupted run")
+    accel = host.resolve_accelerator(settings.accelerator, probe_disk=qcow2, cache_dir=settings.cache_dir)
+    _stop_strays()
     instance_id, owner = random_instance_id(), "visauser"
     logs, work_root = settings.log_dir, settings.build_dir / "vm"
     work_root.mkdir(parents=True, exist_ok=True)
