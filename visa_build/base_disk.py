@@ -6,16 +6,15 @@ nodes do not appear in every sandbox, so the filesystem is reached through a loo
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import struct
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from . import artefact, progress
 from .errors import VisaBuildError
+from .image_files import loop_device, mounted
 from .process import Runner, run
 
 #: What a cloud instance needs before provisioning: kernel, init, cloud-init (with growpart), ssh, DHCP.
@@ -62,41 +61,33 @@ def cache_key(suite: str, mirror: str) -> str:
                            extlinux_conf("UUID"), fstab("UUID"), CLOUD_CFG, LOCALES, "minbase")  # fmt: skip
 
 
-@contextlib.contextmanager
-def _mounted(raw: Path, mountpoint: Path, runner: Runner) -> Iterator[str]:
-    """Loop-mount the partition of `raw`; always unmounted and detached again."""
-    offset = START_SECTOR * SECTOR
-    loop = runner(["losetup", "--find", "--show", "--offset", str(offset),
-                   "--sizelimit", str(DISK_BYTES - offset), str(raw)], timeout=60).lines[-1].strip()  # fmt: skip
-    try:
-        yield loop
-    finally:
-        if mountpoint.is_mount():
-            runner(["umount", "--recursive", str(mountpoint)], timeout=120, check=False)
-        runner(["losetup", "--detach", loop], timeout=60, check=False)
-
-
 def _install(raw: Path, suite: str, mirror: str, work: Path, runner: Runner) -> None:
     root_uuid = str(uuid.uuid4())
     with raw.open("r+b") as disk:
         disk.write(mbr(MBR_CODE.read_bytes()[:440], start=START_SECTOR, sectors=DISK_BYTES // SECTOR - START_SECTOR))
     mountpoint = work / "root"
     mountpoint.mkdir()
-    with _mounted(raw, mountpoint, runner) as loop:
+    offset = START_SECTOR * SECTOR
+    with loop_device(raw, offset=offset, size=DISK_BYTES - offset, read_only=False, runner=runner) as loop:
         runner(["mkfs.ext4", "-F", "-q", "-L", "visa-root", "-U", root_uuid, *MKFS_OPTIONS, loop], timeout=300)
-        runner(["mount", loop, str(mountpoint)], timeout=60)
-        runner(["mmdebstrap", "--variant=minbase", f"--include={','.join(VM_PACKAGES)}", suite, str(mountpoint),
-                mirror], timeout=1800, on_line=progress.line,
-               tip="check that the Debian mirror answers (visa.mirror)")  # fmt: skip
-        (mountpoint / "etc/fstab").write_text(fstab(root_uuid))
-        (mountpoint / "etc/hostname").unlink(missing_ok=True)  # cloud-init sets it per instance
-        (mountpoint / "etc/cloud/cloud.cfg.d/01-visa-base.cfg").write_text(CLOUD_CFG)
-        (mountpoint / "etc/locale.gen").write_text(LOCALES)
-        runner(["chroot", str(mountpoint), "locale-gen"], timeout=300)
-        boot = mountpoint / "boot/extlinux"
-        boot.mkdir(parents=True, exist_ok=True)
-        (boot / "extlinux.conf").write_text(extlinux_conf(root_uuid))
-        runner(["extlinux", "--install", str(boot)], timeout=120)
+        with mounted(loop, mountpoint, options="rw", runner=runner):
+            _populate(mountpoint, suite, mirror, root_uuid, runner)
+
+
+def _populate(mountpoint: Path, suite: str, mirror: str, root_uuid: str, runner: Runner) -> None:
+    """A minimal Debian in the mounted filesystem, made bootable by extlinux."""
+    runner(["mmdebstrap", "--variant=minbase", f"--include={','.join(VM_PACKAGES)}", suite, str(mountpoint),
+            mirror], timeout=1800, on_line=progress.line,
+           tip="check that the Debian mirror answers (visa.mirror)")  # fmt: skip
+    (mountpoint / "etc/fstab").write_text(fstab(root_uuid))
+    (mountpoint / "etc/hostname").unlink(missing_ok=True)  # cloud-init sets it per instance
+    (mountpoint / "etc/cloud/cloud.cfg.d/01-visa-base.cfg").write_text(CLOUD_CFG)
+    (mountpoint / "etc/locale.gen").write_text(LOCALES)
+    runner(["chroot", str(mountpoint), "locale-gen"], timeout=300)
+    boot = mountpoint / "boot/extlinux"
+    boot.mkdir(parents=True, exist_ok=True)
+    (boot / "extlinux.conf").write_text(extlinux_conf(root_uuid))
+    runner(["extlinux", "--install", str(boot)], timeout=120)
 
 
 def ensure_base_qcow2(suite: str, mirror: str, cache_dir: Path, *, runner: Runner = run) -> Path:

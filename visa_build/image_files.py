@@ -1,4 +1,5 @@
-"""Read the root filesystem of a qcow2 without booting it: a raw copy, its largest partition mounted read-only."""
+"""Disk images' filesystems from the host: loop devices at a partition's offset, mounts, and the root
+filesystem of a qcow2 read without booting it (a raw copy, its largest partition mounted read-only)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,29 @@ from .process import Runner, run
 
 
 @contextlib.contextmanager
+def loop_device(raw: Path, *, offset: int, size: int, read_only: bool, runner: Runner = run) -> Iterator[str]:
+    """A loop device over `size` bytes of `raw` from `offset` (partition device nodes do not appear in every
+    sandbox); always detached afterwards."""
+    argv = ["losetup", "--find", "--show", *(["--read-only"] if read_only else []),
+            "--offset", str(offset), "--sizelimit", str(size), str(raw)]  # fmt: skip
+    loop = runner(argv, timeout=60).lines[-1].strip()
+    try:
+        yield loop
+    finally:
+        runner(["losetup", "--detach", loop], timeout=60, check=False)
+
+
+@contextlib.contextmanager
+def mounted(device: str, mountpoint: Path, *, options: str, runner: Runner = run) -> Iterator[Path]:
+    """`device` mounted at `mountpoint` for the block; always unmounted (with anything below it) afterwards."""
+    runner(["mount", "-o", options, device, str(mountpoint)], timeout=60)
+    try:
+        yield mountpoint
+    finally:
+        runner(["umount", "--recursive", str(mountpoint)], timeout=120, check=False)
+
+
+@contextlib.contextmanager
 def mounted_root(qcow2: Path, *, scratch: Path, runner: Runner = run) -> Iterator[Path]:
     """Yield the mounted root filesystem of `qcow2` (never written); everything is undone afterwards."""
     scratch.mkdir(parents=True, exist_ok=True)
@@ -22,17 +46,13 @@ def mounted_root(qcow2: Path, *, scratch: Path, runner: Runner = run) -> Iterato
         runner(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(qcow2), str(raw)], timeout=1800)
         table = json.loads(runner(["sfdisk", "--json", str(raw)], timeout=60).output)["partitiontable"]
         part = max(table["partitions"], key=lambda p: p["size"])  # the root filesystem
-        loop = runner(["losetup", "--find", "--show", "--read-only", "--offset", str(part["start"] * 512),
-                       "--sizelimit", str(part["size"] * 512), str(raw)], timeout=60).lines[-1].strip()  # fmt: skip
         root.mkdir()
-        try:
-            runner(["mount", "-o", "ro,noload", loop, str(root)], timeout=60)
-            try:
-                yield root
-            finally:
-                runner(["umount", str(root)], timeout=120, check=False)
-        finally:
-            runner(["losetup", "--detach", loop], timeout=60, check=False)
+        with (
+            loop_device(raw, offset=part["start"] * 512, size=part["size"] * 512, read_only=True,
+                        runner=runner) as loop,
+            mounted(loop, root, options="ro,noload", runner=runner),
+        ):  # fmt: skip
+            yield root
     finally:
         if not root.is_mount():
             shutil.rmtree(work, ignore_errors=True)
