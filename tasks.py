@@ -64,6 +64,8 @@ def _settings(
         base_qcow2=visa.base_qcow2,
         base_qcow2_checksum=visa.base_qcow2_checksum,
         disk_size=visa.disk_size,
+        index_url=visa.index_url,
+        index_ca_bundle=visa.index_ca_bundle,
     )
 
 
@@ -153,7 +155,8 @@ def build_base(c: Context, image: str | None = None) -> None:
         progress.result(str(base_disk.ensure_base_qcow2(spec.debian, settings.mirror, settings.cache_dir)))
 
 
-@task(help={"image": IMAGE_HELP, "installer": "uv or pip (default: visa.installer, uv)", "accelerator": ACCEL_HELP})
+@task(help={"image": IMAGE_HELP, "installer": "uv, pip or pip-index (default: visa.installer, uv)",
+            "accelerator": ACCEL_HELP})  # fmt: skip
 def build_qcow2(
     c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None
 ) -> None:
@@ -246,6 +249,8 @@ ns.configure(
             "base_qcow2": "",
             "base_qcow2_checksum": "",
             "disk_size": "12G",
+            "index_url": "https://pypi.org/simple",
+            "index_ca_bundle": "",
             "test_qcow2_image": "images/ci",
             "auto_fix": True,
             "debug": False,

@@ -1,4 +1,5 @@
-# Provisioning: the same scripts as the Dockerfile, from the same build context, then image cleanup.
+# One provisioning stage: some of the Dockerfile's scripts, from the same build context, then image cleanup.
+# visa-build runs it once per stage, each from the previous stage's qcow2.
 
 build {
   sources = ["source.qemu.visa"]

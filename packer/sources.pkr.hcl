@@ -15,8 +15,8 @@ source "qemu" "visa" {
   disk_size        = var.disk_size
   disk_interface   = "virtio"
   disk_discard     = "unmap"
-  disk_compression = true
-  skip_compaction  = false
+  disk_compression = var.compress
+  skip_compaction  = ! var.compress
   format           = "qcow2"
   net_device       = "virtio-net"
   cpus             = var.cpus

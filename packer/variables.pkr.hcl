@@ -104,3 +104,9 @@ variable "provision_scripts" {
   type        = list(string)
   description = "Provisioning scripts to run, in order, from provision/."
 }
+
+variable "compress" {
+  type        = bool
+  description = "Compact and compress the qcow2 (the published image); false for a cached intermediate stage."
+  default     = true
+}

@@ -3,7 +3,8 @@
 #   VISA_TARGET          container | vm (where the two differ, this decides)
 #   VISA_SPEC_DIR        folder with the pins, rendered config and service files (the build context's spec/)
 #   VISA_WHEELHOUSE_URL  flat index of every locked wheel (the host's wheelhouse, served over HTTP)
-#   VISA_INSTALLER       uv | pip
+#   VISA_INSTALLER       uv | pip (from the wheelhouse) | pip-index (pip from VISA_INDEX_URL, trusting
+#                        VISA_INDEX_CA when set: the package index inside the guest, as images were once built)
 set -euo pipefail
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
@@ -20,10 +21,11 @@ require_env() {
 }
 
 # install_locked VENV PINS_FILE: create the venv with the image's python3 and install exactly the pinned
-# wheels from the wheelhouse, bytecode compiled (the owner cannot write __pycache__ under /opt).
+# versions (from the wheelhouse, or the index for pip-index), bytecode compiled (the owner cannot write __pycache__ under /opt).
 install_locked() {
   local venv=$1 pins=$2
-  require_env VISA_WHEELHOUSE_URL VISA_INSTALLER
+  require_env VISA_INSTALLER
+  [[ $VISA_INSTALLER == pip-index ]] || require_env VISA_WHEELHOUSE_URL
   case "$VISA_INSTALLER" in
     uv)
       [[ -x "$venv/bin/python" ]] || python3 -m venv --without-pip "$venv"
@@ -35,7 +37,15 @@ install_locked() {
       "$venv/bin/pip" install --no-index --find-links "$VISA_WHEELHOUSE_URL" --no-deps \
         --disable-pip-version-check --no-input --quiet -r "$pins"
       ;;
-    *) die "VISA_INSTALLER=$VISA_INSTALLER is not one of: uv, pip" ;;
+    pip-index)
+      require_env VISA_INDEX_URL
+      local cert=()
+      [[ -z ${VISA_INDEX_CA:-} ]] || cert=(--cert "$VISA_INDEX_CA")
+      [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
+      "$venv/bin/pip" install --index-url "$VISA_INDEX_URL" "${cert[@]}" --no-deps --no-cache-dir \
+        --disable-pip-version-check --no-input --quiet -r "$pins"
+      ;;
+    *) die "VISA_INSTALLER=$VISA_INSTALLER is not one of: uv, pip, pip-index" ;;
   esac
   "$venv/bin/python" -m pip check >&2 || die "pip check failed in $venv"
 }

@@ -1,4 +1,4 @@
-"""The build context shared by the Dockerfile and (later) Packer: provision/ and the rendered spec files."""
+"""The build context shared by the Dockerfile and Packer: provision/ and the rendered spec files."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def _write(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-def prepare(spec: ImageSpec, destination: Path) -> Path:
-    """Lay out `destination` as provision/, spec/ and docker/; returns it."""
+def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") -> Path:
+    """Lay out `destination` as provision/, spec/ and docker/ (spec/ with the index's CA bundle when one is
+    given); returns it."""
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(REPO / "provision", destination / "provision")
@@ -30,4 +31,6 @@ def prepare(spec: ImageSpec, destination: Path) -> Path:
     _write(spec_dir / "data-analysis.txt", render.pins_file(spec.data_analysis.pins))
     _write(spec_dir / "jupyter_server_config.py", render.jupyter_server_config(spec))
     _write(spec_dir / "visa-jupyter.env", render.service_env(spec))
+    if index_ca_bundle:
+        shutil.copyfile(index_ca_bundle, spec_dir / render.INDEX_CA_FILE)
     return destination

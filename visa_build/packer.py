@@ -15,7 +15,7 @@ TEMPLATES = REPO / "packer"
 PLUGINS_FILE = TEMPLATES / "plugins" / "required-plugins.pkr.hcl"
 #: "qemu.visa: " before a build's output: the source (type.name) it came from.
 _SOURCE_PREFIX = re.compile(r"^[\w-]+\.[\w-]+: ")
-VarValue = str | int | Sequence[str] | Mapping[str, str]
+VarValue = str | bool | int | Sequence[str] | Mapping[str, str]
 
 
 def _hcl_string(value: str) -> str:
@@ -25,7 +25,7 @@ def _hcl_string(value: str) -> str:
 
 def _hcl_value(value: VarValue) -> str:
     if isinstance(value, bool):
-        raise TypeError("booleans are not used by the templates")
+        return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -9,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artefact, base, base_disk, context, host, packer, progress, render, vm, wheelhouse
+from . import artefact, base, base_disk, context, host, packer, progress, render, stages, vm, wheelhouse
 from .config import ImageSpec
 from .container import build_image, remove_leftovers, running_double, status_code, wait_for_status
 from .errors import ConfigError, ImageTestError, VisaBuildError
@@ -22,10 +23,6 @@ from .wheelhouse import ensure_wheelhouse, serving
 REPO = context.REPO
 #: How long the double may take from start to answering /jupyter/<id>/api/status.
 SERVER_START_TIMEOUT = 300
-#: Provisioning scripts of the VM, in order: the Dockerfile's, then image cleanup (99-seal.sh is Packer's
-#: shutdown command).
-VM_SCRIPTS = ("10-system-packages.sh", "20-jupyterlab.sh", "30-data-analysis.sh", "40-jupyter-service.sh",
-              "50-target.sh", "90-image-cleanup.sh")  # fmt: skip
 BUILD_USER = "visa-build"
 #: The guest reaches the host's 127.0.0.1 at this address under QEMU's user networking.
 HOST_FROM_GUEST = "10.0.2.2"
@@ -47,6 +44,9 @@ def container_tag(spec: ImageSpec) -> str:
 def build_container(spec: ImageSpec, settings: Settings) -> str:
     """Build the container double of `spec`; returns its tag. Unchanged stages come from Docker's cache."""
     check_buildable(spec)
+    if settings.installer == "pip-index":
+        raise ConfigError("the pip-index installer is for qcow2 builds; the container double installs from the "
+                          "wheelhouse", tip="use --installer uv (or pip) for the container")  # fmt: skip
     base_image = settings.base_image or base.ensure_base_image(spec.debian, settings.mirror, settings.cache_dir)
     wheelhouse = ensure_wheelhouse(spec, settings.cache_dir)
     build_context = context.prepare(spec, settings.build_dir / "context" / spec.name)
@@ -96,15 +96,6 @@ class Qcow2:
     cached: bool
 
 
-def _tree_digest(root: Path, folders: tuple[str, ...]) -> str:
-    parts: list[str | bytes] = []
-    for folder in folders:
-        for path in sorted((root / folder).rglob("*")):
-            if path.is_file():
-                parts += [str(path.relative_to(root)), path.read_bytes(), str(path.stat().st_mode & 0o111)]
-    return artefact.key_of(*parts)
-
-
 def _base(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
     """(path or URL, checksum) of the base qcow2: the site's, or one built from the Debian mirror."""
     if settings.base_qcow2:
@@ -113,69 +104,118 @@ def _base(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
                               tip="give its checksum, e.g. sha256:<hex> or file:<URL of SHA256SUMS>")  # fmt: skip
         return settings.base_qcow2, settings.base_qcow2_checksum
     path = base_disk.ensure_base_qcow2(spec.debian, settings.mirror, settings.cache_dir)
-    return str(path), "sha256:" + artefact.sidecar(path).read_text().split()[0]
+    return str(path), _checksum(path)
+
+
+def _checksum(path: Path) -> str:
+    return "sha256:" + artefact.sidecar(path).read_text().split()[0]
 
 
 def qcow2_path(spec: ImageSpec, settings: Settings, key: str) -> Path:
     return settings.build_dir / "images" / spec.name / f"{spec.name}-{key}.qcow2"
 
 
+def stage_path(spec: ImageSpec, settings: Settings, stage: stages.Stage, key: str) -> Path:
+    """Where an intermediate stage's qcow2 is cached (the last stage's is the published image)."""
+    return settings.cache_dir / "stages" / spec.name / f"{spec.name}-{stage.name}-{key}.qcow2"
+
+
+def qcow2_context(spec: ImageSpec, settings: Settings) -> Path:
+    """The build context the qcow2's stages upload (with the index's CA bundle for pip-index)."""
+    return context.prepare(spec, settings.build_dir / "context" / spec.name, index_ca_bundle=settings.index_ca_bundle)
+
+
+def stage_keys(spec: ImageSpec, settings: Settings, build_context: Path, base: tuple[str, str]) -> list[str]:
+    """Key of each stage's qcow2, in order. The first stage depends on the base image, the build settings,
+    the templates and the JupyterLab lock; each later one on the previous key and its own inputs."""
+    base_url, base_checksum = base
+    common = (base_url if settings.base_qcow2 else "", base_checksum, stages.tree_digest(REPO, ("packer",)),
+              settings.installer, settings.index_url if settings.installer == "pip-index" else "",
+              settings.disk_size, BUILD_USER, wheelhouse.UV_VERSION)  # fmt: skip
+    env = render.provision_env(spec, target="vm", wheelhouse_url="", installer=settings.installer,
+                               index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle))  # fmt: skip
+    lab = stages.JUPYTERLAB.key(build_context, *common, spec.python, spec.jupyterlab.lock.read_text())
+    image = stages.IMAGE.key(build_context, lab, spec.data_analysis.lock.read_text(), repr(sorted(env.items())))
+    return [lab, image]
+
+
 def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
-    """Build the VISA qcow2 of `spec` with Packer and QEMU; unchanged inputs reuse the verified artefact."""
+    """Build the VISA qcow2 of `spec` with Packer and QEMU, stage by stage; a stage whose inputs did not
+    change is taken from its verified cache entry."""
     check_buildable(spec)
-    base_url, base_checksum = _base(spec, settings)
-    houses = ensure_wheelhouse(spec, settings.cache_dir)
-    build_context = context.prepare(spec, settings.build_dir / "context" / spec.name)
-    key = artefact.key_of(base_url if settings.base_qcow2 else "", base_checksum, wheelhouse.cache_key(spec),
-                          _tree_digest(build_context, ("provision", "spec")), _tree_digest(REPO, ("packer",)),
-                          settings.installer, settings.disk_size, BUILD_USER, repr(VM_SCRIPTS))  # fmt: skip
-    final = qcow2_path(spec, settings, key)
+    if settings.index_ca_bundle and settings.installer != "pip-index":
+        raise ConfigError("visa.index_ca_bundle is set but the installer is not pip-index",
+                          tip="set INVOKE_VISA_INSTALLER=pip-index, or leave visa.index_ca_bundle empty")  # fmt: skip
+    base = _base(spec, settings)
+    houses = None if settings.installer == "pip-index" else ensure_wheelhouse(spec, settings.cache_dir)
+    build_context = qcow2_context(spec, settings)
+    keys = stage_keys(spec, settings, build_context, base)
+    final = qcow2_path(spec, settings, keys[-1])
     public_key = final.with_name(f"{final.stem}.build-key.pub")
     if artefact.is_intact(final) and public_key.is_file():
         progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
         return Qcow2(final, public_key, cached=True)
-    probe_disk = Path(base_url) if Path(base_url).is_file() else None
+    probe_disk = Path(base[0]) if Path(base[0]).is_file() else None
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk, cache_dir=settings.cache_dir)
     _stop_strays()
-    work = settings.build_dir / "packer" / f"{spec.name}-{key}"
+    with serving(houses, port=settings.wheelhouse_port) if houses else contextlib.nullcontext():
+        env = render.provision_env(
+            spec, target="vm", wheelhouse_url=f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/" if houses else "",
+            installer=settings.installer, index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle),
+        )  # fmt: skip
+        source = base
+        for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):
+            last = stage is stages.STAGES[-1]
+            output = final if last else stage_path(spec, settings, stage, key)
+            title = f"stage {number}/{len(keys)} ({stage.name})"
+            if not last and artefact.is_intact(output):
+                progress.note(f"{title}: {output.name} inputs unchanged, checksum verified: reused")
+            else:
+                progress.note(f"{title}: building {output.name} from {Path(source[0]).name}")
+                _build_stage(spec, settings, stage, source, output, build_context, env, accel, compress=last)
+            source = (str(output), _checksum(output))
+    return Qcow2(final, public_key, cached=False)
+
+
+def _build_stage(
+    spec: ImageSpec, settings: Settings, stage: stages.Stage, source: tuple[str, str], output: Path,
+    build_context: Path, env: dict[str, str], accel: vm.Accel, *, compress: bool,
+) -> None:  # fmt: skip
+    """One Packer build: boot `source`, run the stage's scripts and cleanup, seal, publish `output`."""
+    name = f"{spec.name}-{stage.name}"
+    work = settings.build_dir / "packer" / output.stem
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         private_key, public = vm.keypair(work)
         seed_dir = vm.write_seed(build_seed(Login(BUILD_USER, public), name=spec.name), work / "seed")
         settings.log_dir.mkdir(parents=True, exist_ok=True)
-        serial_log = settings.log_dir / f"packer-{spec.name}-serial.log"
-        packer_log = settings.log_dir / f"packer-{spec.name}.log"
+        serial_log = settings.log_dir / f"packer-{name}-serial.log"
+        packer_log = settings.log_dir / f"packer-{name}.log"
         serial_log.unlink(missing_ok=True)
-        with serving(houses, port=settings.wheelhouse_port):
-            guest_url = f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/"
-            values: dict[str, packer.VarValue] = {
-                "image_name": spec.name, "base_image": base_url, "base_image_checksum": base_checksum,
-                "accelerator": accel.name, "disk_size": settings.disk_size, "output_directory": str(work / "out"),
-                "seed_dir": str(seed_dir), "build_user": BUILD_USER, "ssh_private_key_file": str(private_key),
-                "ssh_timeout": f"{5 * accel.slowdown}m", "serial_log": str(serial_log),
-                "context_dir": str(build_context), "provision_scripts": list(VM_SCRIPTS),
-                "provision_env": render.provision_env(spec, target="vm", wheelhouse_url=guest_url,
-                                                      installer=settings.installer),
-            }  # fmt: skip
-            var_path = work / f"{spec.name}.pkrvars.hcl"
-            var_path.write_text(packer.var_file(values))
-            produced = _run_packer(
-                _templates(work), var_path, accel, packer_log, serial_log, settings.cache_dir / "packer"
-            )
-        qcow2 = work / "out" / f"{spec.name}.qcow2"
+        values: dict[str, packer.VarValue] = {
+            "image_name": name, "base_image": source[0], "base_image_checksum": source[1],
+            "accelerator": accel.name, "disk_size": settings.disk_size, "output_directory": str(work / "out"),
+            "seed_dir": str(seed_dir), "build_user": BUILD_USER, "ssh_private_key_file": str(private_key),
+            "ssh_timeout": f"{5 * accel.slowdown}m", "serial_log": str(serial_log), "compress": compress,
+            "context_dir": str(build_context), "provision_scripts": [*stage.scripts, stages.CLEANUP],
+            "provision_env": env,
+        }  # fmt: skip
+        var_path = work / f"{name}.pkrvars.hcl"
+        var_path.write_text(packer.var_file(values))
+        produced = _run_packer(_templates(work), var_path, accel, packer_log, serial_log, settings.cache_dir / "packer")
+        qcow2 = work / "out" / f"{name}.qcow2"
         if str(qcow2) not in produced or not qcow2.is_file():
             raise VisaBuildError(f"Packer finished but produced no qcow2 (artefacts: {produced or 'none'})",
                                  tip=f"see {packer_log} and {serial_log}")  # fmt: skip
-        with progress.step(f"Publishing {final.name} (sha256 sidecar, Packer manifest)"):
-            final.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(work / "out" / "packer-manifest.json", final.with_name(f"{final.stem}.manifest.json"))
-            public_key.write_text(public + "\n")
-            artefact.publish(qcow2, final)
+        with progress.step(f"Publishing {output.name} (sha256 sidecar, Packer manifest)"):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(work / "out" / "packer-manifest.json", output.with_name(f"{output.stem}.manifest.json"))
+            output.with_name(f"{output.stem}.build-key.pub").write_text(public + "\n")
+            artefact.publish(qcow2, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the private key, the seed, a half-written qcow2
         vm.stop_strays()
-    return Qcow2(final, public_key, cached=False)
 
 
 def _stop_strays() -> None:
@@ -206,7 +246,7 @@ def _run_packer(
     log = packer.BuildLog()
     handler = log.handler(
         on_step=lambda text: progress.note(f"[{time.monotonic() - started:6.0f}s] {text}"),
-        on_message=progress.line,
+        on_message=lambda text: progress.line(f"[{time.monotonic() - started:6.0f}s] {text}"),
     )
     with progress.step(f"Building the qcow2 with Packer (QEMU {accel.name}; logs under {packer_log.parent})"):
         result = run(packer.build_argv(templates, var_path), timeout=2400 * accel.slowdown + 1200,

@@ -45,12 +45,23 @@ def pins_file(pins: tuple[Pin, ...]) -> str:
     return "".join(f"{pin}\n" for pin in sorted(pins, key=lambda pin: pin.name))
 
 
-def provision_env(spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str) -> dict[str, str]:
-    """The VISA_* variables every provisioning script reads."""
-    return {
+SPEC_DIR = "/opt/visa/build/spec"
+#: The index's CA bundle in the build context's spec/ (installer pip-index); removed with /opt/visa/build.
+INDEX_CA_FILE = "index-ca.crt"
+
+
+def provision_env(
+    spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str, index_url: str = "", index_ca: bool = False
+) -> dict[str, str]:
+    """The VISA_* variables every provisioning script reads (the index ones only for installer pip-index)."""
+    env = {
         "VISA_TARGET": target,
-        "VISA_SPEC_DIR": "/opt/visa/build/spec",
+        "VISA_SPEC_DIR": SPEC_DIR,
         "VISA_WHEELHOUSE_URL": wheelhouse_url,
         "VISA_INSTALLER": installer,
         "VISA_KERNEL_DISPLAY_NAME": spec.data_analysis.display_name,
     }
+    if installer == "pip-index":
+        env["VISA_INDEX_URL"] = index_url
+        env["VISA_INDEX_CA"] = f"{SPEC_DIR}/{INDEX_CA_FILE}" if index_ca else ""
+    return env

@@ -8,7 +8,9 @@ from typing import Literal, get_args
 
 from .errors import ConfigError
 
-Installer = Literal["uv", "pip"]
+#: uv and pip install from the host's wheelhouse; pip-index is pip from a package index inside the guest
+#: (the way images were provisioned before the wheelhouse; qcow2 builds only, for sites and benchmarks).
+Installer = Literal["uv", "pip", "pip-index"]
 Accelerator = Literal["auto", "kvm", "tcg"]
 
 
@@ -24,6 +26,8 @@ class Settings:
     base_qcow2: str = ""  # "" = build one from the Debian mirror; else a path or URL of a cloud image
     base_qcow2_checksum: str = ""  # sha256:<hex> or file:<URL>, required with base_qcow2
     disk_size: str = "12G"
+    index_url: str = "https://pypi.org/simple"  # installer pip-index: the index the guest installs from
+    index_ca_bundle: str = ""  # installer pip-index: CA bundle the guest trusts for it ("" = its own)
 
     @property
     def cache_dir(self) -> Path:
@@ -37,6 +41,7 @@ class Settings:
 def make_settings(
     *, image: str, build_dir: str, installer: str, base_image: str, mirror: str, wheelhouse_port: int,
     accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
+    index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "",
 ) -> Settings:  # fmt: skip
     if installer not in get_args(Installer):
         raise ConfigError(
@@ -55,6 +60,13 @@ def make_settings(
         )
     if not disk_size[:-1].isdigit() or disk_size[-1] not in "MGT":
         raise ConfigError(f"visa.disk_size = {disk_size!r} is not a size like 12G", tip="set INVOKE_VISA_DISK_SIZE")
+    if not index_url.startswith(("http://", "https://")):
+        raise ConfigError(f"visa.index_url = {index_url!r} is not a URL", tip="e.g. https://pypi.org/simple")
+    if index_ca_bundle and not Path(index_ca_bundle).is_file():
+        raise ConfigError(
+            f"visa.index_ca_bundle = {index_ca_bundle!r} is not a file",
+            tip="name a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt, or leave it empty",
+        )
     if not mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.mirror = {mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian")
     return Settings(
@@ -68,4 +80,6 @@ def make_settings(
         base_qcow2=base_qcow2,
         base_qcow2_checksum=base_qcow2_checksum,
         disk_size=disk_size,
+        index_url=index_url,
+        index_ca_bundle=index_ca_bundle,
     )

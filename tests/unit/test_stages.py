@@ -1,0 +1,99 @@
+"""The qcow2's stage keys: each stage is rebuilt exactly when one of its own inputs changed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from visa_build import pipeline, stages
+from visa_build.config import ImageSpec, load_image_spec
+from visa_build.settings import Settings, make_settings
+
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+BASE = ("/cache/debian-bookworm.qcow2", "sha256:" + "1" * 64)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """Copies of images/ci and the images/visa-jupyter files it names."""
+    for name in ("ci", "visa-jupyter"):
+        shutil.copytree(IMAGES / name, tmp_path / "images" / name)
+    return tmp_path / "images"
+
+
+def _settings(tmp_path: Path, **overrides: str) -> Settings:
+    values = {"image": "images/ci", "build_dir": str(tmp_path / "build"), "installer": "uv", "base_image": "",
+              "mirror": "http://deb.debian.org/debian", "wheelhouse_port": 8765, **overrides}  # fmt: skip
+    return make_settings(**values)  # type: ignore[arg-type]
+
+
+def _keys(images: Path, settings: Settings, base: tuple[str, str] = BASE) -> dict[str, str]:
+    spec: ImageSpec = load_image_spec(images / "ci")
+    keys = pipeline.stage_keys(spec, settings, pipeline.qcow2_context(spec, settings), base)
+    return dict(zip((stage.name for stage in stages.STAGES), keys, strict=True))
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_same_inputs_same_keys(images: Path, tmp_path: Path) -> None:
+    assert _keys(images, _settings(tmp_path)) == _keys(images, _settings(tmp_path))
+
+
+def test_data_analysis_pin_change_keeps_the_jupyterlab_stage(images: Path, tmp_path: Path) -> None:
+    before = _keys(images, _settings(tmp_path))
+    lock = images / "ci" / "data-analysis.lock"
+    _edit(lock, "numpy==2.4.6", "numpy==2.4.5")
+    _edit(images / "ci" / "environment.yml", "numpy==2.4.6", "numpy==2.4.5")
+    after = _keys(images, _settings(tmp_path))
+    assert after["jupyterlab"] == before["jupyterlab"], "a data-analysis pin change must not rebuild the venv stage"
+    assert after["image"] != before["image"], "a data-analysis pin change must rebuild the image stage"
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new"),
+    [
+        ("visa-jupyter/jupyterlab.lock", "--hash=sha256:", "--hash=sha256:0"),  # same versions, other wheels
+        ("ci/image.toml", 'python = "3.11.2"', 'python = "3.11.9"'),
+    ],
+)
+def test_jupyterlab_inputs_rebuild_both_stages(images: Path, tmp_path: Path, file: str, old: str, new: str) -> None:
+    before = _keys(images, _settings(tmp_path))
+    _edit(images / file, old, new)
+    after = _keys(images, _settings(tmp_path))
+    assert after["jupyterlab"] != before["jupyterlab"] and after["image"] != before["image"]
+
+
+def test_image_only_inputs_keep_the_jupyterlab_stage(images: Path, tmp_path: Path) -> None:
+    before = _keys(images, _settings(tmp_path))
+    _edit(images / "ci" / "image.toml", 'display_name = "Data Analysis"', 'display_name = "Analysis"')
+    _edit(images / "ci" / "image.toml", "port = 8888", "port = 8890")
+    after = _keys(images, _settings(tmp_path))
+    assert after["jupyterlab"] == before["jupyterlab"]
+    assert after["image"] != before["image"], "the kernel's display name and the port are the image stage's"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "base"),
+    [({"installer": "pip"}, BASE), ({"disk_size": "20G"}, BASE), ({}, (BASE[0], "sha256:" + "2" * 64))],
+)
+def test_build_settings_and_base_rebuild_both_stages(
+    images: Path, tmp_path: Path, overrides: dict[str, str], base: tuple[str, str]
+) -> None:
+    before = _keys(images, _settings(tmp_path))
+    after = _keys(images, _settings(tmp_path, **overrides), base)
+    assert after["jupyterlab"] != before["jupyterlab"] and after["image"] != before["image"]
+
+
+def test_index_ca_bundle_is_an_input_of_the_pip_index_build(images: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("one\n")
+    before = _keys(images, _settings(tmp_path, installer="pip-index", index_ca_bundle=str(bundle)))
+    bundle.write_text("two\n")
+    after = _keys(images, _settings(tmp_path, installer="pip-index", index_ca_bundle=str(bundle)))
+    assert after["jupyterlab"] != before["jupyterlab"]
