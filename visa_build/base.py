@@ -8,11 +8,15 @@ from pathlib import Path
 
 from . import progress
 from .container import docker_client, image_exists
+from .context import image_packages
 from .errors import VisaBuildError
 from .process import Runner, run
 
-#: Packages of the base: an init, cloud-init and what a VISA instance has before provisioning.
-BASE_PACKAGES = ("systemd-sysv", "dbus", "cloud-init", "locales", "ca-certificates", "python3", "sudo")
+#: Packages of the base: an init, cloud-init and what a VISA instance has before provisioning, plus the
+#: image's own packages (provisioning then skips apt).
+BASE_PACKAGES = tuple(dict.fromkeys(
+    ("systemd-sysv", "dbus", "cloud-init", "locales", "ca-certificates", "python3", "sudo", *image_packages())
+))  # fmt: skip
 
 
 def mmdebstrap_argv(suite: str, mirror: str, output: Path) -> list[str]:

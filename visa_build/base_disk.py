@@ -13,16 +13,18 @@ import uuid
 from pathlib import Path
 
 from . import artefact, progress
+from .context import image_packages
 from .errors import VisaBuildError
 from .image_files import loop_device, mounted
 from .process import Runner, run
 
-#: What a cloud instance needs before provisioning: kernel, init, cloud-init (with growpart), ssh, DHCP.
-VM_PACKAGES = (
+#: What a cloud instance needs before provisioning: kernel, init, cloud-init (with growpart), ssh, DHCP;
+#: plus the image's own packages, installed here natively instead of by apt in the emulated guest.
+VM_PACKAGES = tuple(dict.fromkeys((
     "linux-image-cloud-amd64", "initramfs-tools", "systemd-sysv", "udev", "dbus", "kmod", "cloud-init",
     "cloud-guest-utils", "openssh-server", "sudo", "locales", "ca-certificates", "python3", "ifupdown",
-    "isc-dhcp-client", "netbase", "iproute2", "e2fsprogs", "procps",
-)  # fmt: skip
+    "isc-dhcp-client", "netbase", "iproute2", "e2fsprogs", "procps", *image_packages(),
+)))  # fmt: skip
 DISK_BYTES = 3 * 2**30  # grown by Packer (disk_size) and by cloud-init's growpart at first boot
 SECTOR = 512
 START_SECTOR = 2048  # 1 MiB alignment

@@ -9,6 +9,13 @@ from . import render
 from .config import ImageSpec
 
 REPO = Path(__file__).resolve().parent.parent
+PACKAGES_FILE = REPO / "provision" / "packages.txt"
+
+
+def image_packages() -> tuple[str, ...]:
+    """The Debian packages every image needs (provision/packages.txt, comments dropped)."""
+    lines = PACKAGES_FILE.read_text().splitlines()
+    return tuple(name for line in lines for name in line.split("#", 1)[0].split())
 
 
 def _write(path: Path, text: str) -> None:

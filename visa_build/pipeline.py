@@ -7,7 +7,8 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import artefact, base, base_disk, context, host, packer, progress, render, stages, vm, wheelhouse
@@ -94,6 +95,7 @@ class Qcow2:
     path: Path
     build_public_key: Path  # the key the build logged in with, so tests can prove it is gone
     cached: bool
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # Packer time of each stage built now
 
 
 def _base(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
@@ -163,7 +165,7 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
             spec, target="vm", wheelhouse_url=f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/" if houses else "",
             installer=settings.installer, index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle),
         )  # fmt: skip
-        source = base
+        source, seconds = base, {}
         for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):
             last = stage is stages.STAGES[-1]
             output = final if last else stage_path(spec, settings, stage, key)
@@ -172,9 +174,11 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
                 progress.note(f"{title}: {output.name} inputs unchanged, checksum verified: reused")
             else:
                 progress.note(f"{title}: building {output.name} from {Path(source[0]).name}")
+                started = time.monotonic()
                 _build_stage(spec, settings, stage, source, output, build_context, env, accel, compress=last)
+                seconds[stage.name] = time.monotonic() - started
             source = (str(output), _checksum(output))
-    return Qcow2(final, public_key, cached=False)
+    return Qcow2(final, public_key, cached=False, stage_seconds=seconds)
 
 
 def _build_stage(
@@ -311,16 +315,22 @@ def _wait_for_server(guest: vm.BootedVM, status_url: str, *, timeout: float) -> 
                          tip="see the kept serial console log and journalctl -u visa-jupyter")  # fmt: skip
 
 
-def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytest_args: list[str]) -> TestReport:
-    """Boot the qcow2 through an overlay with VISA metadata (owner created late), then run tests/infra and
-    tests/vm over ssh. The VM is always stopped; its serial log is kept when something failed."""
-    if qcow2 is None:
-        built = build_qcow2(spec, settings)
-        qcow2, build_key = built.path, built.build_public_key
-    else:
-        if not qcow2.is_file():
-            raise ConfigError(f"--qcow2 {qcow2} does not exist", tip="give the path build-qcow2 printed")
-        build_key = qcow2.with_name(f"{qcow2.stem}.build-key.pub")
+@dataclass(frozen=True)
+class Instance:
+    guest: vm.BootedVM
+    accel: vm.Accel
+    instance_id: str
+    owner: str
+    status_url: str
+    seconds_to_ssh: float
+    seconds_to_status: float
+    keys: Path  # the test user's private key and ssh config live here (removed afterwards)
+
+
+@contextlib.contextmanager
+def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterator[Instance]:
+    """Boot `qcow2` through an overlay as VISA does (metadata id and owner, the owner created late) with a
+    visa-test ssh user, and wait until ssh answers and the server answers at /jupyter/<id>/api/status."""
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=qcow2, cache_dir=settings.cache_dir)
     _stop_strays()
     instance_id, owner = random_instance_id(), "visauser"
@@ -340,14 +350,29 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
             status_url = f"http://127.0.0.1:{guest.http_port}/jupyter/{instance_id}/api/status"
             with progress.step(f"Waiting for /jupyter/{instance_id}/api/status (owner {owner} created late)"):
                 _wait_for_server(guest, status_url, timeout=SERVER_START_TIMEOUT * accel.slowdown)
-            to_status = time.monotonic() - started
-            ssh_config = guest.ssh_config(keys / "ssh_config")
-            target = [f"--hosts=ssh://{TEST_USER}@127.0.0.1:{guest.ssh_port}", f"--ssh-config={ssh_config}",
-                      f"--ssh-identity-file={private_key}", "--sudo", "--visa-target=vm",
-                      f"--build-public-key={build_key}", f"--qcow2={qcow2}",
-                      f"--boot-timeout={300 * accel.slowdown}"]  # fmt: skip
-            with reverse_proxy(f"127.0.0.1:{guest.http_port}", workdir=settings.build_dir / "proxy") as url:
-                _suite(target, ["tests/infra", "tests/vm"], logs, spec, url, pytest_args)
+            yield Instance(guest, accel, instance_id, owner, status_url, to_ssh, time.monotonic() - started, keys)
     finally:
         shutil.rmtree(keys, ignore_errors=True)
-    return TestReport(qcow2.name, instance_id, owner, to_status, to_ssh)
+
+
+def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytest_args: list[str]) -> TestReport:
+    """Boot the qcow2 through an overlay with VISA metadata (owner created late), then run tests/infra and
+    tests/vm over ssh. The VM is always stopped; its serial log is kept when something failed."""
+    if qcow2 is None:
+        built = build_qcow2(spec, settings)
+        qcow2, build_key = built.path, built.build_public_key
+    else:
+        if not qcow2.is_file():
+            raise ConfigError(f"--qcow2 {qcow2} does not exist", tip="give the path build-qcow2 printed")
+        build_key = qcow2.with_name(f"{qcow2.stem}.build-key.pub")
+    with booted_instance(spec, settings, qcow2) as instance:
+        guest = instance.guest
+        ssh_config = guest.ssh_config(instance.keys / "ssh_config")
+        target = [f"--hosts=ssh://{TEST_USER}@127.0.0.1:{guest.ssh_port}", f"--ssh-config={ssh_config}",
+                  f"--ssh-identity-file={guest.private_key}", "--sudo", "--visa-target=vm",
+                  f"--build-public-key={build_key}", f"--qcow2={qcow2}",
+                  f"--boot-timeout={300 * instance.accel.slowdown}"]  # fmt: skip
+        with reverse_proxy(f"127.0.0.1:{guest.http_port}", workdir=settings.build_dir / "proxy") as url:
+            _suite(target, ["tests/infra", "tests/vm"], settings.log_dir, spec, url, pytest_args)
+    return TestReport(qcow2.name, instance.instance_id, instance.owner, instance.seconds_to_status,
+                      instance.seconds_to_ssh)  # fmt: skip

@@ -28,8 +28,9 @@ class Stage:
 JUPYTERLAB = Stage(
     "jupyterlab",
     ("10-system-packages.sh", "20-jupyterlab.sh"),
-    reads=("provision/lib.sh", "provision/10-system-packages.sh", "provision/20-jupyterlab.sh",
-           f"provision/{CLEANUP}", "provision/99-seal.sh", "spec/jupyterlab.txt", "spec/index-ca.crt"),
+    reads=("provision/lib.sh", "provision/packages.txt", "provision/10-system-packages.sh",
+           "provision/20-jupyterlab.sh", f"provision/{CLEANUP}", "provision/99-seal.sh", "spec/jupyterlab.txt",
+           "spec/index-ca.crt"),
 )  # fmt: skip
 IMAGE = Stage("image", ("30-data-analysis.sh", "40-jupyter-service.sh", "50-target.sh"), reads=("provision", "spec"))
 STAGES = (JUPYTERLAB, IMAGE)
