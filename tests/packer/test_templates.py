@@ -37,8 +37,9 @@ def test_templates_are_formatted() -> None:
     assert result.returncode == 0, f"run: packer fmt {packer.TEMPLATES}\n{result.output}"
 
 
-def test_templates_validate(tmp_path: Path) -> None:
-    output = _validate(tmp_path)
+@pytest.mark.parametrize("compress", [True, False])  # the published image, a cached intermediate stage
+def test_templates_validate(tmp_path: Path, compress: bool) -> None:
+    output = _validate(tmp_path, compress=compress)
     assert output.startswith("ok"), output
 
 

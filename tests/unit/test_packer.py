@@ -10,8 +10,8 @@ from visa_build import packer
 
 
 def test_var_file_quotes_values_and_escapes_templates() -> None:
-    text = packer.var_file({"b": "x${y}", "a": 2, "c": ["1", "2"], "d": {"K": "v"}})
-    assert text == 'a = 2\nb = "x$${y}"\nc = ["1", "2"]\nd = { "K" = "v" }\n'
+    text = packer.var_file({"b": "x${y}", "a": 2, "c": ["1", "2"], "d": {"K": "v"}, "e": False})
+    assert text == 'a = 2\nb = "x$${y}"\nc = ["1", "2"]\nd = { "K" = "v" }\ne = false\n'
 
 
 def test_build_argv_is_machine_readable_and_cleans_up_on_error() -> None:
