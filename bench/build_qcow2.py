@@ -77,7 +77,7 @@ def main() -> None:
     try:
         fast = settings_for(image, scratch / "uv")
         cold, built = timed("cold build-qcow2", lambda: pipeline.build_qcow2(spec, fast))
-        lab = next((scratch / "uv").glob(f"cache/stages/{spec.name}/*-{stages.JUPYTERLAB.name}-*.qcow2"))
+        lab = next((scratch / "uv").glob(f"cache/stages/{stages.JUPYTERLAB.name}-*.qcow2"))
         lab_mtime = lab.stat().st_mtime
         unchanged, _ = timed("no-change rebuild", lambda: pipeline.build_qcow2(spec, fast))
         changed_spec = pin_changed_copy(spec, scratch)

@@ -117,9 +117,11 @@ def qcow2_path(spec: ImageSpec, settings: Settings, key: str) -> Path:
     return settings.build_dir / "images" / spec.name / f"{spec.name}-{key}.qcow2"
 
 
-def stage_path(spec: ImageSpec, settings: Settings, stage: stages.Stage, key: str) -> Path:
-    """Where an intermediate stage's qcow2 is cached (the last stage's is the published image)."""
-    return settings.cache_dir / "stages" / spec.name / f"{spec.name}-{stage.name}-{key}.qcow2"
+def stage_path(settings: Settings, stage: stages.Stage, key: str) -> Path:
+    """Where an intermediate stage's qcow2 is cached (the last stage's is the published image). Its key holds
+    every input, not the spec's name: specs with the same JupyterLab (images/ci and images/visa-jupyter)
+    share the entry."""
+    return settings.cache_dir / "stages" / f"{stage.name}-{key}.qcow2"
 
 
 def qcow2_context(spec: ImageSpec, settings: Settings) -> Path:
@@ -168,7 +170,7 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
         source, seconds = base, {}
         for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):
             last = stage is stages.STAGES[-1]
-            output = final if last else stage_path(spec, settings, stage, key)
+            output = final if last else stage_path(settings, stage, key)
             title = f"stage {number}/{len(keys)} ({stage.name})"
             if not last and artefact.is_intact(output):
                 progress.note(f"{title}: {output.name} inputs unchanged, checksum verified: reused")
@@ -192,7 +194,7 @@ def _build_stage(
     work.mkdir(parents=True)
     try:
         private_key, public = vm.keypair(work)
-        seed_dir = vm.write_seed(build_seed(Login(BUILD_USER, public), name=spec.name), work / "seed")
+        seed_dir = vm.write_seed(build_seed(Login(BUILD_USER, public), name=name), work / "seed")
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         serial_log = settings.log_dir / f"packer-{name}-serial.log"
         packer_log = settings.log_dir / f"packer-{name}.log"
