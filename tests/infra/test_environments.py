@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
@@ -50,3 +51,37 @@ def test_pip_check_is_clean(host: Any, prefix: str) -> None:
 def test_data_analysis_package_imports(host: Any, module: str) -> None:
     result = host.run(f"MPLBACKEND=Agg QT_QPA_PLATFORM=offscreen {DATA_ANALYSIS}/bin/python -c 'import {module}'")
     assert result.rc == 0, f"import {module} fails in the data-analysis environment:\n{result.stderr[-2000:]}"
+
+
+#: Run by an environment's own python: its .py files whose bytecode Python would not use as is (missing,
+#: or stale for its source), skipping files that do not compile at all (examples for other versions).
+STALE_BYTECODE = r"""
+import importlib.util, pathlib, sys
+site = pathlib.Path(sys.argv[1])
+for source in site.rglob("*.py"):
+    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    header = cached.read_bytes()[:16] if cached.is_file() else b""
+    stat = source.stat()
+    if header[:4] == importlib.util.MAGIC_NUMBER:
+        flags = int.from_bytes(header[4:8], "little")
+        if flags & 1 and header[8:16] == importlib.util.source_hash(source.read_bytes()):
+            continue
+        if not flags and header[8:16] == ((int(stat.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+                                          + (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little")):
+            continue
+    try:
+        compile(source.read_bytes(), str(source), "exec")
+    except (SyntaxError, ValueError):
+        continue
+    print(source.relative_to(site))
+"""
+
+
+@pytest.mark.parametrize("prefix", [VENV, DATA_ANALYSIS])
+def test_bytecode_is_compiled(host: Any, prefix: str) -> None:
+    """The owner cannot write __pycache__ under /opt: uncompiled modules would be compiled at every start."""
+    site = host.check_output(f"{prefix}/bin/python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))'")
+    result = host.run(f"{prefix}/bin/python -c {shlex.quote(STALE_BYTECODE)} {site}")
+    assert result.rc == 0, f"the bytecode check failed in {prefix}:\n{result.stderr[-2000:]}"
+    stale = result.stdout.split()
+    assert not stale, f"{len(stale)} modules of {prefix} have no valid bytecode, e.g. {stale[:5]}"
