@@ -3,6 +3,7 @@
 #   VISA_TARGET          container | vm (where the two differ, this decides)
 #   VISA_SPEC_DIR        folder with the pins, rendered config and service files (the build context's spec/)
 #   VISA_WHEELHOUSE_URL  flat index of every locked wheel (the host's wheelhouse, served over HTTP)
+#   VISA_WHEEL_BYTECODE  1: the wheelhouse's wheels carry bytecode compiled on the host (install it as is)
 #   VISA_INSTALLER       uv | pip (from the wheelhouse) | pip-index (pip from VISA_INDEX_URL, trusting
 #                        VISA_INDEX_CA when set: the package index inside the guest, as images were once built)
 set -euo pipefail
@@ -21,20 +22,23 @@ require_env() {
 }
 
 # install_locked VENV PINS_FILE: create the venv with the image's python3 and install exactly the pinned
-# versions (from the wheelhouse, or the index for pip-index), bytecode compiled (the owner cannot write __pycache__ under /opt).
+# versions (from the wheelhouse, or the index for pip-index), bytecode compiled (the owner cannot write
+# __pycache__ under /opt): by the installer, or already in the wheels.
 install_locked() {
   local venv=$1 pins=$2
   require_env VISA_INSTALLER
   [[ $VISA_INSTALLER == pip-index ]] || require_env VISA_WHEELHOUSE_URL
+  local uv_compile=(--compile-bytecode) pip_compile=()
+  if [[ ${VISA_WHEEL_BYTECODE:-0} == 1 ]]; then uv_compile=() pip_compile=(--no-compile); fi
   case "$VISA_INSTALLER" in
     uv)
       [[ -x "$venv/bin/python" ]] || python3 -m venv --without-pip "$venv"
       "$(visa_uv)" pip install --python "$venv/bin/python" --no-index --find-links "$VISA_WHEELHOUSE_URL" \
-        --no-deps --compile-bytecode --link-mode copy --quiet -r "$pins"
+        --no-deps "${uv_compile[@]}" --link-mode copy --quiet -r "$pins"
       ;;
     pip)
       [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
-      "$venv/bin/pip" install --no-index --find-links "$VISA_WHEELHOUSE_URL" --no-deps \
+      "$venv/bin/pip" install --no-index --find-links "$VISA_WHEELHOUSE_URL" --no-deps "${pip_compile[@]}" \
         --disable-pip-version-check --no-input --quiet -r "$pins"
       ;;
     pip-index)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import artefact, base, base_disk, context, host, packer, progress, render, stages, vm, wheelhouse
+from .bytecode import host_can_compile_for
 from .config import ImageSpec
 from .container import build_image, remove_leftovers, running_double, status_code, wait_for_status
 from .errors import ConfigError, ImageTestError, VisaBuildError
@@ -56,7 +57,8 @@ def build_container(spec: ImageSpec, settings: Settings) -> str:
         serving(wheelhouse, port=settings.wheelhouse_port) as url,
         progress.step(f"Building container image {tag}"),
     ):
-        env = render.provision_env(spec, target="container", wheelhouse_url=url, installer=settings.installer)
+        env = render.provision_env(spec, target="container", wheelhouse_url=url, installer=settings.installer,
+                                   wheel_bytecode=host_can_compile_for(spec.python))  # fmt: skip
         build_image(build_context, tag, {"BASE_IMAGE": base_image, **env},
                     log_path=settings.log_dir / f"docker-build-{spec.name}.log")  # fmt: skip
     return tag
@@ -136,11 +138,19 @@ def stage_keys(spec: ImageSpec, settings: Settings, build_context: Path, base: t
     common = (base_url if settings.base_qcow2 else "", base_checksum, stages.tree_digest(REPO, ("packer",)),
               settings.installer, settings.index_url if settings.installer == "pip-index" else "",
               settings.disk_size, BUILD_USER, wheelhouse.UV_VERSION)  # fmt: skip
-    env = render.provision_env(spec, target="vm", wheelhouse_url="", installer=settings.installer,
-                               index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle))  # fmt: skip
-    lab = stages.JUPYTERLAB.key(build_context, *common, spec.python, spec.jupyterlab.lock.read_text())
+    env = _vm_env(spec, settings, wheelhouse_url="")
+    lab = stages.JUPYTERLAB.key(
+        build_context, *common, spec.python, spec.jupyterlab.lock.read_text(), env["VISA_WHEEL_BYTECODE"]
+    )
     image = stages.IMAGE.key(build_context, lab, spec.data_analysis.lock.read_text(), repr(sorted(env.items())))
     return [lab, image]
+
+
+def _vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str) -> dict[str, str]:
+    from_wheelhouse = settings.installer != "pip-index"
+    return render.provision_env(spec, target="vm", wheelhouse_url=wheelhouse_url, installer=settings.installer,
+                                wheel_bytecode=from_wheelhouse and host_can_compile_for(spec.python),
+                                index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle))  # fmt: skip
 
 
 def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
@@ -163,10 +173,9 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk, cache_dir=settings.cache_dir)
     _stop_strays()
     with serving(houses, port=settings.wheelhouse_port) if houses else contextlib.nullcontext():
-        env = render.provision_env(
-            spec, target="vm", wheelhouse_url=f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/" if houses else "",
-            installer=settings.installer, index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle),
-        )  # fmt: skip
+        env = _vm_env(
+            spec, settings, wheelhouse_url=f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/" if houses else ""
+        )
         source, seconds = base, {}
         for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):
             last = stage is stages.STAGES[-1]

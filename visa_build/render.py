@@ -51,14 +51,16 @@ INDEX_CA_FILE = "index-ca.crt"
 
 
 def provision_env(
-    spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str, index_url: str = "", index_ca: bool = False
-) -> dict[str, str]:
+    spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str, wheel_bytecode: bool,
+    index_url: str = "", index_ca: bool = False,
+) -> dict[str, str]:  # fmt: skip
     """The VISA_* variables every provisioning script reads (the index ones only for installer pip-index)."""
     env = {
         "VISA_TARGET": target,
         "VISA_SPEC_DIR": SPEC_DIR,
         "VISA_WHEELHOUSE_URL": wheelhouse_url,
         "VISA_INSTALLER": installer,
+        "VISA_WHEEL_BYTECODE": "1" if wheel_bytecode else "0",
         "VISA_KERNEL_DISPLAY_NAME": spec.data_analysis.display_name,
     }
     if installer == "pip-index":

@@ -1,7 +1,8 @@
 """The host-side wheelhouse: every locked package as a wheel for the image's interpreter, cached by content.
 
 Wheels are downloaded once, hash-checked against the lock; a package published only as an sdist is built
-into a wheel here on the host (never in the image). Each cache entry carries a SHA256SUMS manifest that is
+into a wheel here on the host (never in the image). Bytecode is compiled into the wheels here too, when
+the host's Python can (see bytecode.py). Each cache entry carries a SHA256SUMS manifest that is
 verified before use; a damaged entry is rebuilt. Images then install with no index and no TLS.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from . import progress
 from .artefact import key_of, sha256_of
+from .bytecode import add_bytecode_to_all, host_can_compile_for
 from .config import ImageSpec, normalise
 from .errors import CommandError, VisaBuildError
 from .lock import DEBIAN_GLIBC
@@ -68,8 +70,13 @@ def lock_entries(text: str) -> dict[str, str]:
 
 def cache_key(spec: ImageSpec) -> str:
     """Hash of everything the wheelhouse depends on."""
-    return key_of(spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION,
+    return key_of(spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION, bytecode_tag(spec),
                   spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text())  # fmt: skip
+
+
+def bytecode_tag(spec: ImageSpec) -> str:
+    """What bytecode the wheels carry: compiled on the host for the image's Python, or none."""
+    return f"checked-hash:{sys.implementation.cache_tag}" if host_can_compile_for(spec.python) else "none"
 
 
 def write_manifest(directory: Path) -> None:
@@ -150,6 +157,10 @@ def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run
         scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:
             _download(spec, scratch, runner)
+            if host_can_compile_for(spec.python):
+                progress.line("compiling bytecode into the wheels (the guest then compiles nothing)")
+                count = add_bytecode_to_all(sorted(scratch.glob("*.whl")))
+                progress.line(f"{count} modules compiled")
             write_manifest(scratch)
             scratch.rename(final)
         finally:

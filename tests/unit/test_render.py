@@ -31,5 +31,7 @@ def test_pins_file_is_exact_and_sorted() -> None:
 def test_dockerfile_args_mirror_provision_env() -> None:
     dockerfile = (REPO / "docker/Dockerfile").read_text()
     args = set(re.findall(r"^ARG (VISA_\w+)", dockerfile, re.M))
-    env = render.provision_env(SPEC, target="container", wheelhouse_url="http://x/", installer="uv")
+    env = render.provision_env(
+        SPEC, target="container", wheelhouse_url="http://x/", installer="uv", wheel_bytecode=True
+    )
     assert args == set(env), f"Dockerfile ARGs {sorted(args)} != provision variables {sorted(env)}"
