@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import artefact, base, base_disk, context, host, packer, progress, render, stages, vm, wheelhouse
-from .bytecode import host_can_compile_for
 from .config import ImageSpec
 from .container import build_image, remove_leftovers, running_double, status_code, wait_for_status
 from .errors import ConfigError, ImageTestError, VisaBuildError
@@ -50,15 +49,15 @@ def build_container(spec: ImageSpec, settings: Settings) -> str:
         raise ConfigError("the pip-index installer is for qcow2 builds; the container double installs from the "
                           "wheelhouse", tip="use --installer uv (or pip) for the container")  # fmt: skip
     base_image = settings.base_image or base.ensure_base_image(spec.debian, settings.mirror, settings.cache_dir)
-    wheelhouse = ensure_wheelhouse(spec, settings.cache_dir)
+    houses = ensure_wheelhouse(spec, settings.cache_dir)
     build_context = context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag = container_tag(spec)
     with (
-        serving(wheelhouse, port=settings.wheelhouse_port) as url,
+        serving(houses, port=settings.wheelhouse_port) as url,
         progress.step(f"Building container image {tag}"),
     ):
         env = render.provision_env(spec, target="container", wheelhouse_url=url, installer=settings.installer,
-                                   wheel_bytecode=host_can_compile_for(spec.python))  # fmt: skip
+                                   wheel_bytecode=wheelhouse.carries_bytecode(spec))  # fmt: skip
         build_image(build_context, tag, {"BASE_IMAGE": base_image, **env},
                     log_path=settings.log_dir / f"docker-build-{spec.name}.log")  # fmt: skip
     return tag
@@ -149,7 +148,7 @@ def stage_keys(spec: ImageSpec, settings: Settings, build_context: Path, base: t
 def _vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str) -> dict[str, str]:
     from_wheelhouse = settings.installer != "pip-index"
     return render.provision_env(spec, target="vm", wheelhouse_url=wheelhouse_url, installer=settings.installer,
-                                wheel_bytecode=from_wheelhouse and host_can_compile_for(spec.python),
+                                wheel_bytecode=from_wheelhouse and wheelhouse.carries_bytecode(spec),
                                 index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle))  # fmt: skip
 
 

@@ -74,9 +74,14 @@ def cache_key(spec: ImageSpec) -> str:
                   spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text())  # fmt: skip
 
 
+def carries_bytecode(spec: ImageSpec) -> bool:
+    """Whether the wheelhouse of `spec` has bytecode compiled into its wheels (the installer then compiles none)."""
+    return host_can_compile_for(spec.python)
+
+
 def bytecode_tag(spec: ImageSpec) -> str:
     """What bytecode the wheels carry: compiled on the host for the image's Python, or none."""
-    return f"checked-hash:{sys.implementation.cache_tag}" if host_can_compile_for(spec.python) else "none"
+    return f"checked-hash:{sys.implementation.cache_tag}" if carries_bytecode(spec) else "none"
 
 
 def write_manifest(directory: Path) -> None:
@@ -157,7 +162,7 @@ def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run
         scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:
             _download(spec, scratch, runner)
-            if host_can_compile_for(spec.python):
+            if carries_bytecode(spec):
                 progress.line("compiling bytecode into the wheels (the guest then compiles nothing)")
                 count = add_bytecode_to_all(sorted(scratch.glob("*.whl")))
                 progress.line(f"{count} modules compiled")
