@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artefact import key_of
+from .render import INDEX_CA_FILE
 
 #: Runs at the end of every stage (provision/99-seal.sh is Packer's shutdown command), so each stage's qcow2
 #: boots like a fresh base image for the next one.
@@ -30,7 +31,7 @@ JUPYTERLAB = Stage(
     ("10-system-packages.sh", "20-jupyterlab.sh"),
     reads=("provision/lib.sh", "provision/packages.txt", "provision/10-system-packages.sh",
            "provision/20-jupyterlab.sh", f"provision/{CLEANUP}", "provision/99-seal.sh", "spec/jupyterlab.txt",
-           "spec/index-ca.crt"),
+           f"spec/{INDEX_CA_FILE}"),
 )  # fmt: skip
 IMAGE = Stage("image", ("30-data-analysis.sh", "40-jupyter-service.sh", "50-target.sh"), reads=("provision", "spec"))
 STAGES = (JUPYTERLAB, IMAGE)
