@@ -375,9 +375,9 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
         if not qcow2.is_file():
             raise ConfigError(f"--qcow2 {qcow2} does not exist", tip="give the path build-qcow2 printed")
         build_key = qcow2.with_name(f"{qcow2.stem}.build-key.pub")
-    with booted_instance(spec, settings, qcow2) as instance:
+    with booted_instance(spec, settings, qcow2) as instance, vm.ssh_control_dir() as control:
         guest = instance.guest
-        ssh_config = guest.ssh_config(instance.keys / "ssh_config")
+        ssh_config = guest.ssh_config(instance.keys / "ssh_config", control)
         target = [f"--hosts=ssh://{TEST_USER}@127.0.0.1:{guest.ssh_port}", f"--ssh-config={ssh_config}",
                   f"--ssh-identity-file={guest.private_key}", "--sudo", "--visa-target=vm",
                   f"--build-public-key={build_key}", f"--qcow2={qcow2}",

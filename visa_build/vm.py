@@ -115,10 +115,27 @@ class BootedVM:
         return ["ssh", *SSH_OPTIONS, "-i", str(self.private_key), "-p", str(self.ssh_port),
                 f"{self.user}@127.0.0.1", command]  # fmt: skip
 
-    def ssh_config(self, path: Path) -> Path:
-        """An ssh_config for testinfra's ssh backend (host keys change at every boot)."""
-        path.write_text("Host *\n" + "".join(f"  {opt.replace('=', ' ', 1)}\n" for opt in SSH_OPTIONS[1::2]))
+    def ssh_config(self, path: Path, control_dir: Path) -> Path:
+        """An ssh_config for testinfra's ssh backend (host keys change at every boot). Commands share one
+        connection per target (a TCG guest takes about a second per ssh handshake); a connection the guest
+        dropped (a reboot) is noticed within 15 s and a new one is opened."""
+        options = [opt.replace("=", " ", 1) for opt in SSH_OPTIONS[1::2]]
+        options += [f"ControlPath {control_dir}/%C", "ServerAliveInterval 5", "ServerAliveCountMax 3"]
+        path.write_text("Host *\n" + "".join(f"  {option}\n" for option in options))
         return path
+
+
+@contextlib.contextmanager
+def ssh_control_dir(runner: Runner = run) -> Iterator[Path]:
+    """A private folder for ssh's shared connections (short: a socket path is limited to 108 bytes); the
+    connections are closed and the folder removed afterwards."""
+    control = Path(tempfile.mkdtemp(prefix="visa-ssh-"))
+    try:
+        yield control
+    finally:
+        for socket in control.iterdir():
+            runner(["ssh", "-O", "exit", "-o", f"ControlPath={socket}", "visa-build-vm"], timeout=30, check=False)
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def serial_tail(path: Path, lines: int = 25) -> list[str]:

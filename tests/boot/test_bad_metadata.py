@@ -1,51 +1,20 @@
-"""C6, C7: each test boots its own container double with crafted VISA metadata. Bad values must give a
-clear log line, a non-zero exit and nothing listening; an owner created late must still be served."""
+"""C6, C7: doubles booted with crafted VISA metadata (tests/boot/conftest.py starts them all at once). Bad values
+must give a clear log line, a non-zero exit and nothing listening; an owner created late must still be served."""
 
 from __future__ import annotations
 
-import contextlib
+import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from visa_build.container import RunningDouble, keep_journal, running_double, wait_for_status
-from visa_build.seed import nocloud_seed, random_instance_id, visa_meta
+from visa_build.container import RunningDouble, wait_for_status
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def image(pytestconfig: pytest.Config) -> str:
-    tag = pytestconfig.getoption("--visa-image")
-    if not tag:
-        pytest.skip("boots its own container doubles: pass --visa-image (invoke test-container does)")
-    return str(tag)
-
-
-@pytest.fixture
-def boot(image: str, pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """boot(meta, create_user, delay) -> a running double, removed after the test (journal kept on failure)."""
-    log_dir = Path(pytestconfig.getoption("--visa-log-dir"))
-    doubles: list[RunningDouble] = []
-    with contextlib.ExitStack() as stack:
-
-        def start(meta: dict[str, str], create_user: str | None = None, delay: int = 1) -> RunningDouble:
-            seed = nocloud_seed(meta, create_user=create_user, create_after_s=delay)
-            double = stack.enter_context(running_double(image, seed, log_dir=log_dir, purpose="boot"))
-            doubles.append(double)
-            return double
-
-        yield start
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for double in doubles:
-                keep_journal(double.container, double.name, log_dir)
-
-
-def unit_outcome(double: RunningDouble, timeout: float = 120) -> tuple[str, str]:
+def unit_outcome(double: RunningDouble, timeout: float = 180) -> tuple[str, str]:
     """Wait until visa-jupyter.service has given up; returns (its state, its journal)."""
     deadline = time.monotonic() + timeout
     state = ""
@@ -63,10 +32,6 @@ def listening_8888(double: RunningDouble) -> bool:
     return bool(sockets.strip())
 
 
-def without(meta: dict[str, str], key: str) -> dict[str, str]:
-    return {k: v for k, v in meta.items() if k != key}
-
-
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -78,11 +43,8 @@ def without(meta: dict[str, str], key: str) -> dict[str, str]:
         ("owner x;touch /tmp/pwn", "is not a safe user name"),
     ],
 )
-def test_bad_metadata_refused(boot: Any, case: str, message: str) -> None:
-    meta = visa_meta(random_instance_id(), "visauser")
-    kind, value = case.split(" ", 1)
-    meta = without(meta, kind) if value == "missing" else {**meta, kind: value}
-    double = boot(meta, create_user="visauser")
+def test_bad_metadata_refused(crafted: Callable[[str], RunningDouble], case: str, message: str) -> None:
+    double = crafted(case)
     state, journal = unit_outcome(double)
     assert state == "failed", f"{case}: the unit is '{state}', expected it to give up (failed)\n{journal}"
     assert message in journal, f"{case}: the journal does not say '{message}':\n{journal}"
@@ -91,11 +53,28 @@ def test_bad_metadata_refused(boot: Any, case: str, message: str) -> None:
     assert double.container.exec_run(["test", "-e", "/tmp/pwn"]).exit_code != 0, f"{case}: /tmp/pwn was created"
 
 
-def test_owner_created_60s_late_is_served(boot: Any) -> None:
-    instance_id = random_instance_id()
-    double = boot(visa_meta(instance_id, "lateowner"), create_user="lateowner", delay=60)
-    start = time.monotonic()
-    wait_for_status(f"http://{double.address}:8888/jupyter/{instance_id}/api/status", timeout=240)
-    assert time.monotonic() - start >= 55, "served before the owner existed"
-    user = double.container.exec_run(["ps", "-o", "user=", "-C", "jupyter-lab"]).output.decode().split()
+def journal_time(journal: str, pattern: str) -> float | None:
+    """The time (seconds since the epoch) of the first journal line (-o short-unix) matching `pattern`."""
+    for line in journal.splitlines():
+        if re.search(pattern, line) and "COMMAND=" not in line:
+            return float(line.split()[0])
+    return None
+
+
+def boot_time(journal: str) -> float:
+    """The time of the journal's first entry (-o short-unix): the double's boot."""
+    return next(float(line.split()[0]) for line in journal.splitlines() if re.match(r"\d+\.\d+ ", line))
+
+
+def test_owner_created_60s_late_is_served(late_double: RunningDouble) -> None:
+    meta_id = late_double.container.exec_run(["cloud-init", "query", "ds.meta_data.meta.id"]).output.decode().strip()
+    wait_for_status(f"http://{late_double.address}:8888/jupyter/{meta_id}/api/status", timeout=300)
+    journal = late_double.container.exec_run(["journalctl", "-b", "-o", "short-unix", "--no-pager"]).output.decode()
+    booted = boot_time(journal)
+    created = journal_time(journal, r"new user: name=lateowner")
+    started = journal_time(journal, r"visa-jupyter: starting JupyterLab for 'lateowner'")
+    assert created is not None, f"the journal does not show the owner's creation:\n{journal[-3000:]}"
+    assert created - booted >= 55, f"the owner was created {created - booted:.0f} s into the boot, not 60 s late"
+    assert started is not None and started >= created, "JupyterLab started before the owner existed"
+    user = late_double.container.exec_run(["ps", "-o", "user=", "-C", "jupyter-lab"]).output.decode().split()
     assert user[:1] == ["lateowner"], f"JupyterLab runs as {user}, not as the late owner"

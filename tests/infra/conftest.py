@@ -1,18 +1,26 @@
-"""Fixtures of the infra suite: the target (testinfra `host`), its VISA metadata and its Jupyter server."""
+"""Fixtures of the infra suite: the target (testinfra `host`), the facts gathered on it in one round trip, its
+VISA metadata and its Jupyter server."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from tests.conftest import image_spec
+from visa_build.config import ImageSpec, normalise
 
 VENV = "/opt/visa/jupyter/jupyterlab"
 DATA_ANALYSIS = "/opt/visa/envs/data-analysis"
+CONFIG = "/etc/visa/jupyter_server_config.py"
+PROBE = Path(__file__).with_name("probe.py")
+#: Runs the probe sent base64-encoded as the first argument (see probe.py for why).
+RUN_ENCODED = "import base64, sys; exec(compile(base64.b64decode(sys.argv[1]), 'probe.py', 'exec'))"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -26,6 +34,57 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("module", spec.data_analysis.imports)
 
 
+class Facts:
+    """What probe.py gathered on the target; a fact it could not gather fails the tests that read it."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.raw:
+            pytest.fail(f"the probe gathered no fact '{name}' on the target (facts: {sorted(self.raw)})")
+        value = self.raw[name]
+        if isinstance(value, dict) and set(value) == {"error"}:
+            pytest.fail(f"the fact '{name}' could not be gathered on the target: {value['error']}")
+        return value
+
+    def environment(self, prefix: str) -> dict[str, Any]:
+        found: dict[str, Any] = self[f"env:{prefix}"]
+        return found
+
+
+def probe(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
+    """Run probe.py on the target (one command, as root) and return what it gathered."""
+    key_file = pytestconfig.getoption("--build-public-key")
+    build_key = Path(key_file).read_text().split()[1] if key_file and Path(key_file).is_file() else ""
+    request = {
+        "jupyterlab": VENV, "data_analysis": DATA_ANALYSIS, "imports": list(spec.data_analysis.imports),
+        "config": CONFIG, "port": spec.service.port, "vm": pytestconfig.getoption("--visa-target") == "vm",
+        "build_key": build_key,
+    }  # fmt: skip
+    encoded = [base64.b64encode(data).decode() for data in (PROBE.read_bytes(), json.dumps(request).encode())]
+    with host.sudo():
+        result = host.run("python3 -c %s %s %s", RUN_ENCODED, *encoded)
+    if result.rc != 0:
+        pytest.fail(f"probe.py failed on the target (exit code {result.rc}):\n{result.stderr[-3000:]}")
+    return Facts(json.loads(result.stdout))
+
+
+@pytest.fixture(scope="session")
+def gathered() -> dict[str, Facts]:
+    """Facts by target, so each target is probed once per session (testinfra's `host` is module-scoped)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def facts(host: Any, pytestconfig: pytest.Config, spec: ImageSpec, gathered: dict[str, Facts]) -> Facts:
+    """The target's facts, gathered by probe.py on first use in the session."""
+    target = host.backend.get_pytest_id()
+    if target not in gathered:
+        gathered[target] = probe(host, pytestconfig, spec)
+    return gathered[target]
+
+
 @dataclass(frozen=True)
 class Instance:
     id: str
@@ -34,12 +93,10 @@ class Instance:
 
 
 @pytest.fixture(scope="module")
-def instance(host: Any) -> Instance:
-    """The instance's id and owner, as the launcher reads them (cloud-init metadata)."""
-    with host.sudo():
-        instance_id = host.check_output("cloud-init query ds.meta_data.meta.id")
-        owner = host.check_output("cloud-init query ds.meta_data.meta.owner")
-    return Instance(id=instance_id, owner=owner, home=host.user(owner).home)
+def instance(facts: Facts) -> Instance:
+    """The instance's id and owner, as the launcher reads them (cloud-init metadata), and the owner's home."""
+    meta = facts["metadata"]
+    return Instance(id=meta["id"], owner=meta["owner"], home=meta["home"])
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +118,17 @@ def browser(jupyter: str) -> requests.Session:
     return session
 
 
-def installed(host: Any, prefix: str) -> dict[str, str]:
+def packages(facts: Facts, prefix: str) -> dict[str, str]:
     """{normalised name: version} of what `prefix`'s pip sees installed."""
-    from visa_build.config import normalise
-
-    listing = json.loads(
-        host.check_output(f"{prefix}/bin/python -m pip list --format=json --disable-pip-version-check")
-    )
-    return {normalise(item["name"]): item["version"] for item in listing}
+    listing = facts.environment(prefix)["packages"]
+    return {normalise(name): version for name, version in listing.items()}
 
 
 @pytest.fixture(scope="module")
-def jupyterlab_packages(host: Any) -> dict[str, str]:
-    return installed(host, VENV)
+def jupyterlab_packages(facts: Facts) -> dict[str, str]:
+    return packages(facts, VENV)
 
 
 @pytest.fixture(scope="module")
-def data_analysis_packages(host: Any) -> dict[str, str]:
-    return installed(host, DATA_ANALYSIS)
+def data_analysis_packages(facts: Facts) -> dict[str, str]:
+    return packages(facts, DATA_ANALYSIS)

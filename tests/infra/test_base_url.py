@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from tests.infra.conftest import Instance
-
-# Asks the server on the target directly, bypassing any proxy; prints the HTTP status code.
-DIRECT_GET = (
-    'python3 -c "import sys, urllib.request as r, urllib.error as e\n'
-    "try: print(r.urlopen('http://127.0.0.1:8888' + sys.argv[1]).status)\n"
-    'except e.HTTPError as x: print(x.code)" {path}'
-)
+from tests.infra.conftest import Facts, Instance
 
 
 def test_status_under_base_url(jupyter: str) -> None:
@@ -22,9 +14,9 @@ def test_status_under_base_url(jupyter: str) -> None:
     assert response.status_code == 200, f"GET {jupyter}/api/status answered {response.status_code}"
 
 
-def test_status_outside_base_url_is_404(host: Any) -> None:
-    code = host.check_output(DIRECT_GET.format(path="/api/status"))
-    assert code == "404", f"/api/status (no base_url) answered {code}: base_url is not applied"
+def test_status_outside_base_url_is_404(facts: Facts) -> None:
+    code = facts["direct_status"]["/api/status"]  # asked on the target itself, bypassing any proxy
+    assert code == 404, f"/api/status (no base_url) answered {code}: base_url is not applied"
 
 
 def test_another_instance_path_is_404(jupyter: str, instance: Instance) -> None:

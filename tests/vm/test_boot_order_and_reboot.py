@@ -9,17 +9,15 @@ from typing import Any
 import pytest
 import requests
 
+from tests.infra.conftest import Facts
+
 pytestmark = pytest.mark.vm_only
 
 
-def test_unit_verifies_without_ordering_cycles(host: Any) -> None:
-    verify = host.run("systemd-analyze verify /etc/systemd/system/visa-jupyter.service")
-    assert verify.rc == 0 and "cycle" not in verify.stderr.lower(), f"systemd-analyze verify: {verify.stderr}"
-    # sudo logs each command line to the journal: leave those out, or the pattern would find itself
-    journal = host.check_output(
-        "journalctl -b --no-pager -o cat | grep -v COMMAND= | grep -ci 'ordering cycle' || true"
-    )
-    assert int(journal or 0) == 0, "the journal of this boot reports an ordering cycle"
+def test_unit_verifies_without_ordering_cycles(facts: Facts) -> None:
+    verify = facts["unit_verify"]
+    assert verify["rc"] == 0 and "cycle" not in verify["stderr"].lower(), f"systemd-analyze verify: {verify['stderr']}"
+    assert facts["ordering_cycles"] == 0, "the journal of this boot reports an ordering cycle"
 
 
 def _boot_id(host: Any) -> str | None:

@@ -1,0 +1,218 @@
+"""Runs ON the target (its /usr/bin/python3, stdlib only, as root) and prints one JSON object: the facts that
+the infra suite asserts on, gathered in one round trip instead of one per test. Each fact is either its value
+or {"error": "..."}, so one broken fact names itself and does not hide the others.
+
+Input (the last argument, base64 of JSON): {"jupyterlab": venv, "data_analysis": prefix, "imports": [...],
+"config": server config file, "port": server port, "vm": bool, "build_key": "<public key blob or empty>"}.
+tests/infra/conftest.py sends this script and its input base64-encoded, so no pattern a test greps the journal
+for (sudo logs command lines) appears in clear in a command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+UNIT = "visa-jupyter.service"
+BUILD_USER = "visa-build"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+#: Run by an environment's own python: its .py files whose bytecode Python would not use as is (missing,
+#: or stale for its source), skipping files that do not compile at all (examples for other versions).
+STALE_BYTECODE = r"""
+import importlib.util, pathlib, sys, sysconfig
+site = pathlib.Path(sysconfig.get_path("purelib"))
+for source in site.rglob("*.py"):
+    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    header = cached.read_bytes()[:16] if cached.is_file() else b""
+    stat = source.stat()
+    if header[:4] == importlib.util.MAGIC_NUMBER:
+        flags = int.from_bytes(header[4:8], "little")
+        if flags & 1 and header[8:16] == importlib.util.source_hash(source.read_bytes()):
+            continue
+        if not flags and header[8:16] == ((int(stat.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+                                          + (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little")):
+            continue
+    try:
+        compile(source.read_bytes(), str(source), "exec")
+    except (SyntaxError, ValueError):
+        continue
+    print(source.relative_to(site))
+"""
+
+#: Loads the server's config file the way the server does (traitlets) and prints its values as JSON.
+LOAD_CONFIG = (
+    "import json, sys; from traitlets.config.loader import PyFileConfigLoader as L; c = L(sys.argv[1]).load_config()"
+    "; print(json.dumps({f'{s}.{k}': v for s in c for k, v in c[s].items()}))"
+)
+
+
+def sh(argv: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    return {"rc": done.returncode, "stdout": done.stdout.strip(), "stderr": done.stderr.strip()[-3000:]}
+
+
+def output(argv: list[str]) -> str:
+    result = sh(argv)
+    if result["rc"] != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {result['rc']}: {result['stderr']}")
+    return str(result["stdout"])
+
+
+def environment(prefix: str, with_pip_version: bool) -> dict[str, object]:
+    python = f"{prefix}/bin/python"
+    config = Path(prefix, "pyvenv.cfg")
+    listing = json.loads(output([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"]))
+    facts: dict[str, object] = {
+        "pyvenv_cfg": config.read_text() if config.is_file() else None,
+        "packages": {item["name"]: item["version"] for item in listing},
+        "pip_check": sh([python, "-m", "pip", "check", "--disable-pip-version-check"]),
+        "stale_bytecode": sh([python, "-c", STALE_BYTECODE]),
+    }
+    if with_pip_version:
+        facts["pip_version"] = output([f"{prefix}/bin/pip", "--version"])
+    return facts
+
+
+def metadata() -> dict[str, str]:
+    instance_id = output(["cloud-init", "query", "ds.meta_data.meta.id"])
+    owner = output(["cloud-init", "query", "ds.meta_data.meta.owner"])
+    return {"id": instance_id, "owner": owner, "home": pwd.getpwnam(owner).pw_dir}
+
+
+def unit() -> dict[str, str]:
+    shown = output(["systemctl", "show", UNIT, "-p", "UnitFileState", "-p", "ActiveState", "-p", "After",
+                    "-p", "Restart", "-p", "MainPID"])  # fmt: skip
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
+def server_process(owner: str) -> dict[str, object]:
+    """The unit's main process: its users (real, effective, saved, filesystem), command line, cwd and HOME.
+    Its cwd and environment are read as the owner: root may lack the capability (as in a container)."""
+    pid = unit().get("MainPID", "0")
+    if pid == "0":
+        return {"pid": 0}
+    proc = Path("/proc", pid)
+    uids = next(line.split()[1:] for line in (proc / "status").read_text().splitlines() if line.startswith("Uid:"))
+    as_owner = ["runuser", "-u", owner, "--"]
+    environ = output([*as_owner, "cat", f"{proc}/environ"]).split("\0")
+    return {
+        "pid": int(pid),
+        "users": [pwd.getpwuid(int(uid)).pw_name for uid in uids],
+        "cmdline": (proc / "cmdline").read_bytes().decode(errors="replace").split("\0"),
+        "cwd": output([*as_owner, "readlink", f"{proc}/cwd"]),
+        "home": next((item[5:] for item in environ if item.startswith("HOME=")), None),
+    }
+
+
+def server_list(owner: str, venv: str) -> list[object]:
+    listing = output(["runuser", "-u", owner, "--", f"{venv}/bin/jupyter", "server", "list", "--json"])
+    return [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
+
+
+def listening() -> list[str]:
+    """Local addresses of listening TCP sockets, as addr:port."""
+    return sorted({line.split()[3] for line in output(["ss", "-Hltn"]).splitlines() if len(line.split()) > 3})
+
+
+def direct_status(port: int, path: str) -> int:
+    """Status code of a GET straight to the server on the target, bypassing any proxy."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def labextensions(venv: str) -> str:
+    """`jupyter labextension list` as a user reads it (it writes to stderr), colours removed."""
+    listed = subprocess.run(
+        [f"{venv}/bin/jupyter", "labextension", "list"], capture_output=True, text=True, timeout=600
+    )
+    return ANSI.sub("", listed.stdout + listed.stderr)
+
+
+def journal_count(pattern: str) -> int:
+    """Lines of this boot's journal that match `pattern` (case-insensitive), leaving out sudo's command logs."""
+    lines = output(["journalctl", "-b", "-o", "cat", "--no-pager"]).splitlines()
+    return sum(1 for line in lines if "COMMAND=" not in line and re.search(pattern, line, re.IGNORECASE))
+
+
+def sudo_rules_naming(user: str) -> list[str]:
+    files = [Path("/etc/sudoers"), *sorted(Path("/etc/sudoers.d").glob("*"))]
+    return [str(f) for f in files if f.is_file() and re.search(rf"\b{re.escape(user)}\b", f.read_text())]
+
+
+def files_holding(text: str, roots: list[str]) -> list[str]:
+    result = sh(["grep", "-rlF", text, *roots])
+    return str(result["stdout"]).splitlines()
+
+
+def build_user() -> dict[str, object]:
+    try:
+        pwd.getpwnam(BUILD_USER)
+        exists = True
+    except KeyError:
+        exists = False
+    return {
+        "exists": exists,
+        "home_exists": Path("/home", BUILD_USER).exists(),
+        "sudo_rules": sudo_rules_naming(BUILD_USER),
+    }
+
+
+def main() -> None:
+    request = json.loads(base64.b64decode(sys.argv[-1]))
+    venv, data_analysis = request["jupyterlab"], request["data_analysis"]
+    probes = {
+        "metadata": metadata,
+        "unit": unit,
+        "listening": listening,
+        "server_config": lambda: json.loads(output([f"{venv}/bin/python", "-c", LOAD_CONFIG, request["config"]])),
+        "labextensions": lambda: labextensions(venv),
+        "failed_units": lambda: output(["systemctl", "list-units", "--failed", "--plain", "--no-legend"]),
+        "cloud_init_status": lambda: sh(["cloud-init", "status", "--long"])["stdout"],
+        "direct_status": lambda: {path: direct_status(request["port"], path) for path in ("/api/status",)},
+        **{f"env:{prefix}": (lambda p=prefix: environment(p, p == venv)) for prefix in (venv, data_analysis)},
+        **{f"import:{module}": (lambda m=module: sh([f"{data_analysis}/bin/python", "-c", f"import {m}"],
+                                                    env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"}))
+           for module in request["imports"]},
+    }  # fmt: skip
+    if request["vm"]:
+        probes.update({
+            "build_user": build_user,
+            "build_key_files": lambda: files_holding(request["build_key"], ["/root", "/home", "/etc/ssh"])
+            if request["build_key"] else None,
+            "cloud_instance_id": lambda: output(["cloud-init", "query", "instance_id"]),
+            "cloud_instances": lambda: sorted(os.listdir("/var/lib/cloud/instances")),
+            "machine_id_initialised": lambda: journal_count("Initializing machine ID"),
+            "unit_verify": lambda: sh(["systemd-analyze", "verify", f"/etc/systemd/system/{UNIT}"]),
+            "ordering_cycles": lambda: journal_count("ordering cycle"),
+        })  # fmt: skip
+
+    def gather(probe: Callable[[], object]) -> object:
+        try:
+            return probe()
+        except Exception as error:  # a fact that cannot be gathered is reported to its tests, not fatal
+            return {"error": f"{type(error).__name__}: {error}"}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        facts = dict(zip(probes, pool.map(gather, probes.values()), strict=True))
+    # These need the owner from the metadata.
+    facts["server_list"] = gather(lambda: server_list(facts["metadata"]["owner"], venv))
+    facts["server_process"] = gather(lambda: server_process(facts["metadata"]["owner"]))
+    json.dump(facts, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
