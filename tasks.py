@@ -202,15 +202,30 @@ def test_qcow2(
         )
 
 
+#: The lint gates of test-unit, run with the project's pinned dev tools (pyproject.toml's settings).
+LINT_GATES = (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"])
+
+
 @task
 def test_unit(c: Context) -> None:
-    """Run the unit tests (seconds; no Docker or QEMU) and check the Packer templates (packer fmt, validate)."""
+    """Run the lint gates (ruff check, ruff format --check, mypy --strict), the unit tests (seconds; no Docker
+    or QEMU) and check the Packer templates (packer fmt, validate)."""
     with _user_errors():
         _ready(c, _settings(c))  # installs shellcheck and packer on a fresh host
+        failed = []
+        for gate in LINT_GATES:
+            with progress.step(" ".join(gate)):
+                code = run([sys.executable, "-m", *gate], timeout=600, cwd=str(REPO), on_line=progress.passthrough,
+                           check=False).returncode  # fmt: skip
+            if code != 0:
+                failed.append(" ".join(gate))
         code = run([sys.executable, "-m", "pytest", "tests/unit", "tests/packer"], timeout=600, cwd=str(REPO),
                    on_line=progress.passthrough, check=False).returncode  # fmt: skip
         if code != 0:
-            raise Exit(f"ERROR unit tests failed (pytest exit code {code})", code=1)
+            failed.append(f"unit tests (pytest exit code {code})")
+        if failed:
+            raise Exit(f"ERROR failed: {', '.join(failed)}\nTIP   `.venv/bin/ruff format .` fixes formatting; "
+                       "the findings are printed above", code=1)  # fmt: skip
 
 
 @task(pre=[test_unit])

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import artefact, base, base_disk, context, host, packer, progress, render, stages, vm, wheelhouse
+from . import artefact, base, base_disk, context, host, packer, progress, render, stages, timings, vm, wheelhouse
 from .config import ImageSpec
 from .container import build_image, remove_leftovers, running_double, status_code, wait_for_status
 from .errors import ConfigError, ImageTestError, VisaBuildError
@@ -179,21 +179,25 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
         for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):
             last = stage is stages.STAGES[-1]
             output = final if last else stage_path(settings, stage, key)
-            title = f"stage {number}/{len(keys)} ({stage.name})"
+            title = f"stage {number}/{len(keys)} {stage.name} of {spec.name}"
             if not last and artefact.is_intact(output):
                 progress.note(f"{title}: {output.name} inputs unchanged, checksum verified: reused")
             else:
                 progress.note(f"{title}: building {output.name} from {Path(source[0]).name}")
+                timing_key = f"{spec.name}/{stage.name}/{accel.name}"
+                expected = timings.previous(settings.cache_dir, timing_key)
                 started = time.monotonic()
-                _build_stage(spec, settings, stage, source, output, build_context, env, accel, compress=last)
+                _build_stage(spec, settings, stage, source, output, build_context, env, accel, compress=last,
+                             title=title, expected=expected)  # fmt: skip
                 seconds[stage.name] = time.monotonic() - started
+                timings.record(settings.cache_dir, timing_key, seconds[stage.name])
             source = (str(output), _checksum(output))
     return Qcow2(final, public_key, cached=False, stage_seconds=seconds)
 
 
 def _build_stage(
     spec: ImageSpec, settings: Settings, stage: stages.Stage, source: tuple[str, str], output: Path,
-    build_context: Path, env: dict[str, str], accel: vm.Accel, *, compress: bool,
+    build_context: Path, env: dict[str, str], accel: vm.Accel, *, compress: bool, title: str, expected: float | None,
 ) -> None:  # fmt: skip
     """One Packer build: boot `source`, run the stage's scripts and cleanup, seal, publish `output`."""
     name = f"{spec.name}-{stage.name}"
@@ -217,7 +221,8 @@ def _build_stage(
         }  # fmt: skip
         var_path = work / f"{name}.pkrvars.hcl"
         var_path.write_text(packer.var_file(values))
-        produced = _run_packer(_templates(work), var_path, accel, packer_log, serial_log, settings.cache_dir / "packer")
+        produced = _run_packer(_templates(work), var_path, accel, packer_log, serial_log, settings.cache_dir / "packer",
+                               title=title, expected=expected)  # fmt: skip
         qcow2 = work / "out" / f"{name}.qcow2"
         if str(qcow2) not in produced or not qcow2.is_file():
             raise VisaBuildError(f"Packer finished but produced no qcow2 (artefacts: {produced or 'none'})",
@@ -253,16 +258,19 @@ def _templates(work: Path) -> Path:
 
 
 def _run_packer(
-    templates: Path, var_path: Path, accel: vm.Accel, packer_log: Path, serial_log: Path, cache: Path
-) -> list[str]:
-    """Run packer build with its steps shown as they come; returns the files of its artefacts."""
+    templates: Path, var_path: Path, accel: vm.Accel, packer_log: Path, serial_log: Path, cache: Path, *,
+    title: str, expected: float | None,
+) -> list[str]:  # fmt: skip
+    """Run packer build with its steps shown as they come, each with the time elapsed (and the previous build's
+    duration when known); returns the files of its artefacts."""
     started = time.monotonic()
     log = packer.BuildLog()
     handler = log.handler(
-        on_step=lambda text: progress.note(f"[{time.monotonic() - started:6.0f}s] {text}"),
-        on_message=lambda text: progress.line(f"[{time.monotonic() - started:6.0f}s] {text}"),
+        on_step=lambda text: progress.note(f"{timings.eta(time.monotonic() - started, expected)} {text}"),
+        on_message=lambda text: progress.line(f"{timings.eta(time.monotonic() - started, expected)} {text}"),
     )
-    with progress.step(f"Building the qcow2 with Packer (QEMU {accel.name}; logs under {packer_log.parent})"):
+    previously = f", about {expected:.0f} s last time" if expected is not None else ""
+    with progress.step(f"Building {title} with Packer (QEMU {accel.name}{previously}; logs under {packer_log.parent})"):
         result = run(packer.build_argv(templates, var_path), timeout=2400 * accel.slowdown + 1200,
                      env={"PACKER_LOG": "1", "PACKER_LOG_PATH": str(packer_log), "CHECKPOINT_DISABLE": "1",
                           "PACKER_CACHE_DIR": str(cache)},
