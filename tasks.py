@@ -138,7 +138,8 @@ def test_container(c: Context, image: str | None = None, installer: str | None =
         report = pipeline.test_container(spec, settings, pytest_args=shlex.split(pytest_args))
         progress.result(
             f"PASSED test-container {report.tag}: id {report.instance_id}, owner {report.owner}, "
-            f"server answered {report.seconds_to_status:.0f} s after boot, total {time.monotonic() - start:.0f} s"
+            f"server answered {report.seconds_to_status:.0f} s after boot; suite {report.suite.summary} "
+            f"({report.suite.seconds:.0f} s); total {time.monotonic() - start:.0f} s"
         )
 
 
@@ -197,8 +198,8 @@ def test_qcow2(
                                      pytest_args=shlex.split(pytest_args))  # fmt: skip
         progress.result(
             f"PASSED test-qcow2 {report.tag}: id {report.instance_id}, owner {report.owner}, "
-            f"ssh {report.seconds_to_ssh:.0f} s and /api/status {report.seconds_to_status:.0f} s after boot, "
-            f"total {time.monotonic() - start:.0f} s"
+            f"ssh {report.seconds_to_ssh:.0f} s and /api/status {report.seconds_to_status:.0f} s after boot; "
+            f"suite {report.suite.summary} ({report.suite.seconds:.0f} s); total {time.monotonic() - start:.0f} s"
         )
 
 

@@ -64,11 +64,18 @@ def build_container(spec: ImageSpec, settings: Settings) -> str:
 
 
 @dataclass(frozen=True)
+class SuiteRun:
+    seconds: float
+    summary: str  # pytest's closing line, e.g. "330 passed, 4 skipped in 27.91s"
+
+
+@dataclass(frozen=True)
 class TestReport:
     tag: str
     instance_id: str
     owner: str
     seconds_to_status: float
+    suite: SuiteRun
     seconds_to_ssh: float = 0.0
 
 
@@ -87,8 +94,8 @@ def test_container(spec: ImageSpec, settings: Settings, *, pytest_args: list[str
             waited = wait_for_status(status_url, timeout=SERVER_START_TIMEOUT)
         with reverse_proxy(f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy") as url:
             target = [f"--hosts=docker://{double.name}", f"--visa-image={tag}", "--visa-target=container"]
-            _suite(target, ["tests/infra", "tests/boot"], logs, spec, url, pytest_args)
-    return TestReport(tag, instance_id, owner, waited)
+            suite = _suite(target, ["tests/infra", "tests/boot"], logs, spec, url, pytest_args)
+    return TestReport(tag, instance_id, owner, waited, suite)
 
 
 @dataclass(frozen=True)
@@ -287,9 +294,12 @@ def _run_packer(
 TEST_USER = "visa-test"
 
 
-def _suite(target_args: list[str], suites: list[str], logs: Path, spec: ImageSpec, url: str, extra: list[str]) -> None:
+def _suite(
+    target_args: list[str], suites: list[str], logs: Path, spec: ImageSpec, url: str, extra: list[str]
+) -> SuiteRun:
     argv = [sys.executable, "-m", "pytest", *(str(REPO / suite) for suite in suites), *target_args,
             f"--jupyter-url={url}", f"--image-spec={spec.directory}", f"--visa-log-dir={logs}", *extra]  # fmt: skip
+    started = time.monotonic()
     with progress.step(f"Running the infra suite ({', '.join(suites)})"):
         result = run(argv, timeout=3600 * 3, cwd=str(REPO), on_line=progress.passthrough, check=False)
         if result.returncode != 0:
@@ -297,6 +307,8 @@ def _suite(target_args: list[str], suites: list[str], logs: Path, spec: ImageSpe
                 f"the infra suite failed (pytest exit code {result.returncode})",
                 tip=f"logs of the failed target are kept under {logs}; rerun one test with --pytest-args='-k name'",
             )
+    summary = next((line.strip("= ") for line in reversed(result.lines) if " in " in line), "")
+    return SuiteRun(time.monotonic() - started, summary)
 
 
 def _wait_for_server(guest: vm.BootedVM, status_url: str, *, timeout: float) -> None:
@@ -391,6 +403,6 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
                   f"--build-public-key={build_key}", f"--qcow2={qcow2}",
                   f"--boot-timeout={300 * instance.accel.slowdown}"]  # fmt: skip
         with reverse_proxy(f"127.0.0.1:{guest.http_port}", workdir=settings.build_dir / "proxy") as url:
-            _suite(target, ["tests/infra", "tests/vm"], settings.log_dir, spec, url, pytest_args)
-    return TestReport(qcow2.name, instance.instance_id, instance.owner, instance.seconds_to_status,
+            suite = _suite(target, ["tests/infra", "tests/vm"], settings.log_dir, spec, url, pytest_args)
+    return TestReport(qcow2.name, instance.instance_id, instance.owner, instance.seconds_to_status, suite,
                       instance.seconds_to_ssh)  # fmt: skip
