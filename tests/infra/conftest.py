@@ -70,15 +70,15 @@ def probe(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
     return Facts(json.loads(result.stdout))
 
 
-@pytest.fixture(scope="session")
-def gathered() -> dict[str, Facts]:
-    """Facts by target, so each target is probed once per session (testinfra's `host` is module-scoped)."""
-    return {}
+#: Facts by target, kept for the whole session: testinfra's `host` is module-scoped, and a session fixture would
+#: be one per conftest that names it (tests/vm reuses these fixtures), so each target would be probed twice.
+GATHERED = pytest.StashKey[dict[str, Facts]]()
 
 
 @pytest.fixture(scope="module")
-def facts(host: Any, pytestconfig: pytest.Config, spec: ImageSpec, gathered: dict[str, Facts]) -> Facts:
+def facts(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
     """The target's facts, gathered by probe.py on first use in the session."""
+    gathered = pytestconfig.stash.setdefault(GATHERED, {})
     target = host.backend.get_pytest_id()
     if target not in gathered:
         gathered[target] = probe(host, pytestconfig, spec)
