@@ -67,7 +67,10 @@ def probe(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
         result = host.run("python3 -c %s %s %s", RUN_ENCODED, *encoded)
     if result.rc != 0:
         pytest.fail(f"probe.py failed on the target (exit code {result.rc}):\n{result.stderr[-3000:]}")
-    return Facts(json.loads(result.stdout))
+    facts = Facts(json.loads(result.stdout))
+    slowest = sorted(facts.raw.get("probe_seconds", {}).items(), key=lambda item: -item[1])[:8]
+    print(f"probe.py on {host.backend.get_pytest_id()}: slowest facts (s) {slowest}")  # shown with -s or -rA
+    return facts
 
 
 #: Facts by target, kept for the whole session: testinfra's `host` is module-scoped, and a session fixture would

@@ -17,6 +17,7 @@ import pwd
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -200,17 +201,23 @@ def main() -> None:
             "ordering_cycles": lambda: journal_count("ordering cycle"),
         })  # fmt: skip
 
-    def gather(probe: Callable[[], object]) -> object:
+    seconds: dict[str, float] = {}
+
+    def gather(name: str, probe: Callable[[], object]) -> object:
+        started = time.monotonic()
         try:
             return probe()
         except Exception as error:  # a fact that cannot be gathered is reported to its tests, not fatal
             return {"error": f"{type(error).__name__}: {error}"}
+        finally:
+            seconds[name] = round(time.monotonic() - started, 1)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        facts = dict(zip(probes, pool.map(gather, probes.values()), strict=True))
+        facts = dict(zip(probes, pool.map(gather, probes, probes.values()), strict=True))
     # These need the owner from the metadata.
-    facts["server_list"] = gather(lambda: server_list(facts["metadata"]["owner"], venv))
-    facts["server_process"] = gather(lambda: server_process(facts["metadata"]["owner"]))
+    facts["server_list"] = gather("server_list", lambda: server_list(facts["metadata"]["owner"], venv))
+    facts["server_process"] = gather("server_process", lambda: server_process(facts["metadata"]["owner"]))
+    facts["probe_seconds"] = seconds  # how long each fact took, for a slow target's diagnosis
     json.dump(facts, sys.stdout)
 
 
