@@ -73,12 +73,14 @@ def output(argv: list[str]) -> str:
 def environment(prefix: str, with_pip_version: bool) -> dict[str, object]:
     python = f"{prefix}/bin/python"
     config = Path(prefix, "pyvenv.cfg")
-    listing = json.loads(output([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"]))
+    # -s: the environment as the image holds it, never a user's ~/.local
+    listing = json.loads(output([python, "-s", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"]))
     facts: dict[str, object] = {
         "pyvenv_cfg": config.read_text() if config.is_file() else None,
         "packages": {item["name"]: item["version"] for item in listing},
-        "pip_check": sh([python, "-m", "pip", "check", "--disable-pip-version-check"]),
-        "stale_bytecode": sh([python, "-c", STALE_BYTECODE]),
+        "pip_check": sh([python, "-s", "-m", "pip", "check", "--disable-pip-version-check"]),
+        "stale_bytecode": sh([python, "-s", "-c", STALE_BYTECODE]),
+        "sys_path": json.loads(output([python, "-c", "import json, sys; print(json.dumps(sys.path))"])),
     }
     if with_pip_version:
         facts["pip_version"] = output([f"{prefix}/bin/pip", "--version"])
