@@ -12,6 +12,8 @@ def test_jupyterlab_venv_is_a_real_venv_with_pip(facts: Facts, spec: ImageSpec) 
     venv = facts.environment(VENV)
     assert venv["pyvenv_cfg"] is not None, f"{VENV}/pyvenv.cfg is missing: {VENV} is not a venv"
     assert "home = /usr/bin" in venv["pyvenv_cfg"], "the venv is not made from the image's python3"
+    # Users' packages go to the data-analysis environment only; the server's own venv stays closed.
+    assert "include-system-site-packages = false" in venv["pyvenv_cfg"], f"{VENV} sees packages from outside it"
     pip = {p.name: p.version for p in spec.jupyterlab.pins}["pip"]
     version = venv["pip_version"]
     assert version.startswith(f"pip {pip} "), f"pip in the venv is '{version}', expected the upgraded pin {pip}"
