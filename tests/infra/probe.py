@@ -59,7 +59,8 @@ LOAD_CONFIG = (
 
 
 def sh(argv: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
-    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+    done = subprocess.run(argv, capture_output=True, text=True, errors="replace", env={**os.environ, **(env or {})},
+                          timeout=600)  # fmt: skip
     return {"rc": done.returncode, "stdout": done.stdout.strip(), "stderr": done.stderr.strip()[-3000:]}
 
 
@@ -139,9 +140,8 @@ def direct_status(port: int, path: str) -> int:
 
 def labextensions(venv: str) -> str:
     """`jupyter labextension list` as a user reads it (it writes to stderr), colours removed."""
-    listed = subprocess.run(
-        [f"{venv}/bin/jupyter", "labextension", "list"], capture_output=True, text=True, timeout=600
-    )
+    listed = subprocess.run([f"{venv}/bin/jupyter", "labextension", "list"], capture_output=True, text=True,
+                            errors="replace", timeout=600)  # fmt: skip
     return ANSI.sub("", listed.stdout + listed.stderr)
 
 
