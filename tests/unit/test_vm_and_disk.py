@@ -57,3 +57,23 @@ def test_test_seed_keeps_visa_metadata_and_creates_the_owner_late() -> None:
     assert user_data["runcmd"][-1] == ["useradd", "-m", "-s", "/bin/bash", "alice"]
     assert [u["name"] for u in user_data["users"]] == ["visa-test"]
     assert yaml.safe_load(seed.meta_data)["meta"]["id"] == "42"
+
+
+def test_ssh_config_shares_one_connection_per_target(tmp_path: Path) -> None:
+    guest = vm.BootedVM("visa-build-test", 2222, 8888, tmp_path / "serial.log", tmp_path / "key", "visa-test",
+                        qemu=None)  # fmt: skip
+    config = guest.ssh_config(tmp_path / "ssh_config", tmp_path / "control").read_text()
+    assert f"ControlPath {tmp_path / 'control'}/%C" in config
+    assert "ServerAliveInterval 5" in config and "StrictHostKeyChecking no" in config
+
+
+def test_ssh_control_dir_closes_its_connections_and_is_removed() -> None:
+    calls: list[list[str]] = []
+
+    def runner(argv: list[str], **_: object) -> None:
+        calls.append(argv)
+
+    with vm.ssh_control_dir(runner=runner) as control:
+        (control / "abc123").touch()  # stands for a master's socket
+    assert not control.exists(), "the control folder (sockets) was left behind"
+    assert calls == [["ssh", "-O", "exit", "-o", f"ControlPath={control / 'abc123'}", "visa-build-vm"]]
