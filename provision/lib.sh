@@ -35,6 +35,7 @@ install_locked() {
       [[ -x "$venv/bin/python" ]] || python3 -m venv --without-pip "$venv"
       "$(visa_uv)" pip install --python "$venv/bin/python" --no-index --find-links "$VISA_WHEELHOUSE_URL" \
         --no-deps "${uv_compile[@]}" --link-mode copy --quiet -r "$pins"
+      rm -f "$venv/.lock"  # uv's lock of the environment while it installs, left world-writable
       ;;
     pip)
       [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"

@@ -124,6 +124,12 @@ def server_list(owner: str, venv: str) -> list[object]:
     return [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
 
 
+def owner_writable(owner: str) -> list[str]:
+    """What the owner could write under the image's own folders (the first 20 paths)."""
+    found = sh(["runuser", "-u", owner, "--", "find", "/opt/visa", "/etc/visa", "-writable"])
+    return str(found["stdout"]).splitlines()[:20]
+
+
 def listening() -> list[str]:
     """Local addresses of listening TCP sockets, as addr:port."""
     return sorted({line.split()[3] for line in output(["ss", "-Hltn"]).splitlines() if len(line.split()) > 3})
@@ -177,32 +183,6 @@ def build_user() -> dict[str, object]:
 def main() -> None:
     request = json.loads(base64.b64decode(sys.argv[-1]))
     venv, data_analysis = request["jupyterlab"], request["data_analysis"]
-    probes = {
-        "metadata": metadata,
-        "unit": unit,
-        "listening": listening,
-        "server_config": lambda: json.loads(output([f"{venv}/bin/python", "-c", LOAD_CONFIG, request["config"]])),
-        "labextensions": lambda: labextensions(venv),
-        "failed_units": lambda: output(["systemctl", "list-units", "--failed", "--plain", "--no-legend"]),
-        "cloud_init_status": lambda: sh(["cloud-init", "status", "--long"])["stdout"],
-        "direct_status": lambda: {path: direct_status(request["port"], path) for path in ("/api/status",)},
-        **{f"env:{prefix}": (lambda p=prefix: environment(p, p == venv)) for prefix in (venv, data_analysis)},
-        **{f"import:{module}": (lambda m=module: sh([f"{data_analysis}/bin/python", "-c", f"import {m}"],
-                                                    env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"}))
-           for module in request["imports"]},
-    }  # fmt: skip
-    if request["vm"]:
-        probes.update({
-            "build_user": build_user,
-            "build_key_files": lambda: files_holding(request["build_key"], ["/root", "/home", "/etc/ssh"])
-            if request["build_key"] else None,
-            "cloud_instance_id": lambda: output(["cloud-init", "query", "instance_id"]),
-            "cloud_instances": lambda: sorted(os.listdir("/var/lib/cloud/instances")),
-            "machine_id_initialised": lambda: journal_count("Initializing machine ID"),
-            "unit_verify": lambda: sh(["systemd-analyze", "verify", f"/etc/systemd/system/{UNIT}"]),
-            "ordering_cycles": lambda: journal_count("ordering cycle"),
-        })  # fmt: skip
-
     seconds: dict[str, float] = {}
 
     def gather(name: str, probe: Callable[[], object]) -> object:
@@ -215,10 +195,43 @@ def main() -> None:
             seconds[name] = round(time.monotonic() - started, 1)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        facts = dict(zip(probes, pool.map(gather, probes, probes.values()), strict=True))
-    # These need the owner from the metadata.
-    facts["server_list"] = gather("server_list", lambda: server_list(facts["metadata"]["owner"], venv))
-    facts["server_process"] = gather("server_process", lambda: server_process(facts["metadata"]["owner"]))
+        meta = pool.submit(gather, "metadata", metadata)
+
+        def owner() -> str:
+            found = meta.result()
+            if not isinstance(found, dict) or "owner" not in found:
+                raise RuntimeError(f"the owner is not known: the metadata could not be gathered ({found})")
+            return str(found["owner"])
+
+        probes = {  # the slowest first, so four at a time finish together
+            **{f"env:{prefix}": (lambda p=prefix: environment(p, p == venv)) for prefix in (venv, data_analysis)},
+            "labextensions": lambda: labextensions(venv),
+            **{f"import:{module}": (lambda m=module: sh([f"{data_analysis}/bin/python", "-c", f"import {m}"],
+                                                        env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"}))
+               for module in request["imports"]},
+            "server_list": lambda: server_list(owner(), venv),
+            "server_process": lambda: server_process(owner()),
+            "owner_writable": lambda: owner_writable(owner()),
+            "unit": unit,
+            "listening": listening,
+            "server_config": lambda: json.loads(output([f"{venv}/bin/python", "-c", LOAD_CONFIG, request["config"]])),
+            "failed_units": lambda: output(["systemctl", "list-units", "--failed", "--plain", "--no-legend"]),
+            "cloud_init_status": lambda: sh(["cloud-init", "status", "--long"])["stdout"],
+            "direct_status": lambda: {path: direct_status(request["port"], path) for path in ("/api/status",)},
+        }  # fmt: skip
+        if request["vm"]:
+            probes.update({
+                "build_user": build_user,
+                "build_key_files": lambda: files_holding(request["build_key"], ["/root", "/home", "/etc/ssh"])
+                if request["build_key"] else None,
+                "cloud_instance_id": lambda: output(["cloud-init", "query", "instance_id"]),
+                "cloud_instances": lambda: sorted(os.listdir("/var/lib/cloud/instances")),
+                "machine_id_initialised": lambda: journal_count("Initializing machine ID"),
+                "unit_verify": lambda: sh(["systemd-analyze", "verify", f"/etc/systemd/system/{UNIT}"]),
+                "ordering_cycles": lambda: journal_count("ordering cycle"),
+            })  # fmt: skip
+        running = {name: pool.submit(gather, name, probe) for name, probe in probes.items()}
+        facts = {"metadata": meta.result(), **{name: future.result() for name, future in running.items()}}
     facts["probe_seconds"] = seconds  # how long each fact took, for a slow target's diagnosis
     json.dump(facts, sys.stdout)
 

@@ -9,7 +9,7 @@ import hashlib
 import io
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +19,8 @@ from tests.infra.conftest import DATA_ANALYSIS, Facts, Instance
 from tests.infra.test_kernels import execute
 from visa_build.config import ImageSpec
 
-#: Names, modes, owners, sizes and times of everything under /opt/visa, as one digest.
-OPT_DIGEST = "find /opt/visa -printf '%p %m %u %g %s %T@\\n' | sort | sha256sum"
+#: What under the image's folders had its content or status (mode, owner, links) changed since the marker file.
+CHANGED_SINCE = "find /opt/visa /etc/visa -cnewer %s"
 WRITE_FILE = "import base64, sys; open(sys.argv[1], 'wb').write(base64.b64decode(sys.argv[2]))"
 PROBE = "visa-user-probe"
 #: Pure-Python packages of the data-analysis lock that a kernel does not import when it starts.
@@ -55,15 +55,26 @@ def as_owner(host: Any, instance: Instance, command: str) -> Any:
         return host.run("runuser -u %s -- bash -c %s", instance.owner, f"cd && PIP_NO_INDEX=1 {command}")
 
 
-def opt_digest(host: Any) -> str:
+@pytest.fixture
+def image_unchanged(host: Any) -> Iterator[Callable[[], list[str]]]:
+    """image_unchanged() -> what under /opt/visa and /etc/visa changed since the test began (should be nothing)."""
     with host.sudo():
-        return str(host.check_output(OPT_DIGEST))
+        marker = host.check_output("mktemp /tmp/visa-marker-XXXXXX")
+    time.sleep(1)  # ctimes are compared at the file system's resolution
+
+    def changed() -> list[str]:
+        with host.sudo():
+            return str(host.check_output(CHANGED_SINCE, marker)).splitlines()
+
+    yield changed
+    with host.sudo():
+        host.run("rm -f %s", marker)
 
 
 @pytest.fixture
 def put_wheel(host: Any, instance: Instance) -> Iterator[Any]:
-    """put_wheel(name, version, files) -> its path on the target; the user's installs are removed afterwards."""
-    placed: list[tuple[str, str]] = []
+    """put_wheel(name, version, files) -> its path on the target; the owner's user site is removed afterwards."""
+    placed: list[str] = []
 
     def put(name: str, version: str, files: dict[str, str]) -> str:
         filename, data = make_wheel(name, version, files)
@@ -71,14 +82,18 @@ def put_wheel(host: Any, instance: Instance) -> Iterator[Any]:
         with host.sudo():
             host.check_output("python3 -c %s %s %s", WRITE_FILE, path, base64.b64encode(data).decode())
             host.check_output("chmod 0644 %s", path)
-        placed.append((name, path))
+        placed.append(path)
         return path
 
     yield put
-    for name, path in placed:
-        as_owner(host, instance, f"{DATA_ANALYSIS}/bin/python -m pip uninstall -y -q {name}")
-        with host.sudo():
-            host.run("rm -f %s", path)
+    as_owner(host, instance, "rm -rf ~/.local/lib/python3.*/site-packages")  # the test user's own packages
+    with host.sudo():
+        host.run("rm -f %s", " ".join(placed))
+
+
+def test_owner_can_write_nothing_of_the_image(facts: Facts) -> None:
+    writable = facts["owner_writable"]  # find -writable, run as the owner
+    assert writable == [], f"the owner can write these under /opt/visa or /etc/visa: {writable}"
 
 
 def test_data_analysis_sees_no_system_packages(facts: Facts) -> None:
@@ -87,30 +102,30 @@ def test_data_analysis_sees_no_system_packages(facts: Facts) -> None:
 
 
 def test_pip_install_in_a_notebook_imports_at_once_from_the_owners_home(
-    host: Any, instance: Instance, jupyter: str, browser: requests.Session, put_wheel: Any
+    instance: Instance, jupyter: str, browser: requests.Session, put_wheel: Any, image_unchanged: Any
 ) -> None:
     wheel = put_wheel(PROBE, "1.0", {"visa_user_probe.py": "WHERE = __file__\n"})
-    before = opt_digest(host)
     output = execute(
         jupyter, browser, "python3", f"%pip install {wheel}\nimport visa_user_probe\nprint(visa_user_probe.WHERE)"
     )
     where = output.splitlines()[-1] if output else ""
     assert where.startswith(f"{instance.home}/.local/lib/"), f"%pip install did not land in ~/.local:\n{output}"
-    assert opt_digest(host) == before, "something under /opt/visa changed while the owner installed a package"
+    changed = image_unchanged()
+    assert changed == [], f"the owner's install changed the image: {changed}"
 
 
 @pytest.mark.parametrize("flags", ["", "--user"], ids=["no flags", "--user"])
 def test_pip_install_in_a_terminal_goes_to_the_owners_home(
-    host: Any, instance: Instance, put_wheel: Any, flags: str
+    host: Any, instance: Instance, put_wheel: Any, image_unchanged: Any, flags: str
 ) -> None:
     wheel = put_wheel(PROBE, "1.0", {"visa_user_probe.py": "WHERE = __file__\n"})
-    before = opt_digest(host)
     python = f"{DATA_ANALYSIS}/bin/python"
     installed = as_owner(host, instance, f"{python} -m pip install {flags} {wheel}")
     assert installed.rc == 0, f"pip install {flags} as the owner failed:\n{installed.stdout}\n{installed.stderr}"
     where = as_owner(host, instance, f"{python} -c 'import visa_user_probe; print(visa_user_probe.WHERE)'")
     assert where.stdout.startswith(f"{instance.home}/.local/lib/"), f"imported from: {where.stdout}{where.stderr}"
-    assert opt_digest(host) == before, "something under /opt/visa changed while the owner installed a package"
+    changed = image_unchanged()
+    assert changed == [], f"the owner's install changed the image: {changed}"
 
 
 def test_user_package_shadowing_a_pinned_one_works_and_is_named(
