@@ -121,6 +121,12 @@ def browser(jupyter: str) -> requests.Session:
     return session
 
 
+def as_owner(host: Any, instance: Instance, command: str) -> Any:
+    """Run `command` with bash as the owner, in their home, as a JupyterLab terminal does; the result (rc too)."""
+    with host.sudo():
+        return host.run("runuser -u %s -- bash -c %s", instance.owner, f"cd && {command}")
+
+
 def packages(facts: Facts, prefix: str) -> dict[str, str]:
     """{normalised name: version} of what `prefix`'s pip sees installed."""
     listing = facts.environment(prefix)["packages"]

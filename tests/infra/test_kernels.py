@@ -12,7 +12,7 @@ import pytest
 import requests
 import websocket
 
-from tests.infra.conftest import DATA_ANALYSIS, Instance
+from tests.infra.conftest import DATA_ANALYSIS, Instance, as_owner
 from visa_build.config import ImageSpec
 
 
@@ -81,9 +81,10 @@ def test_kernel_runs_in_data_analysis_env_through_proxy(jupyter: str, browser: r
     assert prefix == DATA_ANALYSIS, f"the python3 kernel runs in {prefix!r}, not {DATA_ANALYSIS}"
 
 
-def as_owner(host: Any, instance: Instance, command: str) -> str:
-    with host.sudo():
-        return str(host.check_output("runuser -u %s -- bash -c %s", instance.owner, command))
+def owner_output(host: Any, instance: Instance, command: str) -> str:
+    result = as_owner(host, instance, command)
+    assert result.rc == 0, f"as the owner, `{command}` exited {result.rc}:\n{result.stdout}{result.stderr}"
+    return str(result.stdout).strip()
 
 
 @pytest.fixture
@@ -92,17 +93,17 @@ def user_env(host: Any, instance: Instance) -> Iterator[str]:
     Without pip: the kernel needs none, and ensurepip alone takes half a minute in a TCG guest."""
     env = f"{instance.home}/visa-test-env"
     site = "lib/python3.11/site-packages"
-    as_owner(host, instance, f"python3 -m venv --without-pip {env} && "
+    owner_output(host, instance, f"python3 -m venv --without-pip {env} && "
                              f"echo {DATA_ANALYSIS}/{site} > {env}/{site}/data-analysis.pth")  # fmt: skip
     yield env
-    as_owner(host, instance, f"rm -rf {env} ~/.local/share/jupyter/kernels/visa-test-env "
+    owner_output(host, instance, f"rm -rf {env} ~/.local/share/jupyter/kernels/visa-test-env "
                              "~/.local/share/jupyter/kernels/python3")  # fmt: skip
 
 
 def test_user_kernel_appears_and_starts(
     host: Any, instance: Instance, user_env: str, jupyter: str, browser: requests.Session
 ) -> None:
-    as_owner(host, instance, f"{user_env}/bin/python -m ipykernel install --user --name=visa-test-env")
+    owner_output(host, instance, f"{user_env}/bin/python -m ipykernel install --user --name=visa-test-env")
     specs = kernelspecs(jupyter)
     assert "visa-test-env" in specs, f"a --user kernelspec is not listed without restart: {sorted(specs)}"
     assert specs["visa-test-env"]["spec"]["argv"][0] == f"{user_env}/bin/python"
@@ -113,7 +114,7 @@ def test_user_kernel_appears_and_starts(
 def test_user_python3_does_not_hide_data_analysis(
     host: Any, instance: Instance, user_env: str, jupyter: str, spec: ImageSpec
 ) -> None:
-    as_owner(host, instance, f"{user_env}/bin/python -m ipykernel install --user --name=python3")
+    owner_output(host, instance, f"{user_env}/bin/python -m ipykernel install --user --name=python3")
     python3 = kernelspecs(jupyter)["python3"]["spec"]
     assert python3["display_name"] == spec.data_analysis.display_name, (
         f"a user's --name=python3 replaced the image kernel: python3 is now '{python3['display_name']}'"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.infra.conftest import DATA_ANALYSIS, Facts, Instance
+from tests.infra.conftest import DATA_ANALYSIS, Facts, Instance, as_owner
 from tests.infra.test_kernels import execute
 from visa_build.config import ImageSpec
 
@@ -47,12 +47,6 @@ def make_wheel(name: str, version: str, files: dict[str, str]) -> tuple[str, byt
         for path, data in members.items():
             archive.writestr(path, data)
     return f"{dist}-py3-none-any.whl", buffer.getvalue()
-
-
-def as_owner(host: Any, instance: Instance, command: str) -> Any:
-    """Run `command` in the owner's home as the owner, as in a JupyterLab terminal (offline: no index)."""
-    with host.sudo():
-        return host.run("runuser -u %s -- bash -c %s", instance.owner, f"cd && PIP_NO_INDEX=1 {command}")
 
 
 @pytest.fixture
@@ -120,7 +114,7 @@ def test_pip_install_in_a_terminal_goes_to_the_owners_home(
 ) -> None:
     wheel = put_wheel(PROBE, "1.0", {"visa_user_probe.py": "WHERE = __file__\n"})
     python = f"{DATA_ANALYSIS}/bin/python"
-    installed = as_owner(host, instance, f"{python} -m pip install {flags} {wheel}")
+    installed = as_owner(host, instance, f"PIP_NO_INDEX=1 {python} -m pip install {flags} {wheel}")
     assert installed.rc == 0, f"pip install {flags} as the owner failed:\n{installed.stdout}\n{installed.stderr}"
     where = as_owner(host, instance, f"{python} -c 'import visa_user_probe; print(visa_user_probe.WHERE)'")
     assert where.stdout.startswith(f"{instance.home}/.local/lib/"), f"imported from: {where.stdout}{where.stderr}"
@@ -138,7 +132,9 @@ def test_user_package_shadowing_a_pinned_one_works_and_is_named(
     wheel = put_wheel(name, "99.0", {f"{name}/__init__.py": "__version__ = '99.0'\n"})
     # The way the README gives: pip refuses a user install of another version of a package in a venv's own
     # site-packages unless told to ignore the installed one.
-    installed = as_owner(host, instance, f"{DATA_ANALYSIS}/bin/python -m pip install {SHADOW_FLAGS} {wheel}")
+    installed = as_owner(
+        host, instance, f"PIP_NO_INDEX=1 {DATA_ANALYSIS}/bin/python -m pip install {SHADOW_FLAGS} {wheel}"
+    )
     assert installed.rc == 0, f"pip install {SHADOW_FLAGS} as the owner failed:\n{installed.stdout}\n{installed.stderr}"
     since = int(time.time()) - 1
     version = execute(jupyter, browser, "python3", f"import {name}; print({name}.__version__)")
