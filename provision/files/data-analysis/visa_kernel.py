@@ -6,7 +6,6 @@ import os
 import re
 import site
 import sys
-import sysconfig
 
 
 def _versions(path):
@@ -19,22 +18,20 @@ def _versions(path):
     return found
 
 
-def _user_site_first():
-    """Put the user site (created if missing, so `%pip install` output imports without a restart) ahead of the
-    environment's packages; returns it, or None where user packages are off (python -s, PYTHONNOUSERSITE)."""
+def _user_site_ready(visa_site):
+    """Create the user site when missing (so `%pip install` output imports without a restart) and put it ahead
+    of the environment's packages; False where user packages are off (python -s, PYTHONNOUSERSITE)."""
     if not site.ENABLE_USER_SITE:
-        return None
-    user_site = site.getusersitepackages()
+        return False
     try:
-        os.makedirs(user_site, exist_ok=True)
+        os.makedirs(visa_site.USER_SITE, exist_ok=True)
     except OSError:
-        return user_site if os.path.isdir(user_site) else None
-    sys.path_importer_cache.pop(user_site, None)  # it may have been looked at while it did not exist
-    if user_site not in sys.path:
-        environment = sysconfig.get_path("purelib")
-        at = sys.path.index(environment) if environment in sys.path else len(sys.path)
-        sys.path.insert(at, user_site)
-    return user_site
+        return os.path.isdir(visa_site.USER_SITE)
+    sys.path_importer_cache.pop(visa_site.USER_SITE, None)  # it may have been looked at while it did not exist
+    if visa_site.USER_SITE not in sys.path:
+        sys.path.append(visa_site.USER_SITE)
+    visa_site.user_site_first()
+    return True
 
 
 def shadow_warning(user_site, environment):
@@ -51,9 +48,10 @@ def shadow_warning(user_site, environment):
 
 
 def main():
-    user_site = _user_site_first()
-    if user_site:
-        warning = shadow_warning(user_site, sysconfig.get_path("purelib"))
+    import visa_site  # imported at start-up already, by visa-site.pth
+
+    if _user_site_ready(visa_site):
+        warning = shadow_warning(visa_site.USER_SITE, visa_site.ENVIRONMENT_SITE)
         if warning:
             print(warning, file=sys.stderr, flush=True)
     if sys.path and sys.path[0] == "":

@@ -18,7 +18,8 @@ USER_SITE = os.path.normpath(site.getusersitepackages())
 _add_site_dir = site.addsitedir
 
 
-def _user_site_first():
+def user_site_first():
+    """Move the user's site right before the environment's packages (visa_kernel.py calls it too)."""
     if USER_SITE in sys.path and ENVIRONMENT_SITE in sys.path:
         sys.path.remove(USER_SITE)
         sys.path.insert(sys.path.index(ENVIRONMENT_SITE), USER_SITE)
@@ -31,7 +32,7 @@ def _add_site_dir_ordered(sitedir, known_paths=None):
         return known_paths
     known_paths = _add_site_dir(sitedir, known_paths)
     if path == USER_SITE:
-        _user_site_first()
+        user_site_first()
     return known_paths
 
 
@@ -39,4 +40,4 @@ def _add_site_dir_ordered(sitedir, known_paths=None):
 # environment's folder, whose .pth files run this hook.
 site.addsitedir = _add_site_dir_ordered
 sys.path[:] = [path for path in sys.path if os.path.normpath(path) not in SYSTEM_SITE]
-_user_site_first()
+user_site_first()
