@@ -20,7 +20,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_disk, host, lock, pipeline, progress
+from visa_build import base_disk, double, host, lock, pipeline, progress, qcow2
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
@@ -49,8 +49,9 @@ def _user_errors() -> Iterator[None]:
 
 
 def _settings(
-    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None
-) -> Settings:
+    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None,
+    fill: str | None = None,
+) -> Settings:  # fmt: skip
     visa = c.config.visa
     logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
     return make_settings(
@@ -66,6 +67,8 @@ def _settings(
         disk_size=visa.disk_size,
         index_url=visa.index_url,
         index_ca_bundle=visa.index_ca_bundle,
+        fill=fill if fill is not None else visa.fill,
+        compression=visa.compression,
     )
 
 
@@ -114,10 +117,10 @@ def build_container(c: Context, image: str | None = None, installer: str | None 
     with _user_errors():
         settings = _settings(c, image, installer)
         spec = _spec(settings)
-        pipeline.check_buildable(spec)
+        double.check_buildable(spec)
         _ready(c, settings)
-        _timed("build-container", lambda: pipeline.build_container(spec, settings))
-        progress.result(pipeline.container_tag(spec))
+        _timed("build-container", lambda: double.build_container(spec, settings).tag)
+        progress.result(double.container_tag(spec))
 
 
 @task(
@@ -132,7 +135,7 @@ def test_container(c: Context, image: str | None = None, installer: str | None =
     with _user_errors():
         settings = _settings(c, image, installer)
         spec = _spec(settings)
-        pipeline.check_buildable(spec)
+        double.check_buildable(spec)
         _ready(c, settings)
         start = time.monotonic()
         report = pipeline.test_container(spec, settings, pytest_args=shlex.split(pytest_args))
@@ -157,18 +160,21 @@ def build_base(c: Context, image: str | None = None) -> None:
 
 
 @task(help={"image": IMAGE_HELP, "installer": "uv, pip or pip-index (default: visa.installer, uv)",
-            "accelerator": ACCEL_HELP})  # fmt: skip
+            "accelerator": ACCEL_HELP,
+            "fill": "native (Docker image, one boot) or guest (installed under QEMU); default: visa.fill"})  # fmt: skip
 def build_qcow2(
-    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None
-) -> None:
-    """Build the VISA qcow2 with Packer and QEMU (base image and wheelhouse too, each cached by content)."""
+    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None,
+    fill: str | None = None,
+) -> None:  # fmt: skip
+    """Build the VISA qcow2: the double's filesystem filled onto a disk and sealed by one Packer boot (or
+    installed in the guest); base, wheelhouse and Docker layers are each cached by content."""
     with _user_errors():
-        settings = _settings(c, image, installer, accelerator)
+        settings = _settings(c, image, installer, accelerator, fill)
         spec = _spec(settings)
-        pipeline.check_buildable(spec)
+        double.check_buildable(spec)
         _ready(c, settings)
         start = time.monotonic()
-        built = pipeline.build_qcow2(spec, settings)
+        built = qcow2.build_qcow2(spec, settings)
         progress.note(f"build-qcow2: {'cached' if built.cached else 'built'} in {time.monotonic() - start:.0f} s")
         progress.result(str(built.path))
 
@@ -267,6 +273,8 @@ ns.configure(
             "disk_size": "12G",
             "index_url": "https://pypi.org/simple",
             "index_ca_bundle": "",
+            "fill": "native",
+            "compression": "zlib",
             "test_qcow2_image": "images/ci",
             "auto_fix": True,
             "debug": False,

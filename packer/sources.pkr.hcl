@@ -3,6 +3,8 @@
 locals {
   # Under TCG, -cpu host does not exist; "max" gives the guest every feature QEMU can emulate.
   cpu_model = var.accelerator == "tcg" ? "max" : "host"
+  # zlib is qemu-img's default and needs no option, so any qemu-img can write it.
+  convert_args = var.compress && var.compression == "zstd" ? ["-o", "compression_type=zstd"] : []
 }
 
 source "qemu" "visa" {
@@ -18,6 +20,9 @@ source "qemu" "visa" {
   disk_compression = var.compress
   skip_compaction  = ! var.compress
   format           = "qcow2"
+  qemu_img_args {
+    convert = local.convert_args
+  }
   net_device       = "virtio-net"
   cpus             = var.cpus
   memory           = var.memory_mib

@@ -110,3 +110,13 @@ variable "compress" {
   description = "Compact and compress the qcow2 (the published image); false for a cached intermediate stage."
   default     = true
 }
+
+variable "compression" {
+  type        = string
+  description = "Compression of the published qcow2: zlib (any QEMU reads it) or zstd (QEMU >= 5.1 where it is used)."
+  default     = "zlib"
+  validation {
+    condition     = contains(["zlib", "zstd"], var.compression)
+    error_message = "The compression must be zlib or zstd."
+  }
+}

@@ -1,40 +1,20 @@
-"""The Docker base image made from the Debian mirror (mmdebstrap + docker import), cached by content."""
+"""The Docker base image made from the Debian mirror (mmdebstrap + docker import), cached by content. It is
+the VISA root filesystem (rootfs.py), kernel and boot packages included: the qcow2 is filled from it."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
-from . import progress
+from . import artefact, progress, rootfs
 from .container import docker_client, image_exists
-from .context import image_packages
 from .errors import VisaBuildError
 from .process import Runner, run
-
-#: Packages of the base: an init, cloud-init and what a VISA instance has before provisioning, plus the
-#: image's own packages (provisioning then skips apt).
-BASE_PACKAGES = tuple(dict.fromkeys(
-    ("systemd-sysv", "dbus", "cloud-init", "locales", "ca-certificates", "python3", "sudo", *image_packages())
-))  # fmt: skip
-
-
-def mmdebstrap_argv(suite: str, mirror: str, output: Path) -> list[str]:
-    return [
-        "mmdebstrap",
-        "--variant=minbase",
-        "--format=tar",
-        f"--include={','.join(BASE_PACKAGES)}",
-        suite,
-        str(output),
-        mirror,
-    ]
 
 
 def base_tag(suite: str, mirror: str) -> str:
     """Docker tag of the base image, keyed by a hash of every input of its build."""
-    key = hashlib.sha256(repr((suite, mirror, BASE_PACKAGES, "minbase")).encode()).hexdigest()[:12]
-    return f"visa-build/base:{suite}-{key}"
+    return f"visa-build/base:{suite}-{artefact.key_of(*rootfs.key_inputs(suite, mirror))[:12]}"
 
 
 def ensure_base_image(suite: str, mirror: str, cache_dir: Path, *, runner: Runner = run) -> str:
@@ -49,7 +29,7 @@ def ensure_base_image(suite: str, mirror: str, cache_dir: Path, *, runner: Runne
     with progress.step(f"Building base image {tag} from {mirror} (mmdebstrap)"):
         try:
             runner(
-                mmdebstrap_argv(suite, mirror, partial),
+                rootfs.mmdebstrap_argv(suite, mirror, partial, tar=True),
                 timeout=1200,
                 on_line=progress.line,
                 tip="check that the Debian mirror answers (visa.mirror)",

@@ -50,15 +50,18 @@ def image_exists(client: Any, tag: str) -> bool:
     return True
 
 
-def build_image(context: Path, tag: str, buildargs: dict[str, str], *, log_path: Path) -> str:
-    """docker build of context/docker/Dockerfile on the host network (to reach the wheelhouse); returns the id."""
+def build_image(
+    context: Path, tag: str, buildargs: dict[str, str], *, log_path: Path, target: str | None = None
+) -> str:
+    """docker build of context/docker/Dockerfile (up to its stage `target`, or all of it) on the host network (to
+    reach the wheelhouse); returns the image id."""
     client = docker_client()
     tail: collections.deque[str] = collections.deque(maxlen=40)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         stream = client.api.build(
             path=str(context), dockerfile="docker/Dockerfile", tag=tag, buildargs=buildargs,
-            network_mode="host", rm=True, forcerm=True, decode=True, pull=False,
+            network_mode="host", rm=True, forcerm=True, decode=True, pull=False, target=target,
         )  # fmt: skip
         for chunk in stream:
             text = chunk.get("stream") or chunk.get("status") or ""

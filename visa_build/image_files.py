@@ -27,9 +27,11 @@ def loop_device(raw: Path, *, offset: int, size: int, read_only: bool, runner: R
 
 
 @contextlib.contextmanager
-def mounted(device: str, mountpoint: Path, *, options: str, runner: Runner = run) -> Iterator[Path]:
+def mounted(
+    device: str, mountpoint: Path, *, options: str, fstype: str | None = None, runner: Runner = run
+) -> Iterator[Path]:
     """`device` mounted at `mountpoint` for the block; always unmounted (with anything below it) afterwards."""
-    runner(["mount", "-o", options, device, str(mountpoint)], timeout=60)
+    runner(["mount", *(["-t", fstype] if fstype else []), "-o", options, device, str(mountpoint)], timeout=60)
     try:
         yield mountpoint
     finally:

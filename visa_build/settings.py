@@ -12,6 +12,11 @@ from .errors import ConfigError
 #: (the way images were provisioned before the wheelhouse; qcow2 builds only, for sites and benchmarks).
 Installer = Literal["uv", "pip", "pip-index"]
 Accelerator = Literal["auto", "kvm", "tcg"]
+#: native: the qcow2 is filled on the host from the Docker image of the same provisioning, then booted once to
+#: seal; guest: Packer stages install inside QEMU from a base qcow2 (needed by pip-index and a site base_qcow2).
+Fill = Literal["native", "guest"]
+#: zlib: any QEMU reads the qcow2; zstd: 3-4x faster to write, slightly smaller, needs QEMU >= 5.1 where used.
+Compression = Literal["zlib", "zstd"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class Settings:
     disk_size: str = "12G"
     index_url: str = "https://pypi.org/simple"  # installer pip-index: the index the guest installs from
     index_ca_bundle: str = ""  # installer pip-index: CA bundle the guest trusts for it ("" = its own)
+    fill: Fill = "native"
+    compression: Compression = "zlib"
 
     @property
     def cache_dir(self) -> Path:
@@ -41,7 +48,8 @@ class Settings:
 def make_settings(
     *, image: str, build_dir: str, installer: str, base_image: str, mirror: str, wheelhouse_port: int,
     accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
-    index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "",
+    index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "", fill: str = "native",
+    compression: str = "zlib",
 ) -> Settings:  # fmt: skip
     if installer not in get_args(Installer):
         raise ConfigError(
@@ -67,6 +75,18 @@ def make_settings(
             f"visa.index_ca_bundle = {index_ca_bundle!r} is not a file",
             tip="name a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt, or leave it empty",
         )
+    if fill not in get_args(Fill):
+        raise ConfigError(f"visa.fill = {fill!r} is not valid; allowed: {', '.join(get_args(Fill))}",
+                          tip="set INVOKE_VISA_FILL (or pass --fill); see README, How a qcow2 is built")  # fmt: skip
+    if fill == "native" and (installer == "pip-index" or base_qcow2):
+        why = "the installer pip-index installs" if installer == "pip-index" else "visa.base_qcow2 is provisioned"
+        raise ConfigError(f"{why} inside the build VM, but visa.fill is native (filled from the Docker image)",
+                          tip="set INVOKE_VISA_FILL=guest (or pass --fill guest)")  # fmt: skip
+    if compression not in get_args(Compression):
+        raise ConfigError(
+            f"visa.compression = {compression!r} is not valid; allowed: {', '.join(get_args(Compression))}",
+            tip="zlib unless every QEMU that runs the image is 5.1 or newer; set INVOKE_VISA_COMPRESSION",
+        )
     if not mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.mirror = {mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian")
     return Settings(
@@ -82,4 +102,6 @@ def make_settings(
         disk_size=disk_size,
         index_url=index_url,
         index_ca_bundle=index_ca_bundle,
+        fill=fill,  # type: ignore[arg-type]  # checked against Fill above
+        compression=compression,  # type: ignore[arg-type]  # checked against Compression above
     )

@@ -1,4 +1,5 @@
-"""The qcow2's stage keys: each stage is rebuilt exactly when one of its own inputs changed."""
+"""The qcow2's cache keys. In-guest builds: each stage is rebuilt exactly when one of its own inputs changed.
+Native builds: one key over every input (Docker's layer cache decides which layers rebuild)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from visa_build import pipeline, stages
+from visa_build import qcow2, stages
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.settings import Settings, make_settings
 
@@ -25,13 +26,14 @@ def images(tmp_path: Path) -> Path:
 
 def _settings(tmp_path: Path, **overrides: str) -> Settings:
     values = {"image": "images/ci", "build_dir": str(tmp_path / "build"), "installer": "uv", "base_image": "",
-              "mirror": "http://deb.debian.org/debian", "wheelhouse_port": 8765, **overrides}  # fmt: skip
+              "mirror": "http://deb.debian.org/debian", "wheelhouse_port": 8765, "fill": "guest",
+              **overrides}  # fmt: skip
     return make_settings(**values)  # type: ignore[arg-type]
 
 
 def _keys(images: Path, settings: Settings, base: tuple[str, str] = BASE) -> dict[str, str]:
     spec: ImageSpec = load_image_spec(images / "ci")
-    keys = pipeline.stage_keys(spec, settings, pipeline.qcow2_context(spec, settings), base)
+    keys = qcow2.stage_keys(spec, settings, qcow2.qcow2_context(spec, settings), base)
     return dict(zip((stage.name for stage in stages.STAGES), keys, strict=True))
 
 
@@ -97,3 +99,37 @@ def test_index_ca_bundle_is_an_input_of_the_pip_index_build(images: Path, tmp_pa
     bundle.write_text("two\n")
     after = _keys(images, _settings(tmp_path, installer="pip-index", index_ca_bundle=str(bundle)))
     assert after["jupyterlab"] != before["jupyterlab"]
+
+
+def _native_key(images: Path, settings: Settings) -> str:
+    spec = load_image_spec(images / "ci")
+    return qcow2.native_key(spec, settings, qcow2.qcow2_context(spec, settings))
+
+
+@pytest.mark.parametrize(
+    ("edits", "overrides"),
+    [  # fmt: skip
+        (
+            (
+                ("ci/data-analysis.lock", "numpy==2.4.6", "numpy==2.4.5"),
+                ("ci/environment.yml", "numpy==2.4.6", "numpy==2.4.5"),
+            ),
+            {},
+        ),
+        ((("visa-jupyter/jupyterlab.lock", "--hash=sha256:", "--hash=sha256:0"),), {}),
+        ((("ci/image.toml", "port = 8888", "port = 8890"),), {}),
+        ((), {"compression": "zstd"}),
+        ((), {"disk_size": "20G"}),
+        ((), {"installer": "pip"}),
+    ],
+)
+def test_native_key_holds_every_input(
+    images: Path, tmp_path: Path, edits: tuple[tuple[str, str, str], ...], overrides: dict[str, str]
+) -> None:
+    native = {"fill": "native"}
+    before = _native_key(images, _settings(tmp_path, **native))
+    assert _native_key(images, _settings(tmp_path, **native)) == before, "the same inputs must give the same key"
+    for file, old, new in edits:
+        _edit(images / file, old, new)
+    after = _native_key(images, _settings(tmp_path, **native, **overrides))
+    assert after != before, f"{edits or overrides} did not change the natively filled qcow2's key"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from visa_build import base_disk, vm
+from visa_build import base_disk, disk, vm
 from visa_build.seed import Login, build_seed, nocloud_seed, visa_meta
 
 
 def test_mbr_has_one_bootable_linux_partition_and_signature() -> None:
-    sector = base_disk.mbr(b"\xeb\xfe", start=2048, sectors=1000)
+    sector = disk.mbr(b"\xeb\xfe", start=2048, sectors=1000)
     assert len(sector) == 512 and sector[:2] == b"\xeb\xfe" and sector[510:] == b"\x55\xaa"
     entry = sector[446:462]
     assert entry[0] == 0x80 and entry[4] == 0x83
@@ -21,9 +21,9 @@ def test_mbr_has_one_bootable_linux_partition_and_signature() -> None:
 
 
 def test_boot_config_names_the_root_filesystem_and_serial_console() -> None:
-    conf = base_disk.extlinux_conf("1234")
+    conf = disk.extlinux_conf("1234")
     assert "root=UUID=1234" in conf and "console=ttyS0" in conf and "LINUX /vmlinuz" in conf
-    assert base_disk.fstab("1234").startswith("UUID=1234 / ext4")
+    assert disk.fstab("1234").startswith("UUID=1234 / ext4")
 
 
 def test_base_key_changes_with_its_inputs() -> None:

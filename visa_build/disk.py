@@ -1,0 +1,92 @@
+"""Bootable disks made on the host, without emulation: a sparse raw file with one MBR partition holding ext4,
+booted by extlinux, then converted to qcow2. Partition device nodes do not appear in every sandbox, so the
+filesystem is reached through a loop device at its offset."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import VisaBuildError
+from .image_files import loop_device, mounted
+from .process import Runner
+
+SECTOR = 512
+START_SECTOR = 2048  # 1 MiB alignment
+MBR_CODE = Path("/usr/lib/syslinux/mbr/mbr.bin")
+MKFS_OPTIONS = ("-O", "^64bit")  # keeps the filesystem readable by every extlinux release
+LABEL = "visa-root"
+
+
+def extlinux_conf(root_uuid: str) -> str:
+    """Boot the kernel Debian links at /vmlinuz (kept current on upgrades) with a serial console."""
+    return (
+        "DEFAULT debian\nPROMPT 0\nTIMEOUT 0\n"
+        "LABEL debian\n  LINUX /vmlinuz\n  INITRD /initrd.img\n"
+        f"  APPEND root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8\n"
+    )
+
+
+def fstab(root_uuid: str) -> str:
+    return f"UUID={root_uuid} / ext4 errors=remount-ro 0 1\n"
+
+
+def mbr(boot_code: bytes, *, start: int, sectors: int) -> bytes:
+    """An MBR: `boot_code` (at most 440 bytes), one bootable Linux partition, the 0x55AA signature."""
+    if len(boot_code) > 440:
+        raise VisaBuildError(f"MBR boot code is {len(boot_code)} bytes, at most 440 fit")
+    chs = b"\xfe\xff\xff"  # past the CHS range: firmware uses the LBA fields
+    entry = b"\x80" + chs + b"\x83" + chs + struct.pack("<II", start, sectors)
+    return boot_code.ljust(446, b"\0") + entry + b"\0" * 48 + b"\x55\xaa"
+
+
+def layout_inputs() -> tuple[str, ...]:
+    """What decides the disk's layout and boot set-up, for the cache keys of disks made here."""
+    return (str(START_SECTOR), repr(MKFS_OPTIONS), LABEL, extlinux_conf("UUID"), fstab("UUID"))
+
+
+def size_bytes(size: str) -> int:
+    """Bytes of a size like 12G (M, G or T; checked by settings)."""
+    shift = {"M": 20, "G": 30, "T": 40}[size[-1]]
+    return int(size[:-1]) << shift
+
+
+@contextlib.contextmanager
+def root_filesystem(raw: Path, size: int, mountpoint: Path, *, runner: Runner) -> Iterator[Path]:
+    """Make `raw` a sparse disk of `size` bytes with an empty ext4 root partition mounted at `mountpoint`; the
+    block fills it. When the block succeeds the disk is made bootable (fstab, extlinux); the filesystem is
+    always unmounted and the loop device detached."""
+    if not MBR_CODE.is_file():
+        raise VisaBuildError(f"{MBR_CODE} is missing", tip="apt-get install syslinux-common extlinux")
+    root_uuid = str(uuid.uuid4())
+    with raw.open("wb") as handle:
+        handle.truncate(size)
+        handle.write(mbr(MBR_CODE.read_bytes()[:440], start=START_SECTOR, sectors=size // SECTOR - START_SECTOR))
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    offset = START_SECTOR * SECTOR
+    with loop_device(raw, offset=offset, size=size - offset, read_only=False, runner=runner) as loop:
+        runner(["mkfs.ext4", "-F", "-q", "-L", LABEL, "-U", root_uuid, *MKFS_OPTIONS, loop], timeout=300)
+        with mounted(loop, mountpoint, options="rw", runner=runner):
+            yield mountpoint
+            _make_bootable(mountpoint, root_uuid, runner)
+
+
+def _make_bootable(mountpoint: Path, root_uuid: str, runner: Runner) -> None:
+    if not (mountpoint / "vmlinuz").exists():
+        raise VisaBuildError(
+            "the filesystem has no kernel at /vmlinuz: it cannot boot",
+            tip="its packages must include linux-image-cloud-amd64 (visa-build's own base images do)",
+        )
+    (mountpoint / "etc/fstab").write_text(fstab(root_uuid))
+    boot = mountpoint / "boot/extlinux"
+    boot.mkdir(parents=True, exist_ok=True)
+    (boot / "extlinux.conf").write_text(extlinux_conf(root_uuid))
+    runner(["extlinux", "--install", str(boot)], timeout=120)
+
+
+def convert_argv(raw: Path, qcow2: Path) -> list[str]:
+    """An uncompressed qcow2 of `raw`: only written blocks are kept (Packer compresses the published one)."""
+    return ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)]

@@ -1,0 +1,70 @@
+"""The container double's images, built by `docker build` from the build context the qcow2 uses too: the
+image's filesystem (Dockerfile stage `filesystem`, the qcow2's source when filled natively) and the double
+(stage `double`: that filesystem plus the container's difference). Docker's layer cache is the stage cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import base, context, progress, render, wheelhouse
+from .config import ImageSpec
+from .container import build_image
+from .errors import ConfigError
+from .settings import Settings
+from .wheelhouse import ensure_wheelhouse, serving
+
+FILESYSTEM_STAGE = "filesystem"
+
+
+def check_buildable(spec: ImageSpec) -> None:
+    blockers = spec.build_blockers()
+    if blockers:
+        raise ConfigError(
+            f"the image spec {spec.directory} cannot be built here:\n" + "\n".join(f"  - {b}" for b in blockers),
+            tip="build images/visa-jupyter, or adapt the spec (see README, Image specs)",
+        )
+
+
+def container_tag(spec: ImageSpec) -> str:
+    return f"visa-build/{spec.name}:latest"
+
+
+def filesystem_tag(spec: ImageSpec) -> str:
+    return f"visa-build/{spec.name}:{FILESYSTEM_STAGE}"
+
+
+@dataclass(frozen=True)
+class DoubleImages:
+    tag: str  # the container double's tag
+    double_id: str
+    filesystem_id: str  # the image's filesystem without the container's difference
+
+
+def base_image(spec: ImageSpec, settings: Settings) -> str:
+    """The Docker base: the site's (visa.base_image) or the VISA root filesystem from the Debian mirror."""
+    return settings.base_image or base.ensure_base_image(spec.debian, settings.mirror, settings.cache_dir)
+
+
+def build_container(spec: ImageSpec, settings: Settings) -> DoubleImages:
+    """Build the double of `spec` and its filesystem image. Unchanged layers come from Docker's cache."""
+    check_buildable(spec)
+    if settings.installer == "pip-index":
+        raise ConfigError(
+            "the pip-index installer installs inside the build VM; Docker builds install from the wheelhouse",
+            tip="use --installer uv (or pip), or set visa.fill = guest for a qcow2",
+        )
+    base_tag = base_image(spec, settings)
+    houses = ensure_wheelhouse(spec, settings.cache_dir)
+    build_context = context.prepare(spec, settings.build_dir / "context" / spec.name)
+    tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
+    with (
+        serving(houses, port=settings.wheelhouse_port) as url,
+        progress.step(f"Building container image {tag}"),
+    ):
+        env = render.provision_env(spec, target="container", wheelhouse_url=url, installer=settings.installer,
+                                   wheel_bytecode=wheelhouse.carries_bytecode(spec))  # fmt: skip
+        args = {"BASE_IMAGE": base_tag, **env}
+        double_id = build_image(build_context, tag, args, log_path=log_path)
+        filesystem_id = build_image(build_context, filesystem_tag(spec), args, target=FILESYSTEM_STAGE,
+                                    log_path=log_path.with_suffix(".filesystem.log"))  # fmt: skip
+    return DoubleImages(tag, double_id, filesystem_id)

@@ -1,0 +1,213 @@
+"""build_qcow2: the VISA qcow2 of an image spec, keyed by every input so unchanged work is never redone.
+
+Filled natively (visa.fill = native, the default): the Docker image of the container double's provisioning is
+copied onto a bootable disk on the host, then Packer boots it once to apply the VM's difference, clean up,
+seal and compress. In the guest (visa.fill = guest): Packer stages install from a base qcow2 under QEMU."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import (
+    artefact,
+    base_disk,
+    context,
+    disk,
+    fill,
+    host,
+    packer_build,
+    progress,
+    render,
+    stages,
+    timings,
+    vm,
+    wheelhouse,
+)
+from .config import ImageSpec
+from .double import build_container, check_buildable
+from .errors import ConfigError
+from .packer_build import BUILD_USER, PackerJob
+from .settings import Settings
+from .wheelhouse import ensure_wheelhouse, serving
+
+REPO = context.REPO
+#: The guest reaches the host's 127.0.0.1 at this address under QEMU's user networking.
+HOST_FROM_GUEST = "10.0.2.2"
+#: What the one boot of a natively filled disk runs: the VM's difference, then image cleanup (99-seal.sh is
+#: Packer's shutdown command).
+SEAL_SCRIPTS = ("50-target.sh", stages.CLEANUP)
+
+
+@dataclass(frozen=True)
+class Qcow2:
+    path: Path
+    build_public_key: Path  # the key the build logged in with, so tests can prove it is gone
+    cached: bool
+    step_seconds: dict[str, float] = field(default_factory=dict)  # time of each step run now (docker, fill, ...)
+
+
+def qcow2_path(spec: ImageSpec, settings: Settings, key: str) -> Path:
+    return settings.build_dir / "images" / spec.name / f"{spec.name}-{key}.qcow2"
+
+
+def double_record(qcow2: Path) -> Path:
+    """Beside a natively filled qcow2: the id of the container double built from the same filesystem image."""
+    return qcow2.with_name(f"{qcow2.stem}.double")
+
+
+def qcow2_context(spec: ImageSpec, settings: Settings) -> Path:
+    """The build context the qcow2's Packer builds upload (with the index's CA bundle for pip-index)."""
+    return context.prepare(spec, settings.build_dir / "context" / spec.name, index_ca_bundle=settings.index_ca_bundle)
+
+
+def _vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str) -> dict[str, str]:
+    from_wheelhouse = settings.installer != "pip-index"
+    return render.provision_env(spec, target="vm", wheelhouse_url=wheelhouse_url, installer=settings.installer,
+                                wheel_bytecode=from_wheelhouse and wheelhouse.carries_bytecode(spec),
+                                index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle))  # fmt: skip
+
+
+def _checksum(path: Path) -> str:
+    return "sha256:" + artefact.sidecar(path).read_text().split()[0]
+
+
+def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
+    """Build the VISA qcow2 of `spec` (natively filled, or provisioned in the guest, as visa.fill says)."""
+    check_buildable(spec)
+    if settings.index_ca_bundle and settings.installer != "pip-index":
+        raise ConfigError("visa.index_ca_bundle is set but the installer is not pip-index",
+                          tip="set INVOKE_VISA_INSTALLER=pip-index, or leave visa.index_ca_bundle empty")  # fmt: skip
+    build_context = qcow2_context(spec, settings)
+    if settings.fill == "native":
+        return _build_native(spec, settings, build_context)
+    return _build_in_guest(spec, settings, build_context)
+
+
+def native_key(spec: ImageSpec, settings: Settings, build_context: Path) -> str:
+    """Key of a natively filled qcow2: the Docker base, the locks, the build context (provision/, spec/, docker/),
+    the templates and every build setting; Docker's layer cache decides which layers rebuild."""
+    double_env = render.provision_env(spec, target="container", wheelhouse_url="", installer=settings.installer,
+                                      wheel_bytecode=wheelhouse.carries_bytecode(spec))  # fmt: skip
+    return artefact.key_of(
+        "native", settings.base_image or f"{spec.debian} {settings.mirror}", settings.disk_size, settings.compression,
+        spec.python, spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text(),
+        stages.tree_digest(build_context, ("provision", "spec", "docker")), stages.tree_digest(REPO, ("packer",)),
+        repr(sorted(double_env.items())), repr(sorted(_vm_env(spec, settings, wheelhouse_url="").items())),
+        BUILD_USER, wheelhouse.UV_VERSION, repr(SEAL_SCRIPTS), repr(fill.copy_argv(Path("a"), Path("b"))),
+        *disk.layout_inputs(),
+    )  # fmt: skip
+
+
+def _build_native(spec: ImageSpec, settings: Settings, build_context: Path) -> Qcow2:
+    final = qcow2_path(spec, settings, native_key(spec, settings, build_context))
+    public_key = final.with_name(f"{final.stem}.build-key.pub")
+    if artefact.is_intact(final) and public_key.is_file():
+        progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
+        return Qcow2(final, public_key, cached=True)
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    images = build_container(spec, settings)
+    seconds["docker"] = time.monotonic() - started
+    started = time.monotonic()
+    layers = fill.layer_dirs(images.filesystem_id)
+    filled = fill.ensure_filled_qcow2(spec.name, images.filesystem_id, layers, settings.cache_dir,
+                                      size=settings.disk_size)  # fmt: skip
+    seconds["fill"] = time.monotonic() - started
+    accel = host.resolve_accelerator(settings.accelerator, probe_disk=filled, cache_dir=settings.cache_dir)
+    packer_build.stop_strays()
+    timing_key = f"{spec.name}/seal/{accel.name}"
+    job = PackerJob(
+        name=f"{spec.name}-image", source=(str(filled), _checksum(filled)), output=final, scripts=SEAL_SCRIPTS,
+        build_context=build_context, env=_vm_env(spec, settings, wheelhouse_url=""),
+        compression=settings.compression, title=f"the sealing boot of {spec.name} (VM difference, cleanup, seal)",
+        expected=timings.previous(settings.cache_dir, timing_key),
+    )  # fmt: skip
+    started = time.monotonic()
+    _packer(job, accel, settings)
+    seconds["seal"] = time.monotonic() - started
+    timings.record(settings.cache_dir, timing_key, seconds["seal"])
+    double_record(final).write_text(images.double_id + "\n")
+    return Qcow2(final, public_key, cached=False, step_seconds=seconds)
+
+
+def _packer(job: PackerJob, accel: vm.Accel, settings: Settings) -> None:
+    packer_build.build(job, accel=accel, disk_size=settings.disk_size, build_dir=settings.build_dir,
+                       log_dir=settings.log_dir, cache_dir=settings.cache_dir)  # fmt: skip
+
+
+def _base_qcow2(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
+    """(path or URL, checksum) of the base qcow2: the site's, or one built from the Debian mirror."""
+    if settings.base_qcow2:
+        if not settings.base_qcow2_checksum:
+            raise ConfigError("visa.base_qcow2 is set but visa.base_qcow2_checksum is empty",
+                              tip="give its checksum, e.g. sha256:<hex> or file:<URL of SHA256SUMS>")  # fmt: skip
+        return settings.base_qcow2, settings.base_qcow2_checksum
+    path = base_disk.ensure_base_qcow2(spec.debian, settings.mirror, settings.cache_dir)
+    return str(path), _checksum(path)
+
+
+def stage_path(settings: Settings, stage: stages.Stage, key: str) -> Path:
+    """Where an intermediate stage's qcow2 is cached (the last stage's is the published image). Its key holds
+    every input, not the spec's name: specs with the same JupyterLab (images/ci and images/visa-jupyter)
+    share the entry."""
+    return settings.cache_dir / "stages" / f"{stage.name}-{key}.qcow2"
+
+
+def stage_keys(spec: ImageSpec, settings: Settings, build_context: Path, base: tuple[str, str]) -> list[str]:
+    """Key of each in-guest stage's qcow2, in order. The first stage depends on the base image, the build
+    settings, the templates and the JupyterLab lock; each later one on the previous key and its own inputs."""
+    base_url, base_checksum = base
+    common = (base_url if settings.base_qcow2 else "", base_checksum, stages.tree_digest(REPO, ("packer",)),
+              settings.installer, settings.index_url if settings.installer == "pip-index" else "",
+              settings.disk_size, BUILD_USER, wheelhouse.UV_VERSION)  # fmt: skip
+    env = _vm_env(spec, settings, wheelhouse_url="")
+    lab = stages.JUPYTERLAB.key(
+        build_context, *common, spec.python, spec.jupyterlab.lock.read_text(), env["VISA_WHEEL_BYTECODE"]
+    )
+    image = stages.IMAGE.key(build_context, lab, spec.data_analysis.lock.read_text(), repr(sorted(env.items())),
+                             settings.compression)  # fmt: skip
+    return [lab, image]
+
+
+def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path) -> Qcow2:
+    """Packer stage by stage from the base qcow2; a stage whose inputs did not change is taken from its
+    verified cache entry."""
+    base = _base_qcow2(spec, settings)
+    houses = None if settings.installer == "pip-index" else ensure_wheelhouse(spec, settings.cache_dir)
+    keys = stage_keys(spec, settings, build_context, base)
+    final = qcow2_path(spec, settings, keys[-1])
+    public_key = final.with_name(f"{final.stem}.build-key.pub")
+    if artefact.is_intact(final) and public_key.is_file():
+        progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
+        return Qcow2(final, public_key, cached=True)
+    probe_disk = Path(base[0]) if Path(base[0]).is_file() else None
+    accel = host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk, cache_dir=settings.cache_dir)
+    packer_build.stop_strays()
+    url = f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/" if houses else ""
+    env = _vm_env(spec, settings, wheelhouse_url=url)
+    source, seconds = base, {}
+    with serving(houses, port=settings.wheelhouse_port) if houses else contextlib.nullcontext():
+        for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):
+            last = stage is stages.STAGES[-1]
+            output = final if last else stage_path(settings, stage, key)
+            title = f"stage {number}/{len(keys)} {stage.name} of {spec.name}"
+            if not last and artefact.is_intact(output):
+                progress.note(f"{title}: {output.name} inputs unchanged, checksum verified: reused")
+            else:
+                progress.note(f"{title}: building {output.name} from {Path(source[0]).name}")
+                timing_key = f"{spec.name}/{stage.name}/{accel.name}"
+                job = PackerJob(
+                    name=f"{spec.name}-{stage.name}", source=source, output=output,
+                    scripts=(*stage.scripts, stages.CLEANUP), build_context=build_context, env=env,
+                    compression=settings.compression if last else "", title=title,
+                    expected=timings.previous(settings.cache_dir, timing_key),
+                )  # fmt: skip
+                started = time.monotonic()
+                _packer(job, accel, settings)
+                seconds[stage.name] = time.monotonic() - started
+                timings.record(settings.cache_dir, timing_key, seconds[stage.name])
+            source = (str(output), _checksum(output))
+    return Qcow2(final, public_key, cached=False, step_seconds=seconds)

@@ -1,0 +1,46 @@
+"""The Debian root filesystem every VISA image starts from, made by mmdebstrap from the mirror: the same for
+the Docker base (the container double, and the qcow2's filesystem when filled natively) and the base qcow2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .context import image_packages
+
+#: What a cloud instance needs before provisioning: kernel, init, cloud-init (with growpart), ssh, DHCP;
+#: plus the image's own packages, installed here natively instead of by apt later.
+PACKAGES = tuple(dict.fromkeys((
+    "linux-image-cloud-amd64", "initramfs-tools", "systemd-sysv", "udev", "dbus", "kmod", "cloud-init",
+    "cloud-guest-utils", "openssh-server", "sudo", "locales", "ca-certificates", "python3", "ifupdown",
+    "isc-dhcp-client", "netbase", "iproute2", "e2fsprogs", "procps", *image_packages(),
+)))  # fmt: skip
+#: Like distribution cloud images: the instance's own hostname resolves.
+CLOUD_CFG = "manage_etc_hosts: true"
+#: cloud-init's locale module sets en_US.UTF-8 and fails when it was not generated.
+LOCALE = "en_US.UTF-8 UTF-8"
+#: Run in the finished tree ($1); fixed text only. The hostname is the instance's (cloud-init sets it).
+CUSTOMIZE_HOOKS = (
+    f"printf '%s\\n' '{CLOUD_CFG}' >\"$1/etc/cloud/cloud.cfg.d/01-visa-base.cfg\"",
+    f"printf '%s\\n' '{LOCALE}' >\"$1/etc/locale.gen\"",
+    'chroot "$1" locale-gen',
+    'rm -f "$1/etc/hostname"',
+)
+
+
+def mmdebstrap_argv(suite: str, mirror: str, target: Path, *, tar: bool) -> list[str]:
+    """mmdebstrap of the VISA root filesystem into `target`: a tar file, or an (empty, mounted) folder."""
+    return [
+        "mmdebstrap",
+        "--variant=minbase",
+        *(["--format=tar"] if tar else []),
+        f"--include={','.join(PACKAGES)}",
+        *(f"--customize-hook={hook}" for hook in CUSTOMIZE_HOOKS),
+        suite,
+        str(target),
+        mirror,
+    ]
+
+
+def key_inputs(suite: str, mirror: str) -> tuple[str, ...]:
+    """Everything that decides the root filesystem, for the cache keys of what is built from it."""
+    return (suite, mirror, repr(PACKAGES), repr(CUSTOMIZE_HOOKS), "minbase")
