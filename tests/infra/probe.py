@@ -88,6 +88,20 @@ def environment(prefix: str, with_pip_version: bool) -> dict[str, object]:
     return facts
 
 
+#: One line per installed Debian package; tests/vm runs the same query in the container double.
+DPKG_QUERY = ["dpkg-query", "--show", "--showformat=${db:Status-Abbrev}${binary:Package} ${Version}\\n"]
+
+
+def debian_packages() -> dict[str, str]:
+    """{package: version} of every installed Debian package."""
+    return parse_dpkg(output(DPKG_QUERY))
+
+
+def parse_dpkg(text: str) -> dict[str, str]:
+    rows = (line.split() for line in text.splitlines())
+    return {row[1]: row[2] for row in rows if len(row) == 3 and row[0] == "ii"}
+
+
 def metadata() -> dict[str, str]:
     instance_id = output(["cloud-init", "query", "ds.meta_data.meta.id"])
     owner = output(["cloud-init", "query", "ds.meta_data.meta.owner"])
@@ -206,6 +220,7 @@ def main() -> None:
         probes = {  # the slowest first, so four at a time finish together
             **{f"env:{prefix}": (lambda p=prefix: environment(p, p == venv)) for prefix in (venv, data_analysis)},
             "labextensions": lambda: labextensions(venv),
+            "debian_packages": debian_packages,
             **{f"import:{module}": (lambda m=module: sh([f"{data_analysis}/bin/python", "-c", f"import {m}"],
                                                         env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"}))
                for module in request["imports"]},
