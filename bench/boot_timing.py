@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from visa_build import pipeline
+from visa_build import qcow2 as qcow2_build
 from visa_build.config import load_image_spec
 from visa_build.process import run
 from visa_build.settings import make_settings
@@ -70,7 +71,7 @@ def main() -> None:
     spec = load_image_spec((REPO / args.image).resolve())
     settings = make_settings(image=args.image, build_dir=str(REPO / "build"), installer="uv", base_image="",
                              mirror="http://deb.debian.org/debian", wheelhouse_port=8765)  # fmt: skip
-    qcow2 = Path(args.qcow2) if args.qcow2 else pipeline.build_qcow2(spec, settings).path
+    qcow2 = Path(args.qcow2) if args.qcow2 else qcow2_build.build_qcow2(spec, settings).path
     with pipeline.booted_instance(spec, settings, qcow2) as instance:
         owner_at = journal_time(instance, "-t useradd", f"new user: name={instance.owner},")
         ready_at = journal_time(instance, "-u visa-jupyter.service", READY)

@@ -1,11 +1,15 @@
-"""Benchmark: cold build-qcow2 against seed-style provisioning of the same spec, in one run, plus the
-no-change and the data-analysis pin-change rebuilds.
+"""Benchmark: cold build-qcow2 (natively filled) against seed-style provisioning of the same spec, in one run,
+plus the no-change and the data-analysis pin-change rebuilds.
 
-Usage (as root): .venv/bin/python bench/build_qcow2.py [--image images/ci] [--no-seed]
-Every build runs in its own scratch build folder under build/bench/ (removed at the end), so "cold" means
-cold: base qcow2 from the mirror, wheelhouse download, KVM probe, every stage. Seed-style is the installer
-pip-index: pip installs the same pins from the package index inside the guest, no wheelhouse, no cache
-(the host's CA bundle is given to the guest when this machine's HTTPS needs it). The last lines are the figures.
+Usage (as root): .venv/bin/python bench/build_qcow2.py [--image images/ci] [--no-seed] [--warm-base]
+                 [--compression zlib|zstd]
+Every build runs in its own scratch build folder under build/bench/ (removed at the end) and the spec's Docker
+images (and, without --warm-base, the Docker base image) are removed first, so "cold" means cold: base from the
+mirror, wheelhouse download, KVM probe, every Docker layer, the fill and the sealing boot. --warm-base builds
+the Docker base and the wheelhouse before the clock starts. Seed-style is visa.fill = guest with the installer
+pip-index: pip installs the same pins from the package index inside the guest, no wheelhouse, no cache (the
+host's CA bundle is given to the guest when this machine's HTTPS needs it). The pin-change build leaves the
+spec's Docker tags on the changed image. The last lines are the figures.
 """
 
 from __future__ import annotations
@@ -16,35 +20,58 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from visa_build import lock, pipeline, progress, stages
+from visa_build import base, double, lock, progress, qcow2
 from visa_build.config import ImageSpec, load_image_spec
+from visa_build.container import docker_client, image_exists
 from visa_build.process import run
 from visa_build.settings import Settings, make_settings
+from visa_build.wheelhouse import ensure_wheelhouse
 
 REPO = Path(__file__).resolve().parent.parent
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+MIRROR = "http://deb.debian.org/debian"
 #: The pin the pin-change rebuild moves (a data-analysis package every spec here has).
 PIN_CHANGE = ("pip==26.3", "pip==26.2")
+#: The Dockerfile step that installs the JupyterLab venv (found in the image's history).
+LAB_STEP = "20-jupyterlab.sh &&"
 
 
-def settings_for(image: Path, build_dir: Path, installer: str = "uv") -> Settings:
+def settings_for(image: Path, build_dir: Path, compression: str, installer: str = "uv") -> Settings:
+    seed = installer == "pip-index"
     return make_settings(
-        image=str(image), build_dir=str(build_dir), installer=installer, base_image="",
-        mirror="http://deb.debian.org/debian", wheelhouse_port=8765,
-        index_ca_bundle=str(HOST_CA_BUNDLE) if installer == "pip-index" and HOST_CA_BUNDLE.is_file() else "",
+        image=str(image), build_dir=str(build_dir), installer=installer, base_image="", mirror=MIRROR,
+        wheelhouse_port=8765, fill="guest" if seed else "native", compression=compression,
+        index_ca_bundle=str(HOST_CA_BUNDLE) if seed and HOST_CA_BUNDLE.is_file() else "",
     )  # fmt: skip
 
 
-def timed(label: str, job: Callable[[], pipeline.Qcow2]) -> tuple[float, pipeline.Qcow2]:
+def timed(label: str, job: Callable[[], qcow2.Qcow2]) -> tuple[float, qcow2.Qcow2]:
     started = time.monotonic()
     built = job()
     seconds = time.monotonic() - started
-    progress.note(f"bench: {label}: {seconds:.1f} s, stages built {_stages(built)}")
+    progress.note(f"bench: {label}: {seconds:.1f} s, steps {_steps(built)}")
     return seconds, built
 
 
-def _stages(built: pipeline.Qcow2) -> str:
-    return ", ".join(f"{name} {s:.0f} s" for name, s in built.stage_seconds.items()) or "none"
+def _steps(built: qcow2.Qcow2) -> str:
+    return ", ".join(f"{name} {s:.0f} s" for name, s in built.step_seconds.items()) or "none"
+
+
+def lab_layer(spec: ImageSpec) -> str:
+    """Id of the filesystem image's layer that installed the JupyterLab venv."""
+    history = docker_client().images.get(double.filesystem_tag(spec)).history()
+    return next(str(entry["Id"]) for entry in history if LAB_STEP in entry["CreatedBy"])
+
+
+def remove_images(spec: ImageSpec, *, keep_base: bool) -> None:
+    client = docker_client()
+    tags = [double.container_tag(spec), double.filesystem_tag(spec)]
+    tags += [] if keep_base else [base.base_tag(spec.debian, MIRROR)]
+    for tag in tags:
+        if image_exists(client, tag):
+            progress.note(f"bench: removing {tag} for the cold run")
+            client.images.remove(tag, force=True)
+    client.images.prune(filters={"dangling": True})
 
 
 def pin_changed_copy(spec: ImageSpec, scratch: Path) -> ImageSpec:
@@ -69,37 +96,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default="images/ci", help="image spec folder (default: images/ci)")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed-style build")
+    parser.add_argument("--warm-base", action="store_true", help="Docker base and wheelhouse built before timing")
+    parser.add_argument("--compression", default="zlib", choices=("zlib", "zstd"), help="visa.compression")
     args = parser.parse_args()
     image = (REPO / args.image).resolve()
     spec = load_image_spec(image)
     scratch = REPO / "build" / "bench" / f"build-qcow2-{spec.name}"
     shutil.rmtree(scratch, ignore_errors=True)
+    remove_images(spec, keep_base=args.warm_base)
     try:
-        fast = settings_for(image, scratch / "uv")
-        cold, built = timed("cold build-qcow2", lambda: pipeline.build_qcow2(spec, fast))
-        lab = next((scratch / "uv").glob(f"cache/stages/{stages.JUPYTERLAB.name}-*.qcow2"))
-        lab_mtime = lab.stat().st_mtime
-        unchanged, _ = timed("no-change rebuild", lambda: pipeline.build_qcow2(spec, fast))
+        fast = settings_for(image, scratch / "native", args.compression)
+        if args.warm_base:
+            double.base_image(spec, fast)
+            ensure_wheelhouse(spec, fast.cache_dir)
+        cold, built = timed("cold build-qcow2", lambda: qcow2.build_qcow2(spec, fast))
+        lab = lab_layer(spec)
+        unchanged, _ = timed("no-change rebuild", lambda: qcow2.build_qcow2(spec, fast))
         changed_spec = pin_changed_copy(spec, scratch)
-        changed_settings = settings_for(changed_spec.directory, scratch / "uv")
+        changed_settings = settings_for(changed_spec.directory, scratch / "native", args.compression)
         changed, rebuilt = timed(f"pin change {PIN_CHANGE[0]} -> {PIN_CHANGE[1]}",
-                                 lambda: pipeline.build_qcow2(changed_spec, changed_settings))  # fmt: skip
-        lab_reused = stages.JUPYTERLAB.name not in rebuilt.stage_seconds and lab.stat().st_mtime == lab_mtime
+                                 lambda: qcow2.build_qcow2(changed_spec, changed_settings))  # fmt: skip
+        lab_reused = lab_layer(changed_spec) == lab
         seed = 0.0
         if not args.no_seed:
-            seed_settings = settings_for(image, scratch / "seed", "pip-index")
-            seed, seeded = timed("seed-style (pip-index)", lambda: pipeline.build_qcow2(spec, seed_settings))
+            seed_settings = settings_for(image, scratch / "seed", args.compression, "pip-index")
+            seed, seeded = timed("seed-style (pip-index)", lambda: qcow2.build_qcow2(spec, seed_settings))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    warm = " (Docker base and wheelhouse cached)" if args.warm_base else ""
     lines = [
-        f"spec {spec.name}: cold build-qcow2 {cold:.0f} s (stages: {_stages(built)})",
+        f"spec {spec.name}, compression {args.compression}: cold build-qcow2{warm} {cold:.0f} s "
+        f"(steps: {_steps(built)})",
         f"no-change rebuild: {unchanged:.1f} s = {100 * unchanged / cold:.1f} % of cold (target < 5 %)",
         f"data-analysis pin change: {changed:.0f} s = {100 * changed / cold:.0f} % of cold "
-        f"(stages: {_stages(rebuilt)}; JupyterLab stage reused: {'yes' if lab_reused else 'NO'})",
+        f"(steps: {_steps(rebuilt)}; JupyterLab layer reused: {'yes' if lab_reused else 'NO'})",
     ]
     if seed:
         lines += [
-            f"seed-style (pip from the index in the guest): {seed:.0f} s (stages: {_stages(seeded)})",
+            f"seed-style (pip from the index in the guest): {seed:.0f} s (stages: {_steps(seeded)})",
             f"cold build-qcow2 is {seed / cold:.2f}x faster than seed-style (target >= 5x)",
         ]
     print("\n".join(lines))

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from visa_build import base, pipeline, progress
+from visa_build import base, double, pipeline, progress
 from visa_build.config import load_image_spec
 from visa_build.container import docker_client, image_exists
 from visa_build.settings import make_settings
@@ -31,7 +31,7 @@ def main() -> None:
     settings = make_settings(image=args.image, build_dir=str(scratch), installer="uv", base_image="", mirror=MIRROR,
                              wheelhouse_port=8765)  # fmt: skip
     client = docker_client()
-    for tag in (pipeline.container_tag(spec), base.base_tag(spec.debian, MIRROR)):
+    for tag in (double.container_tag(spec), double.filesystem_tag(spec), base.base_tag(spec.debian, MIRROR)):
         if image_exists(client, tag):
             progress.note(f"bench: removing {tag} for the cold run")
             client.images.remove(tag, force=True)

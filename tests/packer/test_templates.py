@@ -37,15 +37,21 @@ def test_templates_are_formatted() -> None:
     assert result.returncode == 0, f"run: packer fmt {packer.TEMPLATES}\n{result.output}"
 
 
-@pytest.mark.parametrize("compress", [True, False])  # the published image, a cached intermediate stage
-def test_templates_validate(tmp_path: Path, compress: bool) -> None:
-    output = _validate(tmp_path, compress=compress)
+@pytest.mark.parametrize(  # the published image (either compression), a cached intermediate stage
+    ("compress", "compression"), [(True, "zlib"), (True, "zstd"), (False, "zlib")]
+)
+def test_templates_validate(tmp_path: Path, compress: bool, compression: str) -> None:
+    output = _validate(tmp_path, compress=compress, compression=compression)
     assert output.startswith("ok"), output
 
 
 @pytest.mark.parametrize(
     ("override", "complaint"),
-    [({"accelerator": "hvf"}, "must be kvm or tcg"), ({"base_image_checksum": "none"}, "must start with sha256")],
+    [
+        ({"accelerator": "hvf"}, "must be kvm or tcg"),
+        ({"base_image_checksum": "none"}, "must start with sha256"),
+        ({"compression": "xz"}, "must be zlib or zstd"),
+    ],  # fmt: skip
 )
 def test_templates_reject_bad_values(tmp_path: Path, override: dict[str, str], complaint: str) -> None:
     output = _validate(tmp_path, **override)

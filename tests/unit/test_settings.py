@@ -1,0 +1,36 @@
+"""Build settings: a bad value is a ConfigError naming the key and what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from visa_build.errors import ConfigError
+from visa_build.settings import make_settings
+
+VALID = {"image": "images/ci", "build_dir": "build", "installer": "uv", "base_image": "",
+         "mirror": "http://deb.debian.org/debian", "wheelhouse_port": 8765}  # fmt: skip
+
+
+def test_defaults_fill_natively_and_compress_with_zlib() -> None:
+    settings = make_settings(**VALID)  # type: ignore[arg-type]
+    assert (settings.fill, settings.compression) == ("native", "zlib")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"fill": "docker"}, "visa.fill = 'docker' is not valid; allowed: native, guest"),
+        ({"compression": "xz"}, "visa.compression = 'xz' is not valid; allowed: zlib, zstd"),
+        ({"installer": "pip-index"}, "the installer pip-index installs inside the build VM"),
+        ({"base_qcow2": "/images/debian.qcow2"}, "visa.base_qcow2 is provisioned inside the build VM"),
+    ],
+)
+def test_bad_settings_name_the_key(overrides: dict[str, str], complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint) as raised:
+        make_settings(**{**VALID, **overrides})  # type: ignore[arg-type]
+    assert raised.value.tip, "a settings error must say how to fix it"
+
+
+@pytest.mark.parametrize("overrides", [{"installer": "pip-index"}, {"base_qcow2": "/images/debian.qcow2"}])
+def test_in_guest_builds_take_what_native_ones_cannot(overrides: dict[str, str]) -> None:
+    assert make_settings(**{**VALID, **overrides, "fill": "guest"}).fill == "guest"  # type: ignore[arg-type]
