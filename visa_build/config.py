@@ -5,6 +5,7 @@ A bad spec raises ConfigError naming the file, the key, the value and what is al
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -23,6 +24,10 @@ DEBIAN_PYTHON: dict[str, str] = {"bookworm": "3.11.2", "trixie": "3.13.5"}
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+#: A JupyterLab settings plugin id, e.g. @jupyterlab/apputils-extension:notification.
+_PLUGIN_ID = re.compile(r"^(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*:[\w.-]+$")
+#: An extension (npm package name) or one of its plugins, as `jupyter labextension disable` takes it.
+_EXTENSION = re.compile(r"^(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(:[\w.-]+)?$")
 
 
 def normalise(name: str) -> str:
@@ -47,6 +52,14 @@ class VenvSpec:
     lock: Path
     top_level: tuple[Pin, ...]
     pins: tuple[Pin, ...]  # empty when the lock file does not exist yet
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """Site defaults of JupyterLab: settings overrides (overrides.json) and extensions disabled and locked."""
+
+    overrides: str = "{}"  # JSON text: {plugin id: {setting: value}}
+    disabled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class ImageSpec:
     jupyterlab: VenvSpec
     data_analysis: DataAnalysisSpec
     service: ServiceSpec
+    lab_settings: LabSettings = LabSettings()
 
     def build_blockers(self) -> list[str]:
         """Why this spec cannot be built here; empty when it can."""
@@ -172,6 +186,36 @@ def _read_lock(path: Path, top_level: tuple[Pin, ...]) -> tuple[Pin, ...]:
     return pins
 
 
+def _load_lab_settings(lab: dict[str, Any], directory: Path, where: str) -> LabSettings:
+    """[jupyterlab] settings (a JSON file of overrides) and disabled_extensions, validated."""
+    overrides: dict[str, Any] = {}
+    if "settings" in lab:
+        path = directory / _get(lab, "settings", str, where, "jupyterlab")
+        try:
+            overrides = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise _err(where, "[jupyterlab] settings", str(path), "name an existing JSON file") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}", tip=f"fix the JSON in {path}") from None
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path} must hold a JSON object {{plugin id: {{setting: value}}}}",
+                              tip="see images/visa-jupyter/jupyterlab-settings.json")  # fmt: skip
+        for plugin, values in overrides.items():
+            if not _PLUGIN_ID.match(plugin):
+                raise ConfigError(f"{path}: {plugin!r} is not a JupyterLab settings plugin id",
+                                  tip="use ids such as @jupyterlab/apputils-extension:notification (Settings > "
+                                  "Advanced Settings Editor shows them)")  # fmt: skip
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: {plugin!r} must map to an object of settings, not {values!r}",
+                                  tip=f'write "{plugin}": {{"setting": value}}')  # fmt: skip
+    disabled = _get(lab, "disabled_extensions", list, where, "jupyterlab", default=[])
+    for name in disabled:
+        if not (isinstance(name, str) and _EXTENSION.match(name)):
+            allowed = "expected extension names or plugin ids such as '@jupyterlab/extensionmanager-extension'"
+            raise _err(where, "[jupyterlab] disabled_extensions", name, allowed)
+    return LabSettings(json.dumps(overrides, indent=2, sort_keys=True, ensure_ascii=False), tuple(disabled))
+
+
 def _load_environment(path: Path, lock: Path, display_name: str) -> DataAnalysisSpec:
     where = str(path)
     try:
@@ -250,6 +294,7 @@ def load_image_spec(directory: Path) -> ImageSpec:
     labextensions = _get(lab, "labextensions", list, where, "jupyterlab", default=[])
     lab_lock = directory / _get(lab, "lock", str, where, "jupyterlab")
     pins = () if labextensions else _read_lock(lab_lock, top_level)
+    lab_settings = _load_lab_settings(lab, directory, where)
 
     analysis = cast(dict[str, Any], raw.get("data_analysis", {}))
     data_analysis = _load_environment(
@@ -281,4 +326,5 @@ def load_image_spec(directory: Path) -> ImageSpec:
         jupyterlab=VenvSpec(requirements, lab_lock, top_level, pins),
         data_analysis=data_analysis,
         service=ServiceSpec(port=port, owner_wait_seconds=wait, mode=mode),
+        lab_settings=lab_settings,
     )

@@ -38,6 +38,8 @@ def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") ->
     _write(spec_dir / "data-analysis.txt", render.pins_file(spec.data_analysis.pins))
     _write(spec_dir / "jupyter_server_config.py", render.jupyter_server_config(spec))
     _write(spec_dir / "visa-jupyter.env", render.service_env(spec))
+    _write(spec_dir / "jupyterlab-overrides.json", render.lab_overrides(spec))
+    _write(spec_dir / "jupyterlab-disabled.txt", render.disabled_extensions(spec))
     if index_ca_bundle:
         shutil.copyfile(index_ca_bundle, spec_dir / render.INDEX_CA_FILE)
     return destination

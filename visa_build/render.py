@@ -40,6 +40,16 @@ def service_env(spec: ImageSpec) -> str:
     )
 
 
+def lab_overrides(spec: ImageSpec) -> str:
+    """The JupyterLab venv's share/jupyter/lab/settings/overrides.json: the site's defaults."""
+    return spec.lab_settings.overrides + "\n"
+
+
+def disabled_extensions(spec: ImageSpec) -> str:
+    """Extensions provisioning disables and locks (`jupyter labextension disable` / `lock`), one per line."""
+    return "".join(f"{name}\n" for name in spec.lab_settings.disabled)
+
+
 def pins_file(pins: tuple[Pin, ...]) -> str:
     """Exact pins, one per line, for the installer (hashes were checked when the wheelhouse was filled)."""
     return "".join(f"{pin}\n" for pin in sorted(pins, key=lambda pin: pin.name))

@@ -32,6 +32,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("data_analysis_pin", spec.data_analysis.pins, ids=str)
     if "module" in metafunc.fixturenames:  # [data_analysis] imports of the image spec
         metafunc.parametrize("module", spec.data_analysis.imports)
+    if "lab_override" in metafunc.fixturenames:  # (plugin id, setting, value) of the spec's JupyterLab settings
+        overrides = json.loads(spec.lab_settings.overrides)
+        cases = [(plugin, key, value) for plugin, values in overrides.items() for key, value in values.items()]
+        metafunc.parametrize("lab_override", cases, ids=[f"{plugin}.{key}" for plugin, key, _ in cases])
+    if "disabled_extension" in metafunc.fixturenames:
+        metafunc.parametrize("disabled_extension", spec.lab_settings.disabled)
 
 
 class Facts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -104,3 +106,35 @@ def test_missing_lock_blocks_the_build(spec_copy: Path) -> None:
     (spec_copy / "data-analysis.lock").unlink()
     blockers = load_image_spec(spec_copy).build_blockers()
     assert any("data-analysis lock file" in b and "./visa-build lock-files" in b for b in blockers), blockers
+
+
+def test_lab_settings_are_read_from_the_spec() -> None:
+    spec = load_image_spec(IMAGES / "visa-jupyter")
+    overrides = json.loads(spec.lab_settings.overrides)
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false", "news must be off"
+    assert "@jupyterlab/extensionmanager-extension" in spec.lab_settings.disabled
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ('{"fetchNews": "false"', "jupyterlab-settings.json is not valid JSON"),
+        ('["@jupyterlab/apputils-extension:notification"]', "must hold a JSON object"),
+        ('{"fetchNews": {"x": 1}}', "'fetchNews' is not a JupyterLab settings plugin id"),
+        ('{"@jupyterlab/apputils-extension": {"fetchNews": "false"}}',
+         "'@jupyterlab/apputils-extension' is not a JupyterLab settings plugin id"),
+        ('{"@jupyterlab/apputils-extension:notification": "false"}', "must map to an object of settings"),
+    ],
+)  # fmt: skip
+def test_bad_lab_settings_name_the_file_and_key(spec_copy: Path, settings: str, expected: str) -> None:
+    (spec_copy / "jupyterlab-settings.json").write_text(settings)
+    with pytest.raises(ConfigError, match=re.escape(expected)) as error:
+        load_image_spec(spec_copy)
+    assert str(spec_copy / "jupyterlab-settings.json") in str(error.value) and error.value.tip
+
+
+def test_bad_disabled_extension_is_refused(spec_copy: Path) -> None:
+    toml = spec_copy / "image.toml"
+    toml.write_text(toml.read_text().replace('disabled_extensions = ["', 'disabled_extensions = ["rm -rf /', 1))
+    with pytest.raises(ConfigError, match=r"\[jupyterlab\] disabled_extensions = 'rm -rf /@jupyterlab"):
+        load_image_spec(spec_copy)
