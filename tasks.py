@@ -20,7 +20,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_disk, double, host, lock, pipeline, progress, qcow2
+from visa_build import base_disk, double, host, lock, pipeline, progress, qcow2, rootfs
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
@@ -69,6 +69,7 @@ def _settings(
         index_ca_bundle=visa.index_ca_bundle,
         fill=fill if fill is not None else visa.fill,
         compression=visa.compression,
+        security_mirror=visa.security_mirror,
     )
 
 
@@ -156,7 +157,8 @@ def build_base(c: Context, image: str | None = None) -> None:
         settings = _settings(c, image)
         spec = _spec(settings)
         _ready(c, settings)
-        progress.result(str(base_disk.ensure_base_qcow2(spec.debian, settings.mirror, settings.cache_dir)))
+        sources = rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror)
+        progress.result(str(base_disk.ensure_base_qcow2(sources, settings.cache_dir)))
 
 
 @task(help={"image": IMAGE_HELP, "installer": "uv, pip or pip-index (default: visa.installer, uv)",
@@ -235,12 +237,19 @@ def test_unit(c: Context) -> None:
                        "the findings are printed above", code=1)  # fmt: skip
 
 
+def _spec_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 @task(pre=[test_unit])
 def test(c: Context) -> None:
-    """Run every test: unit tests, the container double end to end, then build and test a qcow2
-    (of visa.test_qcow2_image: images/ci, whose small data-analysis environment fits CI under TCG)."""
-    test_container(c)
-    test_qcow2(c, image=c.config.visa.test_qcow2_image)
+    """Run every test: unit tests, the container double of each visa.test_container_images spec end to end,
+    then build and test the qcow2 of each visa.test_qcow2_images spec (images/ci and images/ci-trixie, whose
+    small data-analysis environments fit CI under TCG)."""
+    for image in _spec_list(c.config.visa.test_container_images):
+        test_container(c, image=image)
+    for image in _spec_list(c.config.visa.test_qcow2_images):
+        test_qcow2(c, image=image)
 
 
 @task
@@ -266,6 +275,7 @@ ns.configure(
             "installer": "uv",
             "base_image": "",
             "mirror": "http://deb.debian.org/debian",
+            "security_mirror": "http://deb.debian.org/debian-security",
             "wheelhouse_port": 8765,
             "accelerator": "auto",
             "base_qcow2": "",
@@ -275,7 +285,8 @@ ns.configure(
             "index_ca_bundle": "",
             "fill": "native",
             "compression": "zlib",
-            "test_qcow2_image": "images/ci",
+            "test_container_images": "images/visa-jupyter,images/ci-trixie",
+            "test_qcow2_images": "images/ci,images/ci-trixie",
             "auto_fix": True,
             "debug": False,
         }

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from visa_build import base, double, lock, progress, qcow2
+from visa_build import base, double, lock, progress, qcow2, rootfs
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.container import docker_client, image_exists
 from visa_build.process import run
@@ -30,6 +30,7 @@ from visa_build.wheelhouse import ensure_wheelhouse
 REPO = Path(__file__).resolve().parent.parent
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 #: The pin the pin-change rebuild moves (a data-analysis package every spec here has).
 PIN_CHANGE = ("pip==26.3", "pip==26.2")
 #: The Dockerfile step that installs the JupyterLab venv (found in the image's history).
@@ -66,7 +67,7 @@ def lab_layer(spec: ImageSpec) -> str:
 def remove_images(spec: ImageSpec, *, keep_base: bool) -> None:
     client = docker_client()
     tags = [double.container_tag(spec), double.filesystem_tag(spec)]
-    tags += [] if keep_base else [base.base_tag(spec.debian, MIRROR)]
+    tags += [] if keep_base else [base.base_tag(rootfs.Sources(spec.debian, MIRROR, SECURITY_MIRROR))]
     for tag in tags:
         if image_exists(client, tag):
             progress.note(f"bench: removing {tag} for the cold run")

@@ -12,13 +12,14 @@ import shutil
 import time
 from pathlib import Path
 
-from visa_build import base, double, pipeline, progress
+from visa_build import base, double, pipeline, progress, rootfs
 from visa_build.config import load_image_spec
 from visa_build.container import docker_client, image_exists
 from visa_build.settings import make_settings
 
 REPO = Path(__file__).resolve().parent.parent
 MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 
 def main() -> None:
@@ -31,7 +32,11 @@ def main() -> None:
     settings = make_settings(image=args.image, build_dir=str(scratch), installer="uv", base_image="", mirror=MIRROR,
                              wheelhouse_port=8765)  # fmt: skip
     client = docker_client()
-    for tag in (double.container_tag(spec), double.filesystem_tag(spec), base.base_tag(spec.debian, MIRROR)):
+    for tag in (
+        double.container_tag(spec),
+        double.filesystem_tag(spec),
+        base.base_tag(rootfs.Sources(spec.debian, MIRROR, SECURITY_MIRROR)),
+    ):
         if image_exists(client, tag):
             progress.note(f"bench: removing {tag} for the cold run")
             client.images.remove(tag, force=True)

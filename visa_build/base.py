@@ -12,27 +12,27 @@ from .errors import VisaBuildError
 from .process import Runner, run
 
 
-def base_tag(suite: str, mirror: str) -> str:
+def base_tag(sources: rootfs.Sources) -> str:
     """Docker tag of the base image, keyed by a hash of every input of its build."""
-    return f"visa-build/base:{suite}-{artefact.key_of(*rootfs.key_inputs(suite, mirror))[:12]}"
+    return f"visa-build/base:{sources.suite}-{artefact.key_of(*rootfs.key_inputs(sources))[:12]}"
 
 
-def ensure_base_image(suite: str, mirror: str, cache_dir: Path, *, runner: Runner = run) -> str:
+def ensure_base_image(sources: rootfs.Sources, cache_dir: Path, *, runner: Runner = run) -> str:
     """Tag of the local base image, building it from the mirror when absent."""
-    tag = base_tag(suite, mirror)
+    tag = base_tag(sources)
     client = docker_client()
     if image_exists(client, tag):
         progress.note(f"base image {tag}: cached")
         return tag
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f"{tag.split(':')[1]}.partial.tar"  # only kept until it is imported
-    with progress.step(f"Building base image {tag} from {mirror} (mmdebstrap)"):
+    with progress.step(f"Building base image {tag} from {sources.mirror} (mmdebstrap)"):
         try:
             runner(
-                rootfs.mmdebstrap_argv(suite, mirror, partial, tar=True),
+                rootfs.mmdebstrap_argv(sources, partial, tar=True),
                 timeout=1200,
                 on_line=progress.line,
-                tip="check that the Debian mirror answers (visa.mirror)",
+                tip="check that the Debian mirrors answer (visa.mirror, visa.security_mirror)",
             )
             with partial.open("rb") as handle:
                 client.api.import_image_from_data(handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1])

@@ -13,24 +13,24 @@ from .process import Runner, run
 DISK_BYTES = 3 * 2**30  # grown by Packer (disk_size) and by cloud-init's growpart at first boot
 
 
-def cache_key(suite: str, mirror: str) -> str:
-    return artefact.key_of(*rootfs.key_inputs(suite, mirror), str(DISK_BYTES), *disk.layout_inputs())
+def cache_key(sources: rootfs.Sources) -> str:
+    return artefact.key_of(*rootfs.key_inputs(sources), str(DISK_BYTES), *disk.layout_inputs())
 
 
-def ensure_base_qcow2(suite: str, mirror: str, cache_dir: Path, *, runner: Runner = run) -> Path:
-    """Path of the verified base qcow2 for `suite`, building it from `mirror` when absent or damaged."""
-    final = cache_dir / "base" / f"debian-{suite}-{cache_key(suite, mirror)}.qcow2"
+def ensure_base_qcow2(sources: rootfs.Sources, cache_dir: Path, *, runner: Runner = run) -> Path:
+    """Path of the verified base qcow2 of `sources`, building it from the mirrors when absent or damaged."""
+    final = cache_dir / "base" / f"debian-{sources.suite}-{cache_key(sources)}.qcow2"
     if artefact.is_intact(final):
         progress.note(f"base qcow2 {final.name}: cached, checksum verified")
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    with progress.step(f"Building base qcow2 {final.name} from {mirror} (mmdebstrap, extlinux)"):
+    with progress.step(f"Building base qcow2 {final.name} from {sources.mirror} (mmdebstrap, extlinux)"):
         work = Path(tempfile.mkdtemp(prefix=".base-", dir=final.parent))
         try:
             raw, partial = work / "disk.raw", work / "disk.qcow2"
             with disk.root_filesystem(raw, DISK_BYTES, work / "root", runner=runner) as root:
-                runner(rootfs.mmdebstrap_argv(suite, mirror, root, tar=False), timeout=1800, on_line=progress.line,
-                       tip="check that the Debian mirror answers (visa.mirror)")  # fmt: skip
+                runner(rootfs.mmdebstrap_argv(sources, root, tar=False), timeout=1800, on_line=progress.line,
+                       tip="check that the Debian mirrors answer (visa.mirror, visa.security_mirror)")  # fmt: skip
             runner(disk.convert_argv(raw, partial), timeout=600)
             artefact.publish(partial, final)
         finally:

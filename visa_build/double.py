@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import base, context, progress, render, wheelhouse
+from . import base, context, progress, render, rootfs, wheelhouse
 from .config import ImageSpec
 from .container import build_image
 from .errors import ConfigError
@@ -42,7 +42,8 @@ class DoubleImages:
 
 def base_image(spec: ImageSpec, settings: Settings) -> str:
     """The Docker base: the site's (visa.base_image) or the VISA root filesystem from the Debian mirror."""
-    return settings.base_image or base.ensure_base_image(spec.debian, settings.mirror, settings.cache_dir)
+    sources = rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror)
+    return settings.base_image or base.ensure_base_image(sources, settings.cache_dir)
 
 
 def build_container(spec: ImageSpec, settings: Settings) -> DoubleImages:

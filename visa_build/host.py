@@ -118,8 +118,9 @@ def kvm_probe_argv(disk: Path, serial: Path) -> list[str]:
 
 def kvm_works(disk: Path, work_dir: Path) -> bool:
     """True when a KVM guest boots its kernel. /dev/kvm can open, and even run firmware, while guests hang
-    in their boot loader (nested hosts without vmx/svm), so a real disk is booted until the kernel speaks."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    in their boot loader (nested hosts without vmx/svm), so a real disk is booted until the kernel speaks;
+    a CPU that offers neither vmx nor svm is answered at once."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK) or not has_virtualisation(_cpu_flags()):
         return False
     work_dir.mkdir(parents=True, exist_ok=True)
     serial = work_dir / "kvm-probe.serial.log"
@@ -133,9 +134,17 @@ def kvm_works(disk: Path, work_dir: Path) -> bool:
     return False
 
 
+def _cpu_flags() -> str:
+    return next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+
+
+def has_virtualisation(flags: str) -> bool:
+    """Whether a /proc/cpuinfo flags line offers hardware virtualisation (Intel VT-x or AMD-V)."""
+    return bool({"vmx", "svm"} & set(flags.split(":", 1)[-1].split()))
+
+
 def _host_key() -> str:
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    return artefact.key_of(os.uname().release, flags)
+    return artefact.key_of(os.uname().release, _cpu_flags())
 
 
 def resolve_accelerator(requested: str, *, probe_disk: Path | None, cache_dir: Path) -> Accel:

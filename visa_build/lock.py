@@ -14,15 +14,18 @@ from .process import Runner, run
 
 #: glibc of the image's Debian release: wheels must be installable there (bookworm: 2.36).
 DEBIAN_GLIBC: dict[str, str] = {"bookworm": "2.36", "trixie": "2.41"}
+#: The newest manylinux platform the pinned uv resolves for; a newer glibc still installs every wheel of it.
+NEWEST_RESOLVER_GLIBC = (2, 40)
 
 
 def compile_argv(requirements: Path, output: Path, *, python: str, glibc: str) -> list[str]:
     """uv pip compile resolving `requirements` for CPython `python` on manylinux `glibc`, with hashes."""
+    major, minor = min(tuple(int(part) for part in glibc.split(".")), NEWEST_RESOLVER_GLIBC)
     return [
         find_uv_bin(), "pip", "compile", str(requirements),
         "--output-file", str(output),
         "--python-version", python,
-        "--python-platform", f"x86_64-manylinux_{glibc.replace('.', '_')}",
+        "--python-platform", f"x86_64-manylinux_{major}_{minor}",
         "--generate-hashes",
         "--no-header",
         "--quiet",

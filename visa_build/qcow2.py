@@ -21,11 +21,13 @@ from . import (
     packer_build,
     progress,
     render,
+    rootfs,
     stages,
     timings,
     vm,
     wheelhouse,
 )
+from .base import base_tag
 from .config import ImageSpec
 from .double import build_container, check_buildable
 from .errors import ConfigError
@@ -91,8 +93,9 @@ def native_key(spec: ImageSpec, settings: Settings, build_context: Path) -> str:
     the templates and every build setting; Docker's layer cache decides which layers rebuild."""
     double_env = render.provision_env(spec, target="container", wheelhouse_url="", installer=settings.installer,
                                       wheel_bytecode=wheelhouse.carries_bytecode(spec))  # fmt: skip
+    base = settings.base_image or base_tag(rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror))
     return artefact.key_of(
-        "native", settings.base_image or f"{spec.debian} {settings.mirror}", settings.disk_size, settings.compression,
+        "native", base, settings.disk_size, settings.compression,
         spec.python, spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text(),
         stages.tree_digest(build_context, ("provision", "spec", "docker")), stages.tree_digest(REPO, ("packer",)),
         repr(sorted(double_env.items())), repr(sorted(_vm_env(spec, settings, wheelhouse_url="").items())),
@@ -145,7 +148,8 @@ def _base_qcow2(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
             raise ConfigError("visa.base_qcow2 is set but visa.base_qcow2_checksum is empty",
                               tip="give its checksum, e.g. sha256:<hex> or file:<URL of SHA256SUMS>")  # fmt: skip
         return settings.base_qcow2, settings.base_qcow2_checksum
-    path = base_disk.ensure_base_qcow2(spec.debian, settings.mirror, settings.cache_dir)
+    path = base_disk.ensure_base_qcow2(rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror),
+                                       settings.cache_dir)  # fmt: skip
     return str(path), _checksum(path)
 
 

@@ -3,6 +3,7 @@ the Docker base (the container double, and the qcow2's filesystem when filled na
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .context import image_packages
@@ -27,7 +28,24 @@ CUSTOMIZE_HOOKS = (
 )
 
 
-def mmdebstrap_argv(suite: str, mirror: str, target: Path, *, tar: bool) -> list[str]:
+@dataclass(frozen=True)
+class Sources:
+    """Where a release's packages come from: the release, its -updates and its -security suites. They are
+    what mmdebstrap installs from and the image's /etc/apt/sources.list, so instances can upgrade too."""
+
+    suite: str  # the Debian release, e.g. bookworm
+    mirror: str  # e.g. http://deb.debian.org/debian
+    security_mirror: str  # e.g. http://deb.debian.org/debian-security
+
+    def lines(self) -> tuple[str, ...]:
+        return (
+            f"deb {self.mirror} {self.suite} main",
+            f"deb {self.mirror} {self.suite}-updates main",
+            f"deb {self.security_mirror} {self.suite}-security main",
+        )
+
+
+def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
     """mmdebstrap of the VISA root filesystem into `target`: a tar file, or an (empty, mounted) folder."""
     return [
         "mmdebstrap",
@@ -35,12 +53,12 @@ def mmdebstrap_argv(suite: str, mirror: str, target: Path, *, tar: bool) -> list
         *(["--format=tar"] if tar else []),
         f"--include={','.join(PACKAGES)}",
         *(f"--customize-hook={hook}" for hook in CUSTOMIZE_HOOKS),
-        suite,
+        sources.suite,
         str(target),
-        mirror,
+        *sources.lines(),
     ]
 
 
-def key_inputs(suite: str, mirror: str) -> tuple[str, ...]:
+def key_inputs(sources: Sources) -> tuple[str, ...]:
     """Everything that decides the root filesystem, for the cache keys of what is built from it."""
-    return (suite, mirror, repr(PACKAGES), repr(CUSTOMIZE_HOOKS), "minbase")
+    return (*sources.lines(), repr(PACKAGES), repr(CUSTOMIZE_HOOKS), "minbase")

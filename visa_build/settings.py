@@ -25,7 +25,7 @@ class Settings:
     build_dir: Path  # every generated file lives under it
     installer: Installer
     base_image: str  # "" = build one from the Debian mirror; else an existing Docker image, e.g. debian:bookworm
-    mirror: str  # Debian mirror for the base image
+    mirror: str  # Debian mirror for the base image (the release and its -updates suite)
     wheelhouse_port: int
     accelerator: Accelerator = "auto"
     base_qcow2: str = ""  # "" = build one from the Debian mirror; else a path or URL of a cloud image
@@ -35,6 +35,7 @@ class Settings:
     index_ca_bundle: str = ""  # installer pip-index: CA bundle the guest trusts for it ("" = its own)
     fill: Fill = "native"
     compression: Compression = "zlib"
+    security_mirror: str = "http://deb.debian.org/debian-security"  # Debian's security archive (-security)
 
     @property
     def cache_dir(self) -> Path:
@@ -49,7 +50,7 @@ def make_settings(
     *, image: str, build_dir: str, installer: str, base_image: str, mirror: str, wheelhouse_port: int,
     accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
     index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "", fill: str = "native",
-    compression: str = "zlib",
+    compression: str = "zlib", security_mirror: str = "http://deb.debian.org/debian-security",
 ) -> Settings:  # fmt: skip
     if installer not in get_args(Installer):
         raise ConfigError(
@@ -89,6 +90,9 @@ def make_settings(
         )
     if not mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.mirror = {mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian")
+    if not security_mirror.startswith(("http://", "https://")):
+        raise ConfigError(f"visa.security_mirror = {security_mirror!r} is not a URL",
+                          tip="e.g. http://deb.debian.org/debian-security")  # fmt: skip
     return Settings(
         image_dir=Path(image),
         build_dir=Path(build_dir).resolve(),
@@ -104,4 +108,5 @@ def make_settings(
         index_ca_bundle=index_ca_bundle,
         fill=fill,  # type: ignore[arg-type]  # checked against Fill above
         compression=compression,  # type: ignore[arg-type]  # checked against Compression above
+        security_mirror=security_mirror,
     )

@@ -97,6 +97,13 @@ def debian_packages() -> dict[str, str]:
     return parse_dpkg(output(DPKG_QUERY))
 
 
+def apt_sources() -> list[str]:
+    """The image's apt source lines (one-line format), from sources.list and sources.list.d."""
+    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]
+    lines = (line.strip() for path in files if path.is_file() for line in path.read_text().splitlines())
+    return [line for line in lines if line.startswith("deb ")]
+
+
 def parse_dpkg(text: str) -> dict[str, str]:
     rows = (line.split() for line in text.splitlines())
     return {row[1]: row[2] for row in rows if len(row) == 3 and row[0] == "ii"}
@@ -221,6 +228,7 @@ def main() -> None:
             **{f"env:{prefix}": (lambda p=prefix: environment(p, p == venv)) for prefix in (venv, data_analysis)},
             "labextensions": lambda: labextensions(venv),
             "debian_packages": debian_packages,
+            "apt_sources": apt_sources,
             **{f"import:{module}": (lambda m=module: sh([f"{data_analysis}/bin/python", "-c", f"import {m}"],
                                                         env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"}))
                for module in request["imports"]},

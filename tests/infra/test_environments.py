@@ -59,3 +59,12 @@ def test_bytecode_is_compiled(facts: Facts, prefix: str) -> None:
     assert result["rc"] == 0, f"the bytecode check failed in {prefix}:\n{result['stderr'][-2000:]}"
     stale = result["stdout"].split()
     assert not stale, f"{len(stale)} modules of {prefix} have no valid bytecode, e.g. {stale[:5]}"
+
+
+@pytest.mark.parametrize("suffix", ["", "-updates", "-security"])
+def test_apt_sources_name_the_release_its_updates_and_security(facts: Facts, spec: ImageSpec, suffix: str) -> None:
+    suite = f"{spec.debian}{suffix}"
+    lines = facts["apt_sources"]
+    assert any(line.split()[2:3] == [suite] for line in lines), (
+        f"the image's apt sources do not name {suite}: instances could not install its updates; sources: {lines}"
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from visa_build import base_disk, disk, vm
+from visa_build import base_disk, disk, host, rootfs, vm
 from visa_build.seed import Login, build_seed, nocloud_seed, visa_meta
 
 
@@ -27,8 +27,11 @@ def test_boot_config_names_the_root_filesystem_and_serial_console() -> None:
 
 
 def test_base_key_changes_with_its_inputs() -> None:
-    assert base_disk.cache_key("bookworm", "http://a") != base_disk.cache_key("trixie", "http://a")
-    assert base_disk.cache_key("bookworm", "http://a") != base_disk.cache_key("bookworm", "http://b")
+    def key(suite: str = "bookworm", mirror: str = "http://a", security: str = "http://s") -> str:
+        return base_disk.cache_key(rootfs.Sources(suite, mirror, security))
+
+    assert key() == key(), "the same inputs must give the same key"
+    assert len({key(), key(suite="trixie"), key(mirror="http://b"), key(security="http://t")}) == 4
 
 
 def test_qemu_argv_under_tcg_uses_cpu_max_and_forwards_to_loopback_only() -> None:
@@ -77,3 +80,10 @@ def test_ssh_control_dir_closes_its_connections_and_is_removed() -> None:
         (control / "abc123").touch()  # stands for a master's socket
     assert not control.exists(), "the control folder (sockets) was left behind"
     assert calls == [["ssh", "-O", "exit", "-o", f"ControlPath={control / 'abc123'}", "visa-build-vm"]]
+
+
+def test_kvm_needs_vmx_or_svm_in_the_cpu_flags() -> None:
+    assert host.has_virtualisation("flags\t\t: fpu vme de pse tsc msr vmx ept")
+    assert host.has_virtualisation("flags\t\t: fpu svm npt")
+    assert not host.has_virtualisation("flags\t\t: fpu vme de pse tsc msr hypervisor"), "no vmx/svm: no KVM guest"
+    assert not host.has_virtualisation("")
