@@ -20,7 +20,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_disk, double, host, lock, pipeline, progress, qcow2, rootfs
+from visa_build import base_disk, double, host, lock, pipeline, progress, qcow2
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
@@ -70,6 +70,7 @@ def _settings(
         fill=fill if fill is not None else visa.fill,
         compression=visa.compression,
         security_mirror=visa.security_mirror,
+        rebase_days=visa.rebase_days,
     )
 
 
@@ -157,7 +158,7 @@ def build_base(c: Context, image: str | None = None) -> None:
         settings = _settings(c, image)
         spec = _spec(settings)
         _ready(c, settings)
-        sources = rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror)
+        sources = double.image_sources(spec, settings)
         progress.result(str(base_disk.ensure_base_qcow2(sources, settings.cache_dir)))
 
 
@@ -276,6 +277,7 @@ ns.configure(
             "base_image": "",
             "mirror": "http://deb.debian.org/debian",
             "security_mirror": "http://deb.debian.org/debian-security",
+            "rebase_days": 7,
             "wheelhouse_port": 8765,
             "accelerator": "auto",
             "base_qcow2": "",

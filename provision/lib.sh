@@ -6,6 +6,7 @@
 #   VISA_WHEEL_BYTECODE  1: the wheelhouse's wheels carry bytecode compiled on the host (install it as is)
 #   VISA_INSTALLER       uv | pip (from the wheelhouse) | pip-index (pip from VISA_INDEX_URL, trusting
 #                        VISA_INDEX_CA when set: the package index inside the guest, as images were once built)
+#   VISA_DEBIAN_STATE    digest of the Debian suites' InRelease files: a change reruns 45-debian-updates.sh only
 set -euo pipefail
 
 # shellcheck disable=SC2034  # used by the scripts that source this file

@@ -4,9 +4,10 @@ image's filesystem (Dockerfile stage `filesystem`, the qcow2's source when fille
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from . import base, context, progress, render, rootfs, wheelhouse
+from . import base, context, progress, render, rootfs, upstream, wheelhouse
 from .config import ImageSpec
 from .container import build_image
 from .errors import ConfigError
@@ -40,20 +41,34 @@ class DoubleImages:
     filesystem_id: str  # the image's filesystem without the container's difference
 
 
+def image_sources(spec: ImageSpec, settings: Settings) -> rootfs.Sources:
+    """Where the image's Debian packages come from, and which base generation it is built on."""
+    generation = rootfs.generation(settings.rebase_days, time.time())
+    return rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror, generation)
+
+
+def debian_state(spec: ImageSpec, settings: Settings) -> str:
+    """Digest of the Debian suites the image installs from, as the mirrors serve them now."""
+    states = upstream.read_state(image_sources(spec, settings))
+    progress.note("Debian archive: " + ", ".join(f"{s.suite} of {s.date}" for s in states))
+    return upstream.state_key(states)
+
+
 def base_image(spec: ImageSpec, settings: Settings) -> str:
     """The Docker base: the site's (visa.base_image) or the VISA root filesystem from the Debian mirror."""
-    sources = rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror)
-    return settings.base_image or base.ensure_base_image(sources, settings.cache_dir)
+    return settings.base_image or base.ensure_base_image(image_sources(spec, settings), settings.cache_dir)
 
 
-def build_container(spec: ImageSpec, settings: Settings) -> DoubleImages:
-    """Build the double of `spec` and its filesystem image. Unchanged layers come from Docker's cache."""
+def build_container(spec: ImageSpec, settings: Settings, *, state: str | None = None) -> DoubleImages:
+    """Build the double of `spec` and its filesystem image, with Debian's updates of archive `state` (read
+    from the mirrors when not given). Unchanged layers come from Docker's cache."""
     check_buildable(spec)
     if settings.installer == "pip-index":
         raise ConfigError(
             "the pip-index installer installs inside the build VM; Docker builds install from the wheelhouse",
             tip="use --installer uv (or pip), or set visa.fill = guest for a qcow2",
         )
+    state = state if state is not None else debian_state(spec, settings)
     base_tag = base_image(spec, settings)
     houses = ensure_wheelhouse(spec, settings.cache_dir)
     build_context = context.prepare(spec, settings.build_dir / "context" / spec.name)
@@ -63,7 +78,7 @@ def build_container(spec: ImageSpec, settings: Settings) -> DoubleImages:
         progress.step(f"Building container image {tag}"),
     ):
         env = render.provision_env(spec, target="container", wheelhouse_url=url, installer=settings.installer,
-                                   wheel_bytecode=wheelhouse.carries_bytecode(spec))  # fmt: skip
+                                   wheel_bytecode=wheelhouse.carries_bytecode(spec), debian_state=state)  # fmt: skip
         args = {"BASE_IMAGE": base_tag, **env}
         double_id = build_image(build_context, tag, args, log_path=log_path)
         filesystem_id = build_image(build_context, filesystem_tag(spec), args, target=FILESYSTEM_STAGE,

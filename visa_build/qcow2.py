@@ -21,7 +21,6 @@ from . import (
     packer_build,
     progress,
     render,
-    rootfs,
     stages,
     timings,
     vm,
@@ -29,7 +28,7 @@ from . import (
 )
 from .base import base_tag
 from .config import ImageSpec
-from .double import build_container, check_buildable
+from .double import build_container, check_buildable, debian_state, image_sources
 from .errors import ConfigError
 from .packer_build import BUILD_USER, PackerJob
 from .settings import Settings
@@ -65,11 +64,12 @@ def qcow2_context(spec: ImageSpec, settings: Settings) -> Path:
     return context.prepare(spec, settings.build_dir / "context" / spec.name, index_ca_bundle=settings.index_ca_bundle)
 
 
-def _vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str) -> dict[str, str]:
+def _vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str, state: str) -> dict[str, str]:
     from_wheelhouse = settings.installer != "pip-index"
     return render.provision_env(spec, target="vm", wheelhouse_url=wheelhouse_url, installer=settings.installer,
                                 wheel_bytecode=from_wheelhouse and wheelhouse.carries_bytecode(spec),
-                                index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle))  # fmt: skip
+                                index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle),
+                                debian_state=state)  # fmt: skip
 
 
 def _checksum(path: Path) -> str:
@@ -83,36 +83,38 @@ def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
         raise ConfigError("visa.index_ca_bundle is set but the installer is not pip-index",
                           tip="set INVOKE_VISA_INSTALLER=pip-index, or leave visa.index_ca_bundle empty")  # fmt: skip
     build_context = qcow2_context(spec, settings)
+    state = debian_state(spec, settings)
     if settings.fill == "native":
-        return _build_native(spec, settings, build_context)
-    return _build_in_guest(spec, settings, build_context)
+        return _build_native(spec, settings, build_context, state)
+    return _build_in_guest(spec, settings, build_context, state)
 
 
-def native_key(spec: ImageSpec, settings: Settings, build_context: Path) -> str:
+def native_key(spec: ImageSpec, settings: Settings, build_context: Path, state: str) -> str:
     """Key of a natively filled qcow2: the Docker base, the locks, the build context (provision/, spec/, docker/),
-    the templates and every build setting; Docker's layer cache decides which layers rebuild."""
+    the Debian archive's `state`, the templates and every build setting; Docker's layer cache decides which
+    layers rebuild."""
     double_env = render.provision_env(spec, target="container", wheelhouse_url="", installer=settings.installer,
-                                      wheel_bytecode=wheelhouse.carries_bytecode(spec))  # fmt: skip
-    base = settings.base_image or base_tag(rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror))
+                                      wheel_bytecode=wheelhouse.carries_bytecode(spec), debian_state=state)  # fmt: skip
+    base = settings.base_image or base_tag(image_sources(spec, settings))
     return artefact.key_of(
         "native", base, settings.disk_size, settings.compression,
         spec.python, spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text(),
         stages.tree_digest(build_context, ("provision", "spec", "docker")), stages.tree_digest(REPO, ("packer",)),
-        repr(sorted(double_env.items())), repr(sorted(_vm_env(spec, settings, wheelhouse_url="").items())),
+        repr(sorted(double_env.items())), repr(sorted(_vm_env(spec, settings, wheelhouse_url="", state=state).items())),
         BUILD_USER, wheelhouse.UV_VERSION, repr(SEAL_SCRIPTS), repr(fill.copy_argv(Path("a"), Path("b"))),
         *disk.layout_inputs(),
     )  # fmt: skip
 
 
-def _build_native(spec: ImageSpec, settings: Settings, build_context: Path) -> Qcow2:
-    final = qcow2_path(spec, settings, native_key(spec, settings, build_context))
+def _build_native(spec: ImageSpec, settings: Settings, build_context: Path, state: str) -> Qcow2:
+    final = qcow2_path(spec, settings, native_key(spec, settings, build_context, state))
     public_key = final.with_name(f"{final.stem}.build-key.pub")
     if artefact.is_intact(final) and public_key.is_file():
         progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
         return Qcow2(final, public_key, cached=True)
     seconds: dict[str, float] = {}
     started = time.monotonic()
-    images = build_container(spec, settings)
+    images = build_container(spec, settings, state=state)
     seconds["docker"] = time.monotonic() - started
     started = time.monotonic()
     layers = fill.layer_dirs(images.filesystem_id)
@@ -124,7 +126,7 @@ def _build_native(spec: ImageSpec, settings: Settings, build_context: Path) -> Q
     timing_key = f"{spec.name}/seal/{accel.name}"
     job = PackerJob(
         name=f"{spec.name}-image", source=(str(filled), _checksum(filled)), output=final, scripts=SEAL_SCRIPTS,
-        build_context=build_context, env=_vm_env(spec, settings, wheelhouse_url=""),
+        build_context=build_context, env=_vm_env(spec, settings, wheelhouse_url="", state=state),
         compression=settings.compression, title=f"the sealing boot of {spec.name} (VM difference, cleanup, seal)",
         expected=timings.previous(settings.cache_dir, timing_key),
     )  # fmt: skip
@@ -148,8 +150,7 @@ def _base_qcow2(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
             raise ConfigError("visa.base_qcow2 is set but visa.base_qcow2_checksum is empty",
                               tip="give its checksum, e.g. sha256:<hex> or file:<URL of SHA256SUMS>")  # fmt: skip
         return settings.base_qcow2, settings.base_qcow2_checksum
-    path = base_disk.ensure_base_qcow2(rootfs.Sources(spec.debian, settings.mirror, settings.security_mirror),
-                                       settings.cache_dir)  # fmt: skip
+    path = base_disk.ensure_base_qcow2(image_sources(spec, settings), settings.cache_dir)
     return str(path), _checksum(path)
 
 
@@ -160,14 +161,16 @@ def stage_path(settings: Settings, stage: stages.Stage, key: str) -> Path:
     return settings.cache_dir / "stages" / f"{stage.name}-{key}.qcow2"
 
 
-def stage_keys(spec: ImageSpec, settings: Settings, build_context: Path, base: tuple[str, str]) -> list[str]:
+def stage_keys(
+    spec: ImageSpec, settings: Settings, build_context: Path, base: tuple[str, str], state: str
+) -> list[str]:
     """Key of each in-guest stage's qcow2, in order. The first stage depends on the base image, the build
     settings, the templates and the JupyterLab lock; each later one on the previous key and its own inputs."""
     base_url, base_checksum = base
     common = (base_url if settings.base_qcow2 else "", base_checksum, stages.tree_digest(REPO, ("packer",)),
               settings.installer, settings.index_url if settings.installer == "pip-index" else "",
               settings.disk_size, BUILD_USER, wheelhouse.UV_VERSION)  # fmt: skip
-    env = _vm_env(spec, settings, wheelhouse_url="")
+    env = _vm_env(spec, settings, wheelhouse_url="", state=state)
     lab = stages.JUPYTERLAB.key(
         build_context, *common, spec.python, spec.jupyterlab.lock.read_text(), env["VISA_WHEEL_BYTECODE"]
     )
@@ -176,12 +179,12 @@ def stage_keys(spec: ImageSpec, settings: Settings, build_context: Path, base: t
     return [lab, image]
 
 
-def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path) -> Qcow2:
+def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path, state: str) -> Qcow2:
     """Packer stage by stage from the base qcow2; a stage whose inputs did not change is taken from its
     verified cache entry."""
     base = _base_qcow2(spec, settings)
     houses = None if settings.installer == "pip-index" else ensure_wheelhouse(spec, settings.cache_dir)
-    keys = stage_keys(spec, settings, build_context, base)
+    keys = stage_keys(spec, settings, build_context, base, state)
     final = qcow2_path(spec, settings, keys[-1])
     public_key = final.with_name(f"{final.stem}.build-key.pub")
     if artefact.is_intact(final) and public_key.is_file():
@@ -191,7 +194,7 @@ def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path) ->
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk, cache_dir=settings.cache_dir)
     packer_build.stop_strays()
     url = f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/" if houses else ""
-    env = _vm_env(spec, settings, wheelhouse_url=url)
+    env = _vm_env(spec, settings, wheelhouse_url=url, state=state)
     source, seconds = base, {}
     with serving(houses, port=settings.wheelhouse_port) if houses else contextlib.nullcontext():
         for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):

@@ -61,7 +61,7 @@ INDEX_CA_FILE = "index-ca.crt"
 
 
 def provision_env(
-    spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str, wheel_bytecode: bool,
+    spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str, wheel_bytecode: bool, debian_state: str,
     index_url: str = "", index_ca: bool = False,
 ) -> dict[str, str]:  # fmt: skip
     """The VISA_* variables every provisioning script reads (the index ones only for installer pip-index)."""
@@ -72,6 +72,7 @@ def provision_env(
         "VISA_INSTALLER": installer,
         "VISA_WHEEL_BYTECODE": "1" if wheel_bytecode else "0",
         "VISA_KERNEL_DISPLAY_NAME": spec.data_analysis.display_name,
+        "VISA_DEBIAN_STATE": debian_state,
     }
     if installer == "pip-index":
         env["VISA_INDEX_URL"] = index_url

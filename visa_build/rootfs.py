@@ -36,6 +36,7 @@ class Sources:
     suite: str  # the Debian release, e.g. bookworm
     mirror: str  # e.g. http://deb.debian.org/debian
     security_mirror: str  # e.g. http://deb.debian.org/debian-security
+    generation: str = ""  # the base's rebuild period (visa.rebase_days): a new one builds a fresh base
 
     def lines(self) -> tuple[str, ...]:
         return (
@@ -61,4 +62,9 @@ def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
 
 def key_inputs(sources: Sources) -> tuple[str, ...]:
     """Everything that decides the root filesystem, for the cache keys of what is built from it."""
-    return (*sources.lines(), repr(PACKAGES), repr(CUSTOMIZE_HOOKS), "minbase")
+    return (*sources.lines(), sources.generation, repr(PACKAGES), repr(CUSTOMIZE_HOOKS), "minbase")
+
+
+def generation(rebase_days: int, now: float) -> str:
+    """The rebuild period `now` (seconds since the epoch) falls in; "" when bases are never rebuilt by age."""
+    return f"{int(now // (rebase_days * 86400))}x{rebase_days}d" if rebase_days else ""

@@ -36,6 +36,7 @@ class Settings:
     fill: Fill = "native"
     compression: Compression = "zlib"
     security_mirror: str = "http://deb.debian.org/debian-security"  # Debian's security archive (-security)
+    rebase_days: int = 7  # the base is rebuilt from the mirror this often (0: only when its inputs change)
 
     @property
     def cache_dir(self) -> Path:
@@ -51,6 +52,7 @@ def make_settings(
     accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
     index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "", fill: str = "native",
     compression: str = "zlib", security_mirror: str = "http://deb.debian.org/debian-security",
+    rebase_days: int = 7,
 ) -> Settings:  # fmt: skip
     if installer not in get_args(Installer):
         raise ConfigError(
@@ -90,6 +92,9 @@ def make_settings(
         )
     if not mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.mirror = {mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian")
+    if not 0 <= int(rebase_days) <= 366:
+        raise ConfigError(f"visa.rebase_days = {rebase_days!r} is not valid; use 0-366 days (0: never by age)",
+                          tip="set INVOKE_VISA_REBASE_DAYS")  # fmt: skip
     if not security_mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.security_mirror = {security_mirror!r} is not a URL",
                           tip="e.g. http://deb.debian.org/debian-security")  # fmt: skip
@@ -109,4 +114,5 @@ def make_settings(
         fill=fill,  # type: ignore[arg-type]  # checked against Fill above
         compression=compression,  # type: ignore[arg-type]  # checked against Compression above
         security_mirror=security_mirror,
+        rebase_days=int(rebase_days),
     )

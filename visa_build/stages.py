@@ -33,7 +33,11 @@ JUPYTERLAB = Stage(
            "provision/20-jupyterlab.sh", f"provision/{CLEANUP}", "provision/99-seal.sh", "spec/jupyterlab.txt",
            f"spec/{INDEX_CA_FILE}"),
 )  # fmt: skip
-IMAGE = Stage("image", ("30-data-analysis.sh", "40-jupyter-service.sh", "50-target.sh"), reads=("provision", "spec"))
+IMAGE = Stage(
+    "image",
+    ("30-data-analysis.sh", "40-jupyter-service.sh", "45-debian-updates.sh", "50-target.sh"),
+    reads=("provision", "spec"),
+)
 STAGES = (JUPYTERLAB, IMAGE)
 
 

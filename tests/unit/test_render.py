@@ -32,6 +32,6 @@ def test_dockerfile_args_mirror_provision_env() -> None:
     dockerfile = (REPO / "docker/Dockerfile").read_text()
     args = set(re.findall(r"^ARG (VISA_\w+)", dockerfile, re.M))
     env = render.provision_env(
-        SPEC, target="container", wheelhouse_url="http://x/", installer="uv", wheel_bytecode=True
+        SPEC, target="container", wheelhouse_url="http://x/", installer="uv", wheel_bytecode=True, debian_state="0"
     )
     assert args == set(env), f"Dockerfile ARGs {sorted(args)} != provision variables {sorted(env)}"

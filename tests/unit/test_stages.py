@@ -31,9 +31,9 @@ def _settings(tmp_path: Path, **overrides: str) -> Settings:
     return make_settings(**values)  # type: ignore[arg-type]
 
 
-def _keys(images: Path, settings: Settings, base: tuple[str, str] = BASE) -> dict[str, str]:
+def _keys(images: Path, settings: Settings, base: tuple[str, str] = BASE, state: str = "s1") -> dict[str, str]:
     spec: ImageSpec = load_image_spec(images / "ci")
-    keys = qcow2.stage_keys(spec, settings, qcow2.qcow2_context(spec, settings), base)
+    keys = qcow2.stage_keys(spec, settings, qcow2.qcow2_context(spec, settings), base, state)
     return dict(zip((stage.name for stage in stages.STAGES), keys, strict=True))
 
 
@@ -101,9 +101,9 @@ def test_index_ca_bundle_is_an_input_of_the_pip_index_build(images: Path, tmp_pa
     assert after["jupyterlab"] != before["jupyterlab"]
 
 
-def _native_key(images: Path, settings: Settings) -> str:
+def _native_key(images: Path, settings: Settings, state: str = "s1") -> str:
     spec = load_image_spec(images / "ci")
-    return qcow2.native_key(spec, settings, qcow2.qcow2_context(spec, settings))
+    return qcow2.native_key(spec, settings, qcow2.qcow2_context(spec, settings), state)
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,10 @@ def test_native_key_holds_every_input(
         _edit(images / file, old, new)
     after = _native_key(images, _settings(tmp_path, **native, **overrides))
     assert after != before, f"{edits or overrides} did not change the natively filled qcow2's key"
+
+
+def test_a_debian_archive_change_rebuilds_the_image_but_not_the_jupyterlab_stage(images: Path, tmp_path: Path) -> None:
+    before, after = _keys(images, _settings(tmp_path)), _keys(images, _settings(tmp_path), state="s2")
+    assert after["jupyterlab"] == before["jupyterlab"] and after["image"] != before["image"]
+    native = _settings(tmp_path, fill="native")
+    assert _native_key(images, native, "s2") != _native_key(images, native), "new Debian updates must rebuild"

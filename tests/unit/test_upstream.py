@@ -1,0 +1,75 @@
+"""The Debian archive's state: read from the three suites' InRelease files; a bad mirror is a clear error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from visa_build import rootfs, upstream
+from visa_build.errors import VisaBuildError
+
+SOURCES = rootfs.Sources("trixie", "http://mirror/debian", "http://mirror/debian-security")
+
+
+class FakeMirror:
+    """Answers GETs like a mirror: InRelease text per URL, or an error."""
+
+    def __init__(self, files: dict[str, bytes | int | Exception]) -> None:
+        self.files, self.asked = files, []
+
+    def get(self, url: str, timeout: float) -> Any:
+        self.asked.append(url)
+        answer = self.files.get(url, 404)
+        if isinstance(answer, Exception):
+            raise answer
+        response = requests.Response()
+        response.status_code, response._content = (answer, b"") if isinstance(answer, int) else (200, answer)
+        return response
+
+
+def _inrelease(suite: str, date: str) -> bytes:
+    return f"Origin: Debian\nCodename: {suite}\nDate: {date}\n".encode()
+
+
+def _mirror(security_date: str = "Wed, 25 Nov 2026 02:22:31 UTC") -> FakeMirror:
+    return FakeMirror({
+        "http://mirror/debian/dists/trixie/InRelease": _inrelease("trixie", "Sat, 21 Nov 2026"),
+        "http://mirror/debian/dists/trixie-updates/InRelease": _inrelease("trixie-updates", "Wed, 25 Nov 2026"),
+        "http://mirror/debian-security/dists/trixie-security/InRelease": _inrelease("trixie-security", security_date),
+    })  # fmt: skip
+
+
+def test_state_covers_the_release_its_updates_and_security() -> None:
+    mirror = _mirror()
+    states = upstream.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
+    assert [s.suite for s in states] == ["trixie", "trixie-updates", "trixie-security"]
+    assert states[2].date == "Wed, 25 Nov 2026 02:22:31 UTC"
+    assert len(mirror.asked) == 3
+
+
+def test_a_security_update_changes_the_key_and_nothing_else_does_not() -> None:
+    key = upstream.state_key(upstream.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
+    same = upstream.state_key(upstream.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
+    newer = upstream.state_key(upstream.read_state(SOURCES, session=_mirror("Thu, 26 Nov 2026")))  # type: ignore[arg-type]
+    assert key == same and key != newer
+
+
+@pytest.mark.parametrize(
+    ("answer", "complaint"),
+    [(requests.ConnectionError("refused"), "did not answer"), (404, "answered HTTP 404"), (b"<html>", "HTTP 200")],
+)
+def test_a_mirror_that_fails_is_named(answer: bytes | int | Exception, complaint: str) -> None:
+    mirror = _mirror()
+    mirror.files["http://mirror/debian-security/dists/trixie-security/InRelease"] = answer
+    with pytest.raises(VisaBuildError, match=complaint) as raised:
+        upstream.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
+    assert "debian-security/dists/trixie-security/InRelease" in str(raised.value) and raised.value.tip
+
+
+def test_the_base_generation_changes_every_rebase_period() -> None:
+    day = 86400
+    assert rootfs.generation(7, 10 * 7 * day) == rootfs.generation(7, 10 * 7 * day + 6 * day)
+    assert rootfs.generation(7, 10 * 7 * day) != rootfs.generation(7, 11 * 7 * day)
+    assert rootfs.generation(0, 10 * 7 * day) == "", "rebase_days 0 never rebuilds the base by age"

@@ -1,0 +1,54 @@
+"""The Debian archive's state: the InRelease files of a release, its -updates and its -security suites. Their
+digests are inputs of the image's cache keys, so a night with no Debian change rebuilds nothing and a night
+with one rebuilds only the image's thin Debian-updates layer (apt itself checks the signatures it installs by)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import requests
+
+from .errors import VisaBuildError
+from .rootfs import Sources
+
+TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class SuiteState:
+    suite: str  # e.g. bookworm-security
+    url: str  # its InRelease
+    date: str  # the archive's Date: field
+    sha256: str  # of the InRelease file: changes whenever the suite does
+
+
+def inrelease_urls(sources: Sources) -> list[tuple[str, str]]:
+    """(suite, InRelease URL) of each of the image's suites."""
+    return [(line.split()[2], f"{line.split()[1].rstrip('/')}/dists/{line.split()[2]}/InRelease")
+            for line in sources.lines()]  # fmt: skip
+
+
+def read_state(sources: Sources, *, session: requests.Session | None = None) -> tuple[SuiteState, ...]:
+    """The current state of each suite, read from the mirrors; VisaBuildError when one cannot be read."""
+    http = session or requests.Session()
+    states = []
+    for suite, url in inrelease_urls(sources):
+        try:
+            response = http.get(url, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise VisaBuildError(f"the Debian mirror did not answer for {url}: {exc}",
+                                 tip="check the network and visa.mirror / visa.security_mirror") from None  # fmt: skip
+        if response.status_code != 200 or b"Codename:" not in response.content:
+            raise VisaBuildError(f"{url} answered HTTP {response.status_code}, not an InRelease file",
+                                 tip="check visa.mirror / visa.security_mirror and the release name")  # fmt: skip
+        date = next((line.split(":", 1)[1].strip() for line in response.text.splitlines()
+                     if line.startswith("Date:")), "")  # fmt: skip
+        states.append(SuiteState(suite, url, date, hashlib.sha256(response.content).hexdigest()))
+    return tuple(states)
+
+
+def state_key(states: tuple[SuiteState, ...]) -> str:
+    """One short digest of every suite's state."""
+    digest = hashlib.sha256("".join(f"{s.suite} {s.sha256}\n" for s in states).encode())
+    return digest.hexdigest()[:16]
