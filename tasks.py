@@ -20,7 +20,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_disk, double, host, lock, pipeline, progress, qcow2
+from visa_build import base_disk, double, host, lock, nightly, pipeline, progress, qcow2
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
@@ -71,6 +71,8 @@ def _settings(
         compression=visa.compression,
         security_mirror=visa.security_mirror,
         rebase_days=visa.rebase_days,
+        releases=visa.release_dir,
+        keep_releases=visa.keep_releases,
     )
 
 
@@ -242,15 +244,41 @@ def _spec_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+@task(iterable=["image"], help={"image": "image spec folder, repeatable (default: visa.nightly_images)"})
+def nightly_build(c: Context, image: list[str] | None = None) -> None:
+    """Nightly: Debian updates in, build and test each image, then a release record (manifest, changes, SBOM,
+    JUnit) or one line saying nothing changed; exit 1 when any image failed (its record says why)."""
+    with _user_errors():
+        failed = []
+        for folder in image or _spec_list(c.config.visa.nightly_images):
+            settings = _settings(c, folder)
+            spec = _spec(settings)
+            double.check_buildable(spec)
+            _ready(c, settings)
+            night = nightly.run_nightly(spec, settings)
+            progress.result(night.detail)
+            if night.verdict == "failed":
+                failed.append(spec.name)
+        if failed:
+            raise Exit(f"ERROR the nightly failed for {', '.join(failed)}\nTIP   each failed record holds "
+                       "build.json, ERROR.txt, the JUnit files and the logs", code=1)  # fmt: skip
+
+
 @task(pre=[test_unit])
 def test(c: Context) -> None:
     """Run every test: unit tests, the container double of each visa.test_container_images spec end to end,
-    then build and test the qcow2 of each visa.test_qcow2_images spec (images/ci and images/ci-trixie, whose
-    small data-analysis environments fit CI under TCG)."""
+    build and test the qcow2 of each visa.test_qcow2_images spec (images/ci and images/ci-trixie, whose small
+    data-analysis environments fit CI under TCG), then the nightly of images/ci twice (tests/nightly)."""
     for image in _spec_list(c.config.visa.test_container_images):
         test_container(c, image=image)
     for image in _spec_list(c.config.visa.test_qcow2_images):
         test_qcow2(c, image=image)
+    with _user_errors(), progress.step("The nightly of images/ci, twice (tests/nightly)"):
+        build_dir = str(_settings(c).build_dir)
+        code = run([sys.executable, "-m", "pytest", "tests/nightly", f"--visa-build-dir={build_dir}"],
+                   timeout=3600, cwd=str(REPO), on_line=progress.passthrough, check=False).returncode  # fmt: skip
+        if code != 0:
+            raise Exit(f"ERROR the nightly's end-to-end test failed (pytest exit code {code})", code=1)
 
 
 @task
@@ -268,6 +296,7 @@ def clean(c: Context) -> None:
 ns = Collection(
     doctor, lock_files, build_base, build_container, test_container, build_qcow2, test_qcow2, test_unit, test, clean
 )
+ns.add_task(nightly_build, name="nightly")
 ns.configure(
     {
         "visa": {
@@ -278,6 +307,9 @@ ns.configure(
             "mirror": "http://deb.debian.org/debian",
             "security_mirror": "http://deb.debian.org/debian-security",
             "rebase_days": 7,
+            "nightly_images": "images/visa-jupyter,images/visa-jupyter-trixie",
+            "release_dir": "",
+            "keep_releases": 7,
             "wheelhouse_port": 8765,
             "accelerator": "auto",
             "base_qcow2": "",

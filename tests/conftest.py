@@ -23,6 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="what the target is: vm_only tests are skipped on the container double")  # fmt: skip
     group.addoption("--qcow2", help="the qcow2 the booted VM came from (tests/vm inspect it offline)")
     group.addoption("--double-image", help="Docker image of the container double filled into the qcow2 (tests/vm)")
+    group.addoption("--visa-facts-out", help="write what probe.py gathered on the target to this JSON file")
     group.addoption("--build-public-key", help="public key the image build logged in with (must be gone)")
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
 

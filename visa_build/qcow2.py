@@ -76,17 +76,27 @@ def _checksum(path: Path) -> str:
     return "sha256:" + artefact.sidecar(path).read_text().split()[0]
 
 
-def build_qcow2(spec: ImageSpec, settings: Settings) -> Qcow2:
-    """Build the VISA qcow2 of `spec` (natively filled, or provisioned in the guest, as visa.fill says)."""
+def build_qcow2(spec: ImageSpec, settings: Settings, *, state: str | None = None) -> Qcow2:
+    """Build the VISA qcow2 of `spec` (natively filled, or provisioned in the guest, as visa.fill says), with
+    Debian's updates of archive `state` (read from the mirrors when not given)."""
     check_buildable(spec)
     if settings.index_ca_bundle and settings.installer != "pip-index":
         raise ConfigError("visa.index_ca_bundle is set but the installer is not pip-index",
                           tip="set INVOKE_VISA_INSTALLER=pip-index, or leave visa.index_ca_bundle empty")  # fmt: skip
     build_context = qcow2_context(spec, settings)
-    state = debian_state(spec, settings)
+    state = state if state is not None else debian_state(spec, settings)
     if settings.fill == "native":
         return _build_native(spec, settings, build_context, state)
     return _build_in_guest(spec, settings, build_context, state)
+
+
+def expected_path(spec: ImageSpec, settings: Settings, state: str) -> Path:
+    """Where build_qcow2 puts the qcow2 of `spec` for Debian archive `state` (nothing is built, but an in-guest
+    build's base qcow2 is made when missing: its checksum is part of the key)."""
+    build_context = qcow2_context(spec, settings)
+    if settings.fill == "native":
+        return qcow2_path(spec, settings, native_key(spec, settings, build_context, state))
+    return qcow2_path(spec, settings, stage_keys(spec, settings, build_context, _base_qcow2(spec, settings), state)[-1])
 
 
 def native_key(spec: ImageSpec, settings: Settings, build_context: Path, state: str) -> str:

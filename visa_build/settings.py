@@ -37,10 +37,16 @@ class Settings:
     compression: Compression = "zlib"
     security_mirror: str = "http://deb.debian.org/debian-security"  # Debian's security archive (-security)
     rebase_days: int = 7  # the base is rebuilt from the mirror this often (0: only when its inputs change)
+    releases: str = ""  # the nightly's release folder ("" = <build_dir>/releases)
+    keep_releases: int = 7  # releases kept per spec by the nightly (the one `latest` names is never removed)
 
     @property
     def cache_dir(self) -> Path:
         return self.build_dir / "cache"
+
+    @property
+    def release_dir(self) -> Path:
+        return Path(self.releases).resolve() if self.releases else self.build_dir / "releases"
 
     @property
     def log_dir(self) -> Path:
@@ -52,7 +58,7 @@ def make_settings(
     accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
     index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "", fill: str = "native",
     compression: str = "zlib", security_mirror: str = "http://deb.debian.org/debian-security",
-    rebase_days: int = 7,
+    rebase_days: int = 7, releases: str = "", keep_releases: int = 7,
 ) -> Settings:  # fmt: skip
     if installer not in get_args(Installer):
         raise ConfigError(
@@ -95,6 +101,9 @@ def make_settings(
     if not 0 <= int(rebase_days) <= 366:
         raise ConfigError(f"visa.rebase_days = {rebase_days!r} is not valid; use 0-366 days (0: never by age)",
                           tip="set INVOKE_VISA_REBASE_DAYS")  # fmt: skip
+    if not 1 <= int(keep_releases) <= 1000:
+        raise ConfigError(f"visa.keep_releases = {keep_releases!r} is not valid; keep 1-1000 releases per spec",
+                          tip="set INVOKE_VISA_KEEP_RELEASES")  # fmt: skip
     if not security_mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.security_mirror = {security_mirror!r} is not a URL",
                           tip="e.g. http://deb.debian.org/debian-security")  # fmt: skip
@@ -115,4 +124,6 @@ def make_settings(
         compression=compression,  # type: ignore[arg-type]  # checked against Compression above
         security_mirror=security_mirror,
         rebase_days=int(rebase_days),
+        releases=releases,
+        keep_releases=int(keep_releases),
     )

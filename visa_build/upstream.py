@@ -5,6 +5,7 @@ with one rebuilds only the image's thin Debian-updates layer (apt itself checks 
 from __future__ import annotations
 
 import hashlib
+import lzma
 from dataclasses import dataclass
 
 import requests
@@ -52,3 +53,22 @@ def state_key(states: tuple[SuiteState, ...]) -> str:
     """One short digest of every suite's state."""
     digest = hashlib.sha256("".join(f"{s.suite} {s.sha256}\n" for s in states).encode())
     return digest.hexdigest()[:16]
+
+
+def security_versions(sources: Sources, *, session: requests.Session | None = None) -> dict[str, str]:
+    """{package: version} the -security suite offers now (amd64 and all), to mark security updates."""
+    line = sources.lines()[-1].split()
+    url = f"{line[1].rstrip('/')}/dists/{line[2]}/main/binary-amd64/Packages.xz"
+    try:
+        response = (session or requests.Session()).get(url, timeout=TIMEOUT)
+        response.raise_for_status()
+        text = lzma.decompress(response.content).decode(errors="replace")
+    except (requests.RequestException, lzma.LZMAError) as exc:
+        raise VisaBuildError(f"the security suite's package list {url} could not be read: {exc}",
+                             tip="check visa.security_mirror") from None  # fmt: skip
+    versions: dict[str, str] = {}
+    for stanza in text.split("\n\n"):
+        fields = dict(row.split(": ", 1) for row in stanza.splitlines() if ": " in row and not row.startswith(" "))
+        if "Package" in fields and "Version" in fields:
+            versions[fields["Package"]] = fields["Version"]
+    return versions

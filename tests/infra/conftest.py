@@ -91,6 +91,9 @@ def facts(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
     target = host.backend.get_pytest_id()
     if target not in gathered:
         gathered[target] = probe(host, pytestconfig, spec)
+        out = pytestconfig.getoption("--visa-facts-out")
+        if out:  # the nightly's manifest is read from these facts
+            Path(out).write_text(json.dumps(gathered[target].raw, indent=1, sort_keys=True))
     return gathered[target]
 
 

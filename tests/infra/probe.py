@@ -97,6 +97,14 @@ def debian_packages() -> dict[str, str]:
     return parse_dpkg(output(DPKG_QUERY))
 
 
+def kernelspecs(venv: str) -> dict[str, dict[str, str]]:
+    """The image's kernelspecs as its server finds them (the launcher's JUPYTER_PATH): name, display name, argv[0]."""
+    listed = json.loads(output(["env", "JUPYTER_PATH=/opt/visa/jupyter/share/jupyter", f"{venv}/bin/jupyter",
+                                "kernelspec", "list", "--json"]))  # fmt: skip
+    return {name: {"display_name": found["spec"]["display_name"], "argv0": found["spec"]["argv"][0]}
+            for name, found in listed["kernelspecs"].items()}  # fmt: skip
+
+
 def apt_sources() -> list[str]:
     """The image's apt source lines (one-line format), from sources.list and sources.list.d."""
     files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]
@@ -229,6 +237,7 @@ def main() -> None:
             "labextensions": lambda: labextensions(venv),
             "debian_packages": debian_packages,
             "apt_sources": apt_sources,
+            "kernelspecs": lambda: kernelspecs(venv),
             **{f"import:{module}": (lambda m=module: sh([f"{data_analysis}/bin/python", "-c", f"import {m}"],
                                                         env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"}))
                for module in request["imports"]},

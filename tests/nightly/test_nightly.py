@@ -1,0 +1,60 @@
+"""The nightly end to end on images/ci (run by `./visa-build test` after the qcow2 suites, whose build it
+reuses): the first night writes a full release record, the second finds nothing changed, makes no release
+and takes under a minute, mirror check included."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from visa_build import nightly
+from visa_build.config import load_image_spec
+from visa_build.release import record
+from visa_build.settings import make_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_first_night_releases_and_the_second_sees_no_change(pytestconfig: pytest.Config, tmp_path: Path) -> None:
+    spec = load_image_spec(REPO / "images/ci")
+    settings = make_settings(image="images/ci", build_dir=pytestconfig.getoption("--visa-build-dir"), installer="uv",
+                             base_image="", mirror="http://deb.debian.org/debian", wheelhouse_port=8765,
+                             releases=str(tmp_path / "releases"))  # fmt: skip
+    first = nightly.run_nightly(spec, settings)
+    assert first.verdict == "released" and first.folder, f"the first night made no release: {first.detail}"
+    folder = first.folder
+    root = folder.parent
+    assert record.latest(root) == folder, "latest does not name the new release"
+
+    qcow2 = next(folder.glob("*.qcow2"))
+    sidecar = (folder / f"{qcow2.name}.sha256").read_text().split()[0]
+    assert sidecar == hashlib.sha256(qcow2.read_bytes()).hexdigest(), "the release's qcow2 does not match its sha256"
+    build = json.loads((folder / "build.json").read_text())
+    assert build["verdict"] == "passed" and build["spec"]["name"] == spec.name
+    assert {s["suite"] for s in build["upstream"]} == {"bookworm", "bookworm-updates", "bookworm-security"}
+    for target in ("container", "vm"):
+        counts = build["tests"][target]
+        assert counts["tests"] > 50 and counts["failures"] == counts["errors"] == 0, f"{target} tests: {counts}"
+        assert (folder / "junit" / f"{target}.xml").is_file()
+    image = json.loads((folder / "manifest.json").read_text())
+    assert len(image["debian"]["packages"]) > 100 and "linux-image-cloud-amd64" in image["debian"]["packages"]
+    numpy = image["python"]["/opt/visa/envs/data-analysis"]["numpy"]
+    assert len(numpy["sha256"]) == 64 and numpy["wheel"].startswith("numpy-"), f"numpy's wheel is unknown: {numpy}"
+    assert image["kernelspecs"]["python3"]["display_name"] == "Data Analysis"
+    sbom = json.loads((folder / "sbom.cdx.json").read_text())
+    purls = [component["purl"] for component in sbom["components"]]
+    assert sum(p.startswith("pkg:deb/debian/") for p in purls) == len(image["debian"]["packages"])
+    assert any(p.startswith("pkg:pypi/jupyterlab@") for p in purls)
+    assert "No usable previous release" in (folder / "CHANGES.md").read_text()
+
+    started = time.monotonic()
+    second = nightly.run_nightly(spec, settings)
+    seconds = time.monotonic() - started
+    assert second.verdict == "unchanged" and second.folder is None, f"the second night: {second.detail}"
+    assert seconds < 60, f"a night with nothing changed took {seconds:.0f} s (at most 60)"
+    releases = [p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+    assert releases == [folder.name], f"the second night left {releases}"

@@ -1,0 +1,121 @@
+"""What changed between two releases of a spec: Debian and Python packages added, removed, upgraded and
+downgraded; Debian changes whose new version comes from the -security suite are marked as such."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from packaging.version import InvalidVersion, Version
+
+from .manifest import Manifest
+
+
+def _order(char: str) -> int:
+    if char == "~":
+        return -1
+    if char.isdigit() or not char:
+        return 0
+    return ord(char) if char.isalpha() else ord(char) + 256
+
+
+def _compare_part(a: str, b: str) -> int:
+    """dpkg's comparison of an upstream version or a revision: non-digit runs by character order (~ first),
+    digit runs by value."""
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while (i < len(a) and not a[i].isdigit()) or (j < len(b) and not b[j].isdigit()):
+            ac, bc = _order(a[i] if i < len(a) else ""), _order(b[j] if j < len(b) else "")
+            if ac != bc:
+                return ac - bc
+            i, j = i + 1, j + 1
+        start_i, start_j = i, j
+        while i < len(a) and a[i].isdigit():
+            i += 1
+        while j < len(b) and b[j].isdigit():
+            j += 1
+        left, right = int(a[start_i:i] or 0), int(b[start_j:j] or 0)
+        if left != right:
+            return -1 if left < right else 1
+    return 0
+
+
+def compare_debian(a: str, b: str) -> int:
+    """<0, 0 or >0 as Debian version `a` is older than, equal to or newer than `b` (dpkg's rules)."""
+
+    def split(version: str) -> tuple[int, str, str]:
+        epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
+        return int(epoch or 0), upstream, revision
+
+    (ea, ua, ra), (eb, ub, rb) = split(a), split(b)
+    if ea != eb:
+        return -1 if ea < eb else 1
+    return _compare_part(ua, ub) or _compare_part(ra, rb)
+
+
+def compare_python(a: str, b: str) -> int:
+    try:
+        left, right = Version(a), Version(b)
+    except InvalidVersion:
+        return (a > b) - (a < b)
+    return (left > right) - (left < right)
+
+
+@dataclass
+class PartChanges:
+    added: list[tuple[str, str]] = field(default_factory=list)  # (name, version)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    upgraded: list[tuple[str, str, str]] = field(default_factory=list)  # (name, old, new)
+    downgraded: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.upgraded or self.downgraded)
+
+
+def diff(old: dict[str, str], new: dict[str, str], compare: Callable[[str, str], int]) -> PartChanges:
+    """Changes from {name: version} `old` to `new`, versions ordered by `compare`."""
+    changes = PartChanges()
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before is None and after is not None:
+            changes.added.append((name, after))
+        elif after is None and before is not None:
+            changes.removed.append((name, before))
+        elif before != after and before is not None and after is not None:
+            (changes.upgraded if compare(after, before) > 0 else changes.downgraded).append((name, before, after))
+    return changes
+
+
+def between(old: Manifest, new: Manifest) -> dict[str, PartChanges]:
+    """{"Debian": ..., <environment>: ...} for every part of the manifests."""
+    parts = {"Debian": diff(old["debian"]["packages"], new["debian"]["packages"], compare_debian)}
+    for prefix in sorted(set(old["python"]) | set(new["python"])):
+        versions = [{name: entry["version"] for name, entry in manifest["python"].get(prefix, {}).items()}
+                    for manifest in (old, new)]  # fmt: skip
+        parts[f"Python {prefix}"] = diff(versions[0], versions[1], compare_python)
+    return parts
+
+
+def to_markdown(title: str, parts: dict[str, PartChanges] | None, security: dict[str, str]) -> str:
+    """CHANGES.md. `security`: {package: version} in the -security suite; parts None: no usable previous
+    release to compare with."""
+    lines = [f"# {title}", ""]
+    if parts is None:
+        return "\n".join([*lines, "No usable previous release of this spec: nothing to compare with.", ""])
+    if not any(parts.values()):
+        return "\n".join([*lines, "No package changed.", ""])
+
+    def mark(part: str, name: str, version: str) -> str:
+        return " (security)" if part == "Debian" and security.get(name) == version else ""
+
+    for part, changes in parts.items():
+        if not changes:
+            continue
+        lines += [f"## {part}", ""]
+        lines += [f"- added {name} {version}{mark(part, name, version)}" for name, version in changes.added]
+        lines += [f"- removed {name} {version}" for name, version in changes.removed]
+        lines += [f"- upgraded {name} {old} -> {new}{mark(part, name, new)}" for name, old, new in changes.upgraded]
+        lines += [f"- downgraded {name} {old} -> {new}{mark(part, name, new)}" for name, old, new in changes.downgraded]
+        lines.append("")
+    return "\n".join(lines)
