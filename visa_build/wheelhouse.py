@@ -70,7 +70,7 @@ def lock_entries(text: str) -> dict[str, str]:
 
 def cache_key(spec: ImageSpec) -> str:
     """Hash of everything the wheelhouse depends on."""
-    return key_of(spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION, bytecode_tag(spec),
+    return key_of(spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION, bytecode_tag(spec), "download per lock",
                   spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text())  # fmt: skip
 
 
@@ -105,26 +105,27 @@ def damaged_files(directory: Path) -> list[str]:
 
 def _download(spec: ImageSpec, dest: Path, runner: Runner) -> None:
     glibc = DEBIAN_GLIBC[spec.debian]
-    entries = {**lock_entries(spec.jupyterlab.lock.read_text()),
-               **lock_entries(spec.data_analysis.lock.read_text())}  # fmt: skip
     sdist_only: dict[str, str] = {}
     requirements = dest.parent / f"{dest.name}.requirements.txt"
-    while True:
-        wheels = {name: block for name, block in entries.items() if name not in sdist_only}
-        requirements.write_text("".join(wheels.values()))
-        try:
-            runner(
-                download_argv(requirements, dest, python=spec.python, glibc=glibc),
-                timeout=1800,
-                on_line=progress.line,
-            )
-            break
-        except CommandError as exc:
-            missing = [normalise(m) for line in exc.tail for m in _MISSING.findall(line)]
-            if not missing or missing[0] in sdist_only or missing[0] not in entries:
-                raise
-            progress.note(f"{missing[0]} has no wheel for this platform: it will be built on the host")
-            sdist_only[missing[0]] = entries[missing[0]]
+    # One download per lock: the two environments may pin a shared dependency (e.g. numpy) differently.
+    for lock in (spec.jupyterlab.lock, spec.data_analysis.lock):
+        entries = lock_entries(lock.read_text())
+        while True:
+            wheels = {name: block for name, block in entries.items() if name not in sdist_only}
+            requirements.write_text("".join(wheels.values()))
+            try:
+                runner(
+                    download_argv(requirements, dest, python=spec.python, glibc=glibc),
+                    timeout=1800,
+                    on_line=progress.line,
+                )
+                break
+            except CommandError as exc:
+                missing = [normalise(m) for line in exc.tail for m in _MISSING.findall(line)]
+                if not missing or missing[0] in sdist_only or missing[0] not in entries:
+                    raise
+                progress.note(f"{missing[0]} has no wheel for this platform: it will be built on the host")
+                sdist_only[missing[0]] = entries[missing[0]]
     if sdist_only:
         requirements.write_text("".join(sdist_only.values()))
         runner(build_argv(requirements, dest), timeout=1800, on_line=progress.line)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from visa_build.wheelhouse import damaged_files, download_argv, lock_entries, platform_tags, write_manifest
+from visa_build.config import load_image_spec
+from visa_build.process import Result
+from visa_build.wheelhouse import _download, damaged_files, download_argv, lock_entries, platform_tags, write_manifest
+
+IMAGES = Path(__file__).resolve().parents[2] / "images"
 
 LOCK = """\
 anyio==4.16.0 \\
@@ -47,3 +51,21 @@ def test_manifest_detects_damage(tmp_path: Path) -> None:
     assert sorted(damaged_files(tmp_path)) == ["a-1-py3-none-any.whl", "b-1-py3-none-any.whl"]
     (tmp_path / "SHA256SUMS").unlink()
     assert damaged_files(tmp_path) == ["SHA256SUMS"]
+
+
+def test_each_lock_is_downloaded_on_its_own(tmp_path: Path) -> None:
+    """The JupyterLab venv and the data-analysis environment may pin a shared package differently (trixie's
+    JupyterLab lock has numpy 2.5.5, its data-analysis lock numpy 2.4.6): both versions must be fetched."""
+    spec = load_image_spec(IMAGES / "visa-jupyter-trixie")
+    asked: list[str] = []
+
+    def runner(argv: list[str], **_: object) -> Result:
+        if "-r" in argv:
+            asked.append(Path(argv[argv.index("-r") + 1]).read_text())
+        return Result(argv, 0, [])
+
+    dest = tmp_path / "house"
+    dest.mkdir()
+    _download(spec, dest, runner)
+    numpy = [[line for line in text.splitlines() if line.startswith("numpy==")] for text in asked]
+    assert numpy == [["numpy==2.5.5 \\"], ["numpy==2.4.6 \\"]], f"numpy pins asked for, per download: {numpy}"
