@@ -88,11 +88,11 @@ def owner_output(host: Any, instance: Instance, command: str) -> str:
 
 
 @pytest.fixture
-def user_env(host: Any, instance: Instance) -> Iterator[str]:
+def user_env(host: Any, instance: Instance, spec: ImageSpec) -> Iterator[str]:
     """A user's own venv layered on the data-analysis packages (so it has ipykernel), removed afterwards.
     Without pip: the kernel needs none, and ensurepip alone takes half a minute in a TCG guest."""
     env = f"{instance.home}/visa-test-env"
-    site = "lib/python3.11/site-packages"
+    site = f"lib/python{'.'.join(spec.python.split('.')[:2])}/site-packages"  # the image's interpreter
     owner_output(host, instance, f"python3 -m venv --without-pip {env} && "
                              f"echo {DATA_ANALYSIS}/{site} > {env}/{site}/data-analysis.pth")  # fmt: skip
     yield env
