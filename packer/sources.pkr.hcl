@@ -29,7 +29,7 @@ source "qemu" "visa" {
   memory           = var.memory_mib
   output_directory = var.output_directory
   vm_name          = "${var.image_name}.qcow2"
-  cd_files         = ["${var.seed_dir}/user-data", "${var.seed_dir}/meta-data"]
+  cd_files         = ["${var.seed_dir}/user-data", "${var.seed_dir}/meta-data", "${var.seed_dir}/network-config"]
   cd_label         = "cidata"
   boot_wait        = "0s" # a disk image boots by itself: nothing is typed at its console
   qemuargs = [

@@ -7,11 +7,22 @@ from dataclasses import dataclass
 
 import yaml
 
+#: The NIC of the build and test VMs (QEMU's default MAC, set explicitly by vm.py; Packer uses the same).
+QEMU_MAC = "52:54:00:12:34:56"
+#: Their network, given as VISA's platforms give theirs (OpenStack network_data.json, Proxmox network-config):
+#: DHCPv4, which QEMU's user networking answers. Without it, cloud-init 25 (trixie) falls back to DHCPv4 and
+#: DHCPv6, and ifup waits five minutes for a DHCPv6 server that QEMU does not have.
+NETWORK_CONFIG = yaml.safe_dump({
+    "version": 1,
+    "config": [{"type": "physical", "name": "ens3", "mac_address": QEMU_MAC, "subnets": [{"type": "dhcp"}]}],
+}, sort_keys=False)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Seed:
     meta_data: str
     user_data: str
+    network_config: str = NETWORK_CONFIG  # read by VMs; the container double's network is Docker's
 
 
 def random_instance_id() -> str:

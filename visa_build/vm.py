@@ -17,7 +17,7 @@ from . import progress
 from .errors import VisaBuildError
 from .ports import free_port
 from .process import Runner, background, run
-from .seed import Login, Seed
+from .seed import QEMU_MAC, Login, Seed
 
 #: Every VM visa-build starts carries this in its QEMU -name, so strays of an interrupted run are found.
 VM_NAME_PREFIX = "visa-build-"
@@ -51,12 +51,13 @@ def write_seed(seed: Seed, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "meta-data").write_text(seed.meta_data)
     (directory / "user-data").write_text(seed.user_data)
+    (directory / "network-config").write_text(seed.network_config)
     return directory
 
 
 def seed_iso_argv(seed_dir: Path, iso: Path) -> list[str]:
     return ["genisoimage", "-quiet", "-output", str(iso), "-volid", "cidata", "-joliet", "-rock",
-            str(seed_dir / "user-data"), str(seed_dir / "meta-data")]  # fmt: skip
+            str(seed_dir / "user-data"), str(seed_dir / "meta-data"), str(seed_dir / "network-config")]  # fmt: skip
 
 
 def qemu_argv(
@@ -71,7 +72,7 @@ def qemu_argv(
         "-serial", f"file:{serial_log}",
         "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
         "-drive", f"file={seed_iso},if=virtio,media=cdrom,readonly=on",
-        "-netdev", f"user,id=net0,{forwards}", "-device", "virtio-net-pci,netdev=net0",
+        "-netdev", f"user,id=net0,{forwards}", "-device", f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}",
     ]  # fmt: skip
 
 

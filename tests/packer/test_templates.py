@@ -20,7 +20,7 @@ VALID = {
 def _validate(tmp_path: Path, **overrides: packer.VarValue) -> str:
     (tmp_path / "seed").mkdir()
     (tmp_path / "ctx").mkdir()
-    for name in ("seed/user-data", "seed/meta-data", "base.qcow2"):
+    for name in ("seed/user-data", "seed/meta-data", "seed/network-config", "base.qcow2"):
         (tmp_path / name).write_text("x")
     vm.keypair(tmp_path)
     values = {**VALID, **overrides}

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from visa_build import base_disk, disk, host, rootfs, vm
-from visa_build.seed import Login, build_seed, nocloud_seed, visa_meta
+from visa_build.seed import QEMU_MAC, Login, build_seed, nocloud_seed, visa_meta
 
 
 def test_mbr_has_one_bootable_linux_partition_and_signature() -> None:
@@ -87,3 +87,14 @@ def test_kvm_needs_vmx_or_svm_in_the_cpu_flags() -> None:
     assert host.has_virtualisation("flags\t\t: fpu svm npt")
     assert not host.has_virtualisation("flags\t\t: fpu vme de pse tsc msr hypervisor"), "no vmx/svm: no KVM guest"
     assert not host.has_virtualisation("")
+
+
+def test_vm_seeds_give_dhcp4_on_the_nic_qemu_makes(tmp_path: Path) -> None:
+    seed = build_seed(Login("visa-build", "ssh-ed25519 AAAA build"), name="x")
+    network = yaml.safe_load(seed.network_config)
+    nic = network["config"][0]
+    assert nic["mac_address"] == QEMU_MAC and nic["subnets"] == [{"type": "dhcp"}], "DHCPv4 only (no DHCPv6 wait)"
+    argv = vm.qemu_argv(name="t", disk=tmp_path / "d.qcow2", seed_iso=tmp_path / "s.iso", accel=vm.Accel("tcg"),
+                        ssh_port=2222, http_port=8888, guest_http_port=8888, serial_log=tmp_path / "s.log")  # fmt: skip
+    assert f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}" in argv
+    assert (vm.write_seed(seed, tmp_path / "seed") / "network-config").read_text() == seed.network_config
