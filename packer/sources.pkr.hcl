@@ -31,7 +31,6 @@ source "qemu" "visa" {
   vm_name          = "${var.image_name}.qcow2"
   cd_files         = ["${var.seed_dir}/user-data", "${var.seed_dir}/meta-data", "${var.seed_dir}/network-config"]
   cd_label         = "cidata"
-  boot_wait        = "0s" # a disk image boots by itself: nothing is typed at its console
   qemuargs = [
     ["-cpu", local.cpu_model],
     ["-serial", "file:${var.serial_log}"],
