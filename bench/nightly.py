@@ -33,7 +33,8 @@ def main() -> None:
     releases = REPO / "build" / "bench" / f"nightly-{spec.name}"
     shutil.rmtree(releases, ignore_errors=True)
     settings = make_settings(image=args.image, build_dir=str(REPO / "build"), installer="uv", base_image="",
-                             mirror="http://deb.debian.org/debian", wheelhouse_port=8765, releases=str(releases))  # fmt: skip
+                             mirror="http://deb.debian.org/debian", wheelhouse_port=8765,
+                             releases=str(releases))  # fmt: skip
     try:
         first = nightly.run_nightly(spec, settings)
         progress.note(f"bench: first night: {first.detail}")
@@ -47,8 +48,10 @@ def main() -> None:
     rebuilt = qcow2.build_qcow2(spec, settings, state=f"bench-{uuid.uuid4().hex[:8]}")
     debian_only = time.monotonic() - started
     steps = ", ".join(f"{name} {s:.0f} s" for name, s in rebuilt.step_seconds.items())
-    lines = [f"spec {spec.name}: no-change nightly {unchanged:.1f} s ({second.verdict}; target < 60 s)",
-             f"Debian-only night (updates layer, fill, sealing boot): {debian_only:.0f} s (steps: {steps})"]  # fmt: skip
+    lines = [
+        f"spec {spec.name}: no-change nightly {unchanged:.1f} s ({second.verdict}; target < 60 s)",
+        f"Debian-only night (updates layer, fill, sealing boot): {debian_only:.0f} s (steps: {steps})",
+    ]
     if args.cold_seconds:
         lines.append(f"= {100 * debian_only / args.cold_seconds:.0f} % of a cold build-qcow2 of "
                      f"{args.cold_seconds:.0f} s (target <= 40 %)")  # fmt: skip
