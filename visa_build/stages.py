@@ -1,5 +1,6 @@
-"""The qcow2's provisioning stages: each is a Packer build from the previous stage's qcow2, keyed by its own
-inputs, so a data-analysis pin change rebuilds the last stage only, never the JupyterLab venv stage."""
+"""The provisioning stages of an in-guest build (visa.fill = guest): each is a Packer build from the previous
+stage's qcow2, keyed by its own inputs, so a data-analysis pin change rebuilds the last stage only, never the
+JupyterLab venv stage. Natively filled builds use Docker's layers instead."""
 
 from __future__ import annotations
 
