@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import base, context, progress, render, rootfs, upstream, wheelhouse
 from .config import ImageSpec
@@ -59,9 +60,12 @@ def base_image(spec: ImageSpec, settings: Settings) -> str:
     return settings.base_image or base.ensure_base_image(image_sources(spec, settings), settings.cache_dir)
 
 
-def build_container(spec: ImageSpec, settings: Settings, *, state: str | None = None) -> DoubleImages:
+def build_container(
+    spec: ImageSpec, settings: Settings, *, state: str | None = None, build_context: Path | None = None
+) -> DoubleImages:
     """Build the double of `spec` and its filesystem image, with Debian's updates of archive `state` (read
-    from the mirrors when not given). Unchanged layers come from Docker's cache."""
+    from the mirrors when not given), from `build_context` (prepared here when not given). Unchanged layers
+    come from Docker's cache."""
     check_buildable(spec)
     if settings.installer == "pip-index":
         raise ConfigError(
@@ -71,7 +75,7 @@ def build_container(spec: ImageSpec, settings: Settings, *, state: str | None = 
     state = state if state is not None else debian_state(spec, settings)
     base_tag = base_image(spec, settings)
     houses = ensure_wheelhouse(spec, settings.cache_dir)
-    build_context = context.prepare(spec, settings.build_dir / "context" / spec.name)
+    build_context = build_context or context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
     with (
         serving(houses, port=settings.wheelhouse_port) as url,

@@ -59,8 +59,7 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     """One night of `spec` (see the module's docstring); failures come back as a Night, never raised."""
     started, clock = datetime.now(UTC), time.monotonic()
     root = settings.release_dir / spec.name
-    for name in record.prune(root, settings.keep_releases):
-        progress.note(f"{spec.name}: removed release {name} (visa.keep_releases = {settings.keep_releases})")
+    _prune(root, spec, settings)
     steps: dict[str, float] = {}
     sources = image_sources(spec, settings)
     mark = time.monotonic()
@@ -83,7 +82,7 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
         built = qcow2.build_qcow2(spec, settings, state=state)
         steps["build-qcow2"] = time.monotonic() - mark
         mark = time.monotonic()
-        pipeline.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"])
+        pipeline.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
         steps["test-container"] = time.monotonic() - mark
         mark = time.monotonic()
         vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={facts_file}"]
@@ -126,9 +125,13 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     folder = record.write(root, name, files)
     record.set_latest(root, name)
     record.write_last_check(root, {**check, "verdict": "released", "release": f"release {name}"})
-    for old in record.prune(root, settings.keep_releases):
-        progress.note(f"{spec.name}: removed release {old} (visa.keep_releases = {settings.keep_releases})")
+    _prune(root, spec, settings)
     return Night(spec.name, "released", f"{spec.name}: released {folder} ({why})", folder)
+
+
+def _prune(root: Path, spec: ImageSpec, settings: Settings) -> None:
+    for name in record.prune(root, settings.keep_releases):
+        progress.note(f"{spec.name}: removed release {name} (visa.keep_releases = {settings.keep_releases})")
 
 
 def _logs_since(log_dir: Path, clock: float) -> list[Path]:

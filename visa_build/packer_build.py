@@ -16,6 +16,11 @@ from .seed import Login, build_seed
 BUILD_USER = "visa-build"
 
 
+def build_key_file(qcow2: Path) -> Path:
+    """Beside a published qcow2: the public key its build logged in with (tests prove it is gone)."""
+    return qcow2.with_name(f"{qcow2.stem}.build-key.pub")
+
+
 @dataclass(frozen=True)
 class PackerJob:
     """What one Packer build boots, runs and writes."""
@@ -28,7 +33,7 @@ class PackerJob:
     env: dict[str, str]  # the scripts' VISA_* variables
     compression: str  # "" (an uncompressed intermediate), "zlib" or "zstd"
     title: str  # how progress names this build
-    expected: float | None  # seconds the same build took last time, for the ETA
+    expected: float | None = None  # seconds the same build took last time, for the ETA
 
 
 def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, log_dir: Path, cache_dir: Path) -> None:
@@ -63,7 +68,7 @@ def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, l
         with progress.step(f"Publishing {output.name} (sha256 sidecar, Packer manifest)"):
             output.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(work / "out" / "packer-manifest.json", output.with_name(f"{output.stem}.manifest.json"))
-            output.with_name(f"{output.stem}.build-key.pub").write_text(public + "\n")
+            build_key_file(output).write_text(public + "\n")
             artefact.publish(qcow2, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the private key, the seed, a half-written qcow2

@@ -43,9 +43,12 @@ class TestReport:
     seconds_to_ssh: float = 0.0
 
 
-def test_container(spec: ImageSpec, settings: Settings, *, pytest_args: list[str]) -> TestReport:
-    """Build the double, boot it with VISA-shaped metadata and run tests/infra and tests/boot against it."""
-    tag = build_container(spec, settings).tag
+def test_container(
+    spec: ImageSpec, settings: Settings, *, pytest_args: list[str], state: str | None = None
+) -> TestReport:
+    """Build the double (with Debian's updates of archive `state`, read from the mirrors when not given), boot it
+    with VISA-shaped metadata and run tests/infra and tests/boot against it."""
+    tag = build_container(spec, settings, state=state).tag
     stale = remove_leftovers()
     if stale:
         progress.note(f"removed {stale} container(s) left by an interrupted run")
@@ -165,7 +168,7 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
     else:
         if not qcow2.is_file():
             raise ConfigError(f"--qcow2 {qcow2} does not exist", tip="give the path build-qcow2 printed")
-        build_key = qcow2.with_name(f"{qcow2.stem}.build-key.pub")
+        build_key = packer_build.build_key_file(qcow2)
     with booted_instance(spec, settings, qcow2) as instance, vm.ssh_control_dir() as control:
         guest = instance.guest
         ssh_config = guest.ssh_config(instance.keys / "ssh_config", control)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import (
@@ -30,7 +30,7 @@ from .base import base_tag
 from .config import ImageSpec
 from .double import build_container, check_buildable, debian_state, image_sources
 from .errors import ConfigError
-from .packer_build import BUILD_USER, PackerJob
+from .packer_build import BUILD_USER, PackerJob, build_key_file
 from .settings import Settings
 from .wheelhouse import ensure_wheelhouse, serving
 
@@ -70,6 +70,14 @@ def _vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str, state: 
                                 wheel_bytecode=from_wheelhouse and wheelhouse.carries_bytecode(spec),
                                 index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle),
                                 debian_state=state)  # fmt: skip
+
+
+def _cached(final: Path) -> Qcow2 | None:
+    """The published qcow2 at `final` when it and the key it was built with are there and verified."""
+    if not (artefact.is_intact(final) and build_key_file(final).is_file()):
+        return None
+    progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
+    return Qcow2(final, build_key_file(final), cached=True)
 
 
 def _checksum(path: Path) -> str:
@@ -118,13 +126,11 @@ def native_key(spec: ImageSpec, settings: Settings, build_context: Path, state: 
 
 def _build_native(spec: ImageSpec, settings: Settings, build_context: Path, state: str) -> Qcow2:
     final = qcow2_path(spec, settings, native_key(spec, settings, build_context, state))
-    public_key = final.with_name(f"{final.stem}.build-key.pub")
-    if artefact.is_intact(final) and public_key.is_file():
-        progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
-        return Qcow2(final, public_key, cached=True)
+    if cached := _cached(final):
+        return cached
     seconds: dict[str, float] = {}
     started = time.monotonic()
-    images = build_container(spec, settings, state=state)
+    images = build_container(spec, settings, state=state, build_context=build_context)
     seconds["docker"] = time.monotonic() - started
     started = time.monotonic()
     layers = fill.layer_dirs(images.filesystem_id)
@@ -133,24 +139,25 @@ def _build_native(spec: ImageSpec, settings: Settings, build_context: Path, stat
     seconds["fill"] = time.monotonic() - started
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=filled, cache_dir=settings.cache_dir)
     packer_build.stop_strays()
-    timing_key = f"{spec.name}/seal/{accel.name}"
     job = PackerJob(
         name=f"{spec.name}-image", source=(str(filled), _checksum(filled)), output=final, scripts=SEAL_SCRIPTS,
         build_context=build_context, env=_vm_env(spec, settings, wheelhouse_url="", state=state),
         compression=settings.compression, title=f"the sealing boot of {spec.name} (VM difference, cleanup, seal)",
-        expected=timings.previous(settings.cache_dir, timing_key),
     )  # fmt: skip
-    started = time.monotonic()
-    _packer(job, accel, settings)
-    seconds["seal"] = time.monotonic() - started
-    timings.record(settings.cache_dir, timing_key, seconds["seal"])
+    seconds["seal"] = _packer(job, accel, settings, timing_key=f"{spec.name}/seal/{accel.name}")
     double_record(final).write_text(images.double_id + "\n")
-    return Qcow2(final, public_key, cached=False, step_seconds=seconds)
+    return Qcow2(final, build_key_file(final), cached=False, step_seconds=seconds)
 
 
-def _packer(job: PackerJob, accel: vm.Accel, settings: Settings) -> None:
-    packer_build.build(job, accel=accel, disk_size=settings.disk_size, build_dir=settings.build_dir,
-                       log_dir=settings.log_dir, cache_dir=settings.cache_dir)  # fmt: skip
+def _packer(job: PackerJob, accel: vm.Accel, settings: Settings, *, timing_key: str) -> float:
+    """Run `job` with the last duration of `timing_key` as its ETA; record and return how long it took."""
+    started = time.monotonic()
+    packer_build.build(replace(job, expected=timings.previous(settings.cache_dir, timing_key)), accel=accel,
+                       disk_size=settings.disk_size, build_dir=settings.build_dir, log_dir=settings.log_dir,
+                       cache_dir=settings.cache_dir)  # fmt: skip
+    seconds = time.monotonic() - started
+    timings.record(settings.cache_dir, timing_key, seconds)
+    return seconds
 
 
 def _base_qcow2(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
@@ -196,10 +203,8 @@ def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path, st
     houses = None if settings.installer == "pip-index" else ensure_wheelhouse(spec, settings.cache_dir)
     keys = stage_keys(spec, settings, build_context, base, state)
     final = qcow2_path(spec, settings, keys[-1])
-    public_key = final.with_name(f"{final.stem}.build-key.pub")
-    if artefact.is_intact(final) and public_key.is_file():
-        progress.note(f"qcow2 {final.name}: inputs unchanged, checksum verified: nothing to build")
-        return Qcow2(final, public_key, cached=True)
+    if cached := _cached(final):
+        return cached
     probe_disk = Path(base[0]) if Path(base[0]).is_file() else None
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk, cache_dir=settings.cache_dir)
     packer_build.stop_strays()
@@ -215,16 +220,11 @@ def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path, st
                 progress.note(f"{title}: {output.name} inputs unchanged, checksum verified: reused")
             else:
                 progress.note(f"{title}: building {output.name} from {Path(source[0]).name}")
-                timing_key = f"{spec.name}/{stage.name}/{accel.name}"
                 job = PackerJob(
                     name=f"{spec.name}-{stage.name}", source=source, output=output,
                     scripts=(*stage.scripts, stages.CLEANUP), build_context=build_context, env=env,
                     compression=settings.compression if last else "", title=title,
-                    expected=timings.previous(settings.cache_dir, timing_key),
                 )  # fmt: skip
-                started = time.monotonic()
-                _packer(job, accel, settings)
-                seconds[stage.name] = time.monotonic() - started
-                timings.record(settings.cache_dir, timing_key, seconds[stage.name])
+                seconds[stage.name] = _packer(job, accel, settings, timing_key=f"{spec.name}/{stage.name}/{accel.name}")
             source = (str(output), _checksum(output))
-    return Qcow2(final, public_key, cached=False, step_seconds=seconds)
+    return Qcow2(final, build_key_file(final), cached=False, step_seconds=seconds)

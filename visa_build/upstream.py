@@ -26,8 +26,8 @@ class SuiteState:
 
 def inrelease_urls(sources: Sources) -> list[tuple[str, str]]:
     """(suite, InRelease URL) of each of the image's suites."""
-    return [(line.split()[2], f"{line.split()[1].rstrip('/')}/dists/{line.split()[2]}/InRelease")
-            for line in sources.lines()]  # fmt: skip
+    suites = (line.split()[1:3] for line in sources.lines())  # deb <url> <suite> <component>
+    return [(suite, f"{url.rstrip('/')}/dists/{suite}/InRelease") for url, suite in suites]
 
 
 def read_state(sources: Sources, *, session: requests.Session | None = None) -> tuple[SuiteState, ...]:

@@ -53,14 +53,12 @@ def _fact(facts: dict[str, Any], name: str) -> Any:
 def from_facts(image: str, debian: str, facts: dict[str, Any], wheelhouse: Path) -> Manifest:
     """The manifest of the image whose booted VM gave `facts`, its wheels found in `wheelhouse`."""
     wheels = wheel_digests(wheelhouse)
-    python = {}
+    python: dict[str, dict[str, dict[str, str]]] = {}
     for prefix in ENVIRONMENTS:
-        packages = _fact(facts, f"env:{prefix}")["packages"]
-        python[prefix] = {
-            normalise(name): {"version": version, "wheel": wheels.get((normalise(name), version), ("", ""))[0],
-                              "sha256": wheels.get((normalise(name), version), ("", ""))[1]}
-            for name, version in packages.items()
-        }  # fmt: skip
+        python[prefix] = {}
+        for name, version in _fact(facts, f"env:{prefix}")["packages"].items():
+            wheel, sha256 = wheels.get((normalise(name), version), ("", ""))
+            python[prefix][normalise(name)] = {"version": version, "wheel": wheel, "sha256": sha256}
     return {
         "image": image,
         "debian": {"release": debian, "packages": dict(_fact(facts, "debian_packages"))},
