@@ -20,12 +20,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_disk, double, host, lock, nightly, pipeline, progress, qcow2
+from visa_build import base_disk, double, host, lock, nightly, pipeline, progress, publish, qcow2
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
-from visa_build.settings import Settings, make_settings
+from visa_build.settings import Publishing, Settings, make_publishing, make_settings
 from visa_build.vm import stop_strays
 
 REPO = Path(__file__).resolve().parent
@@ -73,6 +73,18 @@ def _settings(
         rebase_days=visa.rebase_days,
         releases=visa.release_dir,
         keep_releases=visa.keep_releases,
+    )
+
+
+def _publishing(c: Context, cloud: str | None = None) -> Publishing:
+    visa = c.config.visa
+    return make_publishing(
+        cloud=cloud if cloud is not None else visa.cloud,
+        visibility=visa.publish_visibility,
+        keep_archived=visa.publish_keep_archived,
+        min_ram_mib=visa.publish_min_ram,
+        nightly_publish=visa.nightly_publish,
+        nightly_promote=visa.nightly_promote,
     )
 
 
@@ -249,7 +261,7 @@ def nightly_build(c: Context, image: list[str] | None = None) -> None:
     """Nightly: Debian updates in, build and test each image, then a release record (manifest, changes, SBOM,
     JUnit) or one line saying nothing changed; exit 1 when any image failed (its record says why)."""
     with _user_errors():
-        failed = []
+        failed, publishing = [], _publishing(c)
         for folder in image or _spec_list(c.config.visa.nightly_images):
             settings = _settings(c, folder)
             spec = _spec(settings)
@@ -259,9 +271,64 @@ def nightly_build(c: Context, image: list[str] | None = None) -> None:
             progress.result(night.detail)
             if night.verdict == "failed":
                 failed.append(spec.name)
+            elif publishing.nightly_publish:
+                try:  # the latest release, also when tonight changed nothing: a failed upload is retried
+                    _publish(settings.release_dir / spec.name, publishing)
+                    if publishing.nightly_promote:
+                        _promote(spec.name, publishing)
+                except VisaBuildError as error:
+                    progress.note(
+                        f"ERROR {spec.name}: publishing failed: {error}" + (f"\nTIP   {error.tip}" if error.tip else "")
+                    )
+                    failed.append(f"{spec.name} (publishing)")
         if failed:
             raise Exit(f"ERROR the nightly failed for {', '.join(failed)}\nTIP   each failed record holds "
                        "build.json, ERROR.txt, the JUnit files and the logs", code=1)  # fmt: skip
+
+
+def _publish(folder: Path, publishing: Publishing) -> publish.Release:
+    release = publish.read_release(folder)
+    conn = publish.connect(publishing.cloud)
+    image, uploaded = publish.publish(conn, release, publishing)
+    verb = "published" if uploaded else "already in Glance:"
+    progress.result(f"{release.spec}: {verb} {release.name} as {image.id} ({publish.state_of(image)})")
+    return release
+
+
+def _promote(spec: str, publishing: Publishing, release: str = "") -> None:
+    promotion = publish.promote(publish.connect(publishing.cloud), spec, publishing, release=release)
+    current = promotion.current
+    progress.result(f"{spec}: current image {current.id} ({current.properties.get('visa_release')}, "
+                    f"visibility {current.visibility})")  # fmt: skip
+    for image in promotion.archived:
+        progress.result(f"{spec}: archived and hid {image.id} ({image.properties.get('visa_release')})")
+    for image in promotion.deleted:
+        progress.result(f"{spec}: deleted {image.id} (more than visa.publish_keep_archived archived images)")
+    for image, why in promotion.kept:
+        progress.result(f"{spec}: kept {image.id} past visa.publish_keep_archived: {why}")
+
+
+CLOUD_HELP = "a cloud of clouds.yaml (default: visa.cloud, else OS_CLOUD or the OS_* variables)"
+
+
+@task(help={"image": IMAGE_HELP, "release": "a release folder (default: the image's latest release)",
+            "cloud": CLOUD_HELP})  # fmt: skip
+def publish_release(c: Context, image: str | None = None, release: str | None = None, cloud: str | None = None) -> None:
+    """Upload a release's qcow2 to Glance as a private candidate, checked against Glance's hash; a release
+    already there changes nothing."""
+    with _user_errors():
+        settings, publishing = _settings(c, image), _publishing(c, cloud)
+        folder = Path(release) if release else settings.release_dir / _spec(settings).name
+        _publish(folder, publishing)
+
+
+@task(help={"image": IMAGE_HELP, "release": "promote the candidate of this release (default: the newest)",
+            "cloud": CLOUD_HELP})  # fmt: skip
+def promote(c: Context, image: str | None = None, release: str = "", cloud: str | None = None) -> None:
+    """Make the image's newest candidate current (visa.publish_visibility), archive and hide the image it replaces,
+    keep visa.publish_keep_archived archived images."""
+    with _user_errors():
+        _promote(_spec(_settings(c, image)).name, _publishing(c, cloud), release)
 
 
 @task(pre=[test_unit])
@@ -297,6 +364,8 @@ ns = Collection(
     doctor, lock_files, build_base, build_container, test_container, build_qcow2, test_qcow2, test_unit, test, clean
 )
 ns.add_task(nightly_build, name="nightly")
+ns.add_task(publish_release, name="publish")
+ns.add_task(promote)
 ns.configure(
     {
         "visa": {
@@ -310,6 +379,12 @@ ns.configure(
             "nightly_images": "images/visa-jupyter,images/visa-jupyter-trixie",
             "release_dir": "",
             "keep_releases": 7,
+            "cloud": "",
+            "publish_visibility": "shared",
+            "publish_keep_archived": 3,
+            "publish_min_ram": 2048,
+            "nightly_publish": False,
+            "nightly_promote": False,
             "wheelhouse_port": 8765,
             "accelerator": "auto",
             "base_qcow2": "",

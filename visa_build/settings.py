@@ -127,3 +127,40 @@ def make_settings(
         releases=releases,
         keep_releases=int(keep_releases),
     )
+
+
+#: How VISA's users may see a promoted image: public needs the cloud's admin role (Glance's default policy);
+#: community lets every project boot it without listing it; shared only the projects made members.
+Visibility = Literal["public", "community", "shared"]
+
+
+@dataclass(frozen=True)
+class Publishing:
+    cloud: str = ""  # a cloud of clouds.yaml ("" = OS_CLOUD or the OS_* variables)
+    visibility: Visibility = "shared"  # of the promoted image
+    keep_archived: int = 3  # archived images kept per spec in Glance
+    min_ram_mib: int = 2048  # the image's min_ram: JupyterLab and a data-analysis kernel
+    nightly_publish: bool = False  # the nightly publishes each spec's latest release as a candidate
+    nightly_promote: bool = False  # ... and promotes it (a release exists only when its tests passed)
+
+
+def make_publishing(
+    *, cloud: str = "", visibility: str = "shared", keep_archived: int = 3, min_ram_mib: int = 2048,
+    nightly_publish: bool = False, nightly_promote: bool = False,
+) -> Publishing:  # fmt: skip
+    if visibility not in get_args(Visibility):
+        raise ConfigError(
+            f"visa.publish_visibility = {visibility!r} is not valid; allowed: {', '.join(get_args(Visibility))}",
+            tip="shared keeps the image to its project and its members; see README, Publishing to Glance",
+        )
+    if not 0 <= int(keep_archived) <= 100:
+        raise ConfigError(f"visa.publish_keep_archived = {keep_archived!r} is not valid; keep 0-100 images",
+                          tip="set INVOKE_VISA_PUBLISH_KEEP_ARCHIVED")  # fmt: skip
+    if not 256 <= int(min_ram_mib) <= 1 << 20:
+        raise ConfigError(f"visa.publish_min_ram = {min_ram_mib!r} is not valid; give MiB, e.g. 2048",
+                          tip="set INVOKE_VISA_PUBLISH_MIN_RAM")  # fmt: skip
+    if nightly_promote and not nightly_publish:
+        raise ConfigError("visa.nightly_promote is on but visa.nightly_publish is off: nothing would be promoted",
+                          tip="set INVOKE_VISA_NIGHTLY_PUBLISH=1 too, or turn promotion off")  # fmt: skip
+    return Publishing(cloud, visibility, int(keep_archived), int(min_ram_mib), bool(nightly_publish),  # type: ignore[arg-type]  # checked above
+                      bool(nightly_promote))  # fmt: skip

@@ -1,14 +1,3 @@
-"""Options of the nightly's end-to-end test (the test task passes them)."""
+"""The nightly test publishes to a real Glance (tests/glance.py)."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("visa-build").addoption(
-        "--visa-build-dir", default=str(Path(__file__).resolve().parents[2] / "build"),
-        help="the build folder whose caches the nightly reuses",
-    )  # fmt: skip
+from tests.glance import clouds  # noqa: F401  (the fixture)

@@ -1,17 +1,21 @@
 """The nightly end to end on images/ci (run by `./visa-build test` after the qcow2 suites, whose build it
 reuses): the first night writes a full release record, the second finds nothing changed, makes no release
-and takes under a minute, mirror check included."""
+and takes under a minute, mirror check included; then the nightly task, with publishing on, uploads that
+release to a real Glance and promotes it, and a second run finds it there."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from visa_build import nightly
+from visa_build import nightly, publish
 from visa_build.config import load_image_spec
 from visa_build.release import record
 from visa_build.settings import make_settings
@@ -19,7 +23,9 @@ from visa_build.settings import make_settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_first_night_releases_and_the_second_sees_no_change(pytestconfig: pytest.Config, tmp_path: Path) -> None:
+def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_once(
+    pytestconfig: pytest.Config, tmp_path: Path, clouds: dict[str, str]
+) -> None:
     spec = load_image_spec(REPO / "images/ci")
     settings = make_settings(image="images/ci", build_dir=pytestconfig.getoption("--visa-build-dir"), installer="uv",
                              base_image="", mirror="http://deb.debian.org/debian", wheelhouse_port=8765,
@@ -58,3 +64,20 @@ def test_first_night_releases_and_the_second_sees_no_change(pytestconfig: pytest
     assert seconds < 60, f"a night with nothing changed took {seconds:.0f} s (at most 60)"
     releases = [p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
     assert releases == [folder.name], f"the second night left {releases}"
+
+    env = os.environ | {"INVOKE_VISA_BUILD_DIR": str(settings.build_dir), "INVOKE_VISA_RELEASE_DIR": str(root.parent),
+                        "INVOKE_VISA_NIGHTLY_PUBLISH": "1", "INVOKE_VISA_NIGHTLY_PROMOTE": "1",
+                        "INVOKE_VISA_CLOUD": "glance-test"}  # fmt: skip
+    argv = [sys.executable, "-m", "invoke", "nightly", "--image", "images/ci"]
+    ran = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert ran.returncode == 0, f"the nightly with publishing failed:\n{ran.stdout}\n{ran.stderr[-3000:]}"
+    conn = publish.connect("glance-test")
+    images = publish.spec_images(conn, spec.name)
+    assert len(images) == 1, f"Glance holds {len(images)} images of {spec.name}"
+    image = images[0]
+    assert publish.state_of(image) == "visa-current" and image.visibility == "shared", (image.tags, image.visibility)
+    assert image.properties["visa_release"] == folder.name and image.properties["visa_sha256"] == sidecar
+    assert image.hash_value == hashlib.new(image.hash_algo, qcow2.read_bytes()).hexdigest()
+    again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "already in Glance" in again.stdout, again.stdout + again.stderr[-2000:]
+    assert [i.id for i in publish.spec_images(conn, spec.name)] == [image.id]

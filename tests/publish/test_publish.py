@@ -1,0 +1,166 @@
+"""Publishing and promoting releases through a real Glance API (see conftest.py), checked with openstacksdk and
+with Glance's own REST API."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from visa_build import publish
+from visa_build.errors import VisaBuildError
+from visa_build.settings import make_publishing
+
+from .conftest import MakeRelease, small_qcow2
+
+SETTINGS = make_publishing(cloud="glance-test", visibility="community", keep_archived=1)
+
+
+def glance_image(endpoint: str, image_id: str) -> dict[str, Any]:
+    """The image as Glance's REST API shows it (not through the SDK)."""
+    answer = requests.get(f"{endpoint}/v2/images/{image_id}", timeout=30)
+    assert answer.status_code == 200, f"GET /v2/images/{image_id}: HTTP {answer.status_code} {answer.text[:200]}"
+    return dict(answer.json())
+
+
+def listed_ids(endpoint: str, **query: str) -> set[str]:
+    answer = requests.get(f"{endpoint}/v2/images", params=query, timeout=30)
+    assert answer.status_code == 200, answer.text[:200]
+    return {image["id"] for image in answer.json()["images"]}
+
+
+def test_a_release_goes_up_as_a_private_checked_candidate(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    release = publish.read_release(make_release("visa-pub-a", "20261101T010000Z").parent)  # via `latest`
+    conn = publish.connect("glance-test")
+    image, uploaded = publish.publish(conn, release, SETTINGS)
+    assert uploaded, "the first publish of a release must upload it"
+    seen = glance_image(clouds["glance-test"], image.id)
+    assert seen["status"] == "active", seen
+    assert seen["visibility"] == "private", "a candidate must be private: VISA's users must not see it"
+    assert set(seen["tags"]) == {"visa-image:visa-pub-a", "visa-candidate"}, seen["tags"]
+    assert (seen["disk_format"], seen["container_format"]) == ("qcow2", "bare")
+    assert seen["os_hash_value"] == hashlib.new(seen["os_hash_algo"], release.qcow2.read_bytes()).hexdigest()
+    assert seen["min_disk"] == 1 and seen["min_ram"] == 2048, (seen["min_disk"], seen["min_ram"])
+    expected = {"os_distro": "debian", "os_version": "12", "os_type": "linux", "visa_image": "visa-pub-a",
+                "visa_release": release.name, "visa_sha256": release.sha256, "visa_jupyterlab": "4.2.5",
+                "visa_kernels": "Data Analysis"}  # fmt: skip
+    assert {key: seen.get(key) for key in expected} == expected
+    assert "hw_qemu_guest_agent" not in seen, "the image carries no guest agent, so Glance must not promise one"
+
+
+def test_publishing_the_same_release_again_changes_nothing(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    release = publish.read_release(make_release("visa-pub-b", "20261101T010000Z"))
+    conn = publish.connect("glance-test")
+    first, _ = publish.publish(conn, release, SETTINGS)
+    before = glance_image(clouds["glance-test"], first.id)
+    again, uploaded = publish.publish(conn, release, SETTINGS)
+    assert not uploaded and again.id == first.id, "a second publish of the same sha256 must not upload"
+    assert glance_image(clouds["glance-test"], first.id) == before, "the second publish changed the image"
+    assert len(publish.spec_images(conn, "visa-pub-b")) == 1
+
+
+def test_promote_makes_current_archives_hides_and_retires(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    endpoint, conn = clouds["glance-test"], publish.connect("glance-test")
+    ids = []
+    for night, pattern in (("20261101T010000Z", 1), ("20261102T010000Z", 2), ("20261103T010000Z", 3)):
+        image, _ = publish.publish(conn, publish.read_release(make_release("visa-pub-c", night, pattern=pattern)),
+                                   SETTINGS)  # fmt: skip
+        ids.append(image.id)
+        promoted = publish.promote(conn, "visa-pub-c", SETTINGS)
+        assert promoted.current.id == image.id
+        seen = glance_image(endpoint, image.id)
+        assert seen["visibility"] == "community" and "visa-current" in seen["tags"], seen
+        assert "visa-candidate" not in seen["tags"] and not seen["os_hidden"]
+    first, second, third = ids
+    assert [i.id for i in promoted.archived] == [second] and [i.id for i in promoted.deleted] == [first], (
+        "the third promotion must archive the second image and delete the first (keep_archived = 1)"
+    )
+    archived = glance_image(endpoint, second)
+    assert "visa-archived" in archived["tags"] and archived["os_hidden"], archived
+    assert second not in listed_ids(endpoint, visibility="all"), "an archived image must be hidden from lists"
+    assert third in listed_ids(endpoint, visibility="all")
+    assert second in listed_ids(endpoint, os_hidden="true", visibility="all")
+    assert requests.get(f"{endpoint}/v2/images/{first}", timeout=30).status_code == 404
+
+
+def test_a_protected_archived_image_is_never_deleted(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    conn = publish.connect("glance-test")
+    old, _ = publish.publish(conn, publish.read_release(make_release("visa-pub-d", "20261101T010000Z")), SETTINGS)
+    publish.promote(conn, "visa-pub-d", SETTINGS)
+    conn.image.update_image(old, is_protected=True)
+    for night, pattern in (("20261102T010000Z", 2), ("20261103T010000Z", 3)):
+        publish.publish(conn, publish.read_release(make_release("visa-pub-d", night, pattern=pattern)), SETTINGS)
+        promoted = publish.promote(conn, "visa-pub-d", SETTINGS)
+    assert [(image.id, why) for image, why in promoted.kept] == [(old.id, "protected")]
+    assert glance_image(clouds["glance-test"], old.id)["status"] == "active"
+    conn.image.update_image(old, is_protected=False)
+
+
+def test_public_visibility_needs_the_admin_role(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    conn = publish.connect("glance-test")
+    publish.publish(conn, publish.read_release(make_release("visa-pub-e", "20261101T010000Z")), SETTINGS)
+    public = make_publishing(cloud="glance-test", visibility="public")
+    with pytest.raises(VisaBuildError, match=r"does not allow this \(HTTP 403\)") as error:
+        publish.promote(conn, "visa-pub-e", public)
+    assert "community or shared" in error.value.tip
+
+
+def test_an_interrupted_upload_leaves_no_image(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    release = publish.read_release(make_release("visa-pub-f", "20261101T010000Z", megabytes=40))
+    conn = publish.connect("glance-test")
+
+    def interrupt(sent: int, total: int) -> None:
+        if sent > total // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        publish.publish(conn, release, SETTINGS, on_sent=interrupt)
+    assert publish.spec_images(conn, "visa-pub-f") == [], "an interrupted upload must be deleted from Glance"
+    image, uploaded = publish.publish(conn, release, SETTINGS)
+    assert uploaded and image.status == "active"
+
+
+def test_an_image_glance_stored_differently_is_refused_and_deleted(
+    clouds: dict[str, str], make_release: MakeRelease
+) -> None:
+    release = publish.read_release(make_release("visa-pub-g", "20261101T010000Z"))
+    small_qcow2(release.qcow2, pattern=9, megabytes=0.2)  # the file changes after it was checked
+    conn = publish.connect("glance-test")
+    with pytest.raises(VisaBuildError, match="Glance stored something else"):
+        publish.publish(conn, release, SETTINGS)
+    assert publish.spec_images(conn, "visa-pub-g") == [], "a mismatching upload must not stay as a candidate"
+
+
+def test_bad_credentials_are_named(clouds: dict[str, str]) -> None:
+    with pytest.raises(VisaBuildError, match=r"refused the credentials \(HTTP 401\)"):
+        publish.connect("glance-keystone")
+
+
+def test_an_unreachable_endpoint_is_named(clouds: dict[str, str]) -> None:
+    with pytest.raises(VisaBuildError, match="cannot be reached") as error:
+        publish.connect("glance-unreachable")
+    assert "glance-unreachable" in str(error.value)
+
+
+def test_an_unknown_cloud_is_a_config_error(clouds: dict[str, str]) -> None:
+    with pytest.raises(VisaBuildError, match="'no-such-cloud' is not configured"):
+        publish.connect("no-such-cloud")
+
+
+def test_a_full_quota_is_named_and_leaves_no_image(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    release = publish.read_release(make_release("visa-pub-h", "20261101T010000Z", megabytes=3))
+    settings = make_publishing(cloud="glance-quota")
+    conn = publish.connect("glance-quota")
+    with pytest.raises(VisaBuildError, match="quota"):
+        publish.publish(conn, release, settings)
+    assert publish.spec_images(conn, "visa-pub-h") == []
+
+
+def test_a_failed_record_is_never_published(tmp_path: Path, make_release: MakeRelease) -> None:
+    folder = make_release("visa-pub-i", "20261101T010000Z")
+    failed = folder.rename(folder.with_name(folder.name + "-failed"))
+    with pytest.raises(VisaBuildError, match="failed night"):
+        publish.read_release(failed)
