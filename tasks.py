@@ -20,13 +20,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_disk, double, host, lock, nightly, pipeline, progress, publish, qcow2
+from visa_build import base_disk, double, host, leftovers, lock, nightly, pipeline, progress, publish, qcow2, runs
 from visa_build.config import ImageSpec, load_image_spec
-from visa_build.container import remove_leftovers
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
+from visa_build.release import record
 from visa_build.settings import Publishing, Settings, make_publishing, make_settings
-from visa_build.vm import stop_strays
 
 REPO = Path(__file__).resolve().parent
 IMAGE_HELP = "image spec folder (default: visa.image, images/visa-jupyter)"
@@ -90,6 +89,7 @@ def _publishing(c: Context, cloud: str | None = None) -> Publishing:
 
 def _ready(c: Context, settings: Settings) -> None:
     host.ensure_ready(settings.build_dir, auto_fix=c.config.visa.auto_fix)
+    runs.register(settings.build_dir)
 
 
 def _timed(label: str, job: Callable[[], str]) -> None:
@@ -135,7 +135,8 @@ def build_container(c: Context, image: str | None = None, installer: str | None 
         spec = _spec(settings)
         double.check_buildable(spec)
         _ready(c, settings)
-        _timed("build-container", lambda: double.build_container(spec, settings).tag)
+        with runs.spec_lock(settings.build_dir, spec.name):
+            _timed("build-container", lambda: double.build_container(spec, settings).tag)
         progress.result(double.container_tag(spec))
 
 
@@ -154,7 +155,8 @@ def test_container(c: Context, image: str | None = None, installer: str | None =
         double.check_buildable(spec)
         _ready(c, settings)
         start = time.monotonic()
-        report = pipeline.test_container(spec, settings, pytest_args=shlex.split(pytest_args))
+        with runs.spec_lock(settings.build_dir, spec.name):
+            report = pipeline.test_container(spec, settings, pytest_args=shlex.split(pytest_args))
         progress.result(
             f"PASSED test-container {report.tag}: id {report.instance_id}, owner {report.owner}, "
             f"server answered {report.seconds_to_status:.0f} s after boot; suite {report.suite.summary} "
@@ -191,7 +193,8 @@ def build_qcow2(
         double.check_buildable(spec)
         _ready(c, settings)
         start = time.monotonic()
-        built = qcow2.build_qcow2(spec, settings)
+        with runs.spec_lock(settings.build_dir, spec.name):
+            built = qcow2.build_qcow2(spec, settings)
         progress.note(f"build-qcow2: {'cached' if built.cached else 'built'} in {time.monotonic() - start:.0f} s")
         progress.result(str(built.path))
 
@@ -217,8 +220,9 @@ def test_qcow2(
         spec = _spec(settings)
         _ready(c, settings)
         start = time.monotonic()
-        report = pipeline.test_qcow2(spec, settings, qcow2=Path(qcow2) if qcow2 else None,
-                                     pytest_args=shlex.split(pytest_args))  # fmt: skip
+        with runs.spec_lock(settings.build_dir, spec.name):
+            report = pipeline.test_qcow2(spec, settings, qcow2=Path(qcow2) if qcow2 else None,
+                                         pytest_args=shlex.split(pytest_args))  # fmt: skip
         progress.result(
             f"PASSED test-qcow2 {report.tag}: id {report.instance_id}, owner {report.owner}, "
             f"ssh {report.seconds_to_ssh:.0f} s and /api/status {report.seconds_to_status:.0f} s after boot; "
@@ -256,19 +260,34 @@ def _spec_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-@task(iterable=["image"], help={"image": "image spec folder, repeatable (default: visa.nightly_images)"})
-def nightly_build(c: Context, image: list[str] | None = None) -> None:
+NIGHTLY_HELP = {
+    "image": "image spec folder, repeatable (default: visa.nightly_images)",
+    "record-copy": "copy each night's record, without its qcow2, here (a subfolder per spec when several run)",
+}
+
+
+@task(iterable=["image"], help=NIGHTLY_HELP)
+def nightly_build(c: Context, image: list[str] | None = None, record_copy: str = "") -> None:
     """Nightly: Debian updates in, build and test each image, then a release record (manifest, changes, SBOM,
     JUnit) or one line saying nothing changed; exit 1 when any image failed (its record says why)."""
     with _user_errors():
         failed, publishing = [], _publishing(c)
-        for folder in image or _spec_list(c.config.visa.nightly_images):
+        folders = image or _spec_list(c.config.visa.nightly_images)
+        for folder in folders:
             settings = _settings(c, folder)
             spec = _spec(settings)
             double.check_buildable(spec)
             _ready(c, settings)
-            night = nightly.run_nightly(spec, settings)
+            with runs.spec_lock(settings.build_dir, spec.name):
+                night = nightly.run_nightly(spec, settings)
             progress.result(night.detail)
+            if record_copy:
+                copy = Path(record_copy) / (spec.name if len(folders) > 1 else "")
+                if night.folder:
+                    record.copy_without_image(night.folder, copy)
+                else:
+                    copy.mkdir(parents=True, exist_ok=True)
+                    (copy / "NO-CHANGE.txt").write_text(night.detail + "\n")
             if night.verdict == "failed":
                 failed.append(spec.name)
             elif publishing.nightly_publish:
@@ -350,14 +369,18 @@ def test(c: Context) -> None:
 
 @task
 def clean(c: Context) -> None:
-    """Remove everything under build/ (caches, images, logs) and containers or VMs left by interrupted runs."""
+    """Remove containers and VMs left by interrupted runs, then everything under build/ (caches, images, logs);
+    refused while another run uses build/."""
     with _user_errors():
         settings = _settings(c)
+        leftovers.reap(settings.build_dir)
+        active = runs.live_runs(settings.build_dir)
+        if active:
+            raise Exit(f"ERROR visa-build runs {', '.join(active)} are using {settings.build_dir}; clean removes "
+                       f"nothing while they run\nTIP   wait for them (pids in {runs.runs_dir(settings.build_dir)})",
+                       code=1)  # fmt: skip
         with progress.step(f"Removing {settings.build_dir}"):
             shutil.rmtree(settings.build_dir, ignore_errors=True)
-        with progress.step("Removing leftover containers and VMs"):
-            remove_leftovers()
-            stop_strays()
 
 
 ns = Collection(

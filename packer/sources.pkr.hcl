@@ -34,7 +34,7 @@ source "qemu" "visa" {
   qemuargs = [
     ["-cpu", local.cpu_model],
     ["-serial", "file:${var.serial_log}"],
-    ["-name", "visa-build-${var.image_name}"],
+    ["-name", var.vm_name],
   ]
 
   communicator         = "ssh"

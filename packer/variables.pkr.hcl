@@ -10,6 +10,15 @@ variable "image_name" {
   }
 }
 
+variable "vm_name" {
+  type        = string
+  description = "QEMU's -name of the build VM: visa-build-<run id>-<image name>, so only its own run reaps it."
+  validation {
+    condition     = substr(var.vm_name, 0, 11) == "visa-build-" && length(split("-", var.vm_name)) >= 4
+    error_message = "The vm_name must be visa-build-<run id>-<image name>."
+  }
+}
+
 variable "base_image" {
   type        = string
   description = "Path or URL of the base qcow2 (visa-build's own, or a distribution cloud image with cloud-init)."

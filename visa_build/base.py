@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import artefact, progress, rootfs
+from . import artefact, progress, rootfs, runs
 from .container import docker_client, image_exists
 from .errors import VisaBuildError
 from .process import Runner, run
@@ -18,8 +18,13 @@ def base_tag(sources: rootfs.Sources) -> str:
 
 
 def ensure_base_image(sources: rootfs.Sources, cache_dir: Path, *, runner: Runner = run) -> str:
-    """Tag of the local base image, building it from the mirror when absent."""
+    """Tag of the local base image, building it from the mirror when absent (one run at a time builds it)."""
     tag = base_tag(sources)
+    with runs.exclusive(cache_dir / "locks" / f"base-{tag.split(':')[1]}.lock", f"the base image {tag}"):
+        return _ensure_base_image(sources, tag, cache_dir, runner)
+
+
+def _ensure_base_image(sources: rootfs.Sources, tag: str, cache_dir: Path, runner: Runner) -> str:
     client = docker_client()
     if image_exists(client, tag):
         progress.note(f"base image {tag}: cached")

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import artefact, disk, progress, rootfs
+from . import artefact, disk, progress, rootfs, runs
 from .process import Runner, run
 
 DISK_BYTES = 3 * 2**30  # grown by Packer (disk_size) and by cloud-init's growpart at first boot
@@ -18,8 +18,14 @@ def cache_key(sources: rootfs.Sources) -> str:
 
 
 def ensure_base_qcow2(sources: rootfs.Sources, cache_dir: Path, *, runner: Runner = run) -> Path:
-    """Path of the verified base qcow2 of `sources`, building it from the mirrors when absent or damaged."""
+    """Path of the verified base qcow2 of `sources`, building it from the mirrors when absent or damaged (one run
+    at a time)."""
     final = cache_dir / "base" / f"debian-{sources.suite}-{cache_key(sources)}.qcow2"
+    with runs.exclusive(final.with_suffix(".lock"), f"the base qcow2 {final.name}"):
+        return _ensure_base_qcow2(sources, final, runner)
+
+
+def _ensure_base_qcow2(sources: rootfs.Sources, final: Path, runner: Runner) -> Path:
     if artefact.is_intact(final):
         progress.note(f"base qcow2 {final.name}: cached, checksum verified")
         return final

@@ -19,7 +19,7 @@ import docker.errors
 import requests
 from docker.client import from_env
 
-from . import progress
+from . import progress, runs
 from .errors import ImageTestError, VisaBuildError
 from .seed import Seed
 
@@ -27,6 +27,7 @@ LOGGER = logging.getLogger(__name__)
 
 #: Label on every container visa-build starts, so leftovers of a killed run can be found and removed.
 LABEL = "org.visa-build.role"
+RUN_LABEL = "org.visa-build.run"  # the id of the run that started the container (runs.py)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -51,17 +52,18 @@ def image_exists(client: Any, tag: str) -> bool:
 
 
 def build_image(
-    context: Path, tag: str, buildargs: dict[str, str], *, log_path: Path, target: str | None = None
-) -> str:
-    """docker build of context/docker/Dockerfile (up to its stage `target`, or all of it) on the host network (to
-    reach the wheelhouse); returns the image id."""
+    context: Path, tag: str, buildargs: dict[str, str], *, hosts: dict[str, str], log_path: Path,
+    target: str | None = None,
+) -> str:  # fmt: skip
+    """docker build of context/docker/Dockerfile (up to its stage `target`, or all of it) on the host network, with
+    `hosts` in its /etc/hosts (to reach the wheelhouse); returns the image id."""
     client = docker_client()
     tail: collections.deque[str] = collections.deque(maxlen=40)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         stream = client.api.build(
             path=str(context), dockerfile="docker/Dockerfile", tag=tag, buildargs=buildargs,
-            network_mode="host", rm=True, forcerm=True, decode=True, pull=False, target=target,
+            network_mode="host", extra_hosts=hosts, rm=True, forcerm=True, decode=True, pull=False, target=target,
         )  # fmt: skip
         for chunk in stream:
             text = chunk.get("stream") or chunk.get("status") or ""
@@ -99,10 +101,10 @@ def _seed_archive(seed: Seed) -> bytes:
     return buffer.getvalue()
 
 
-def remove_leftovers() -> int:
-    """Remove containers a killed run left behind; returns how many."""
+def remove_containers_of(run_id: str) -> int:
+    """Remove the containers of run `run_id` (a killed run's); returns how many."""
     client = docker_client()
-    leftovers = client.containers.list(all=True, filters={"label": LABEL})
+    leftovers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
     for container in leftovers:
         container.remove(force=True)
     return len(leftovers)
@@ -124,7 +126,7 @@ def running_double(image: str, seed: Seed, *, log_dir: Path, purpose: str) -> It
     client = docker_client()
     name = f"visa-double-{purpose}-{uuid.uuid4().hex[:8]}"
     container = client.containers.create(
-        image, name=name, hostname=name, detach=True, labels={LABEL: "double"},
+        image, name=name, hostname=name, detach=True, labels={LABEL: "double", RUN_LABEL: runs.RUN_ID},
         tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
         volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
     )  # fmt: skip

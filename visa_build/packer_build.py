@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artefact, packer, progress, timings, vm
+from . import artefact, packer, progress, runs, timings, vm
 from .errors import VisaBuildError
 from .process import run
 from .seed import Login, build_seed
@@ -51,7 +51,8 @@ def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, l
         values: dict[str, packer.VarValue] = {
             "image_name": job.name, "base_image": job.source[0], "base_image_checksum": job.source[1],
             "accelerator": accel.name, "disk_size": disk_size, "output_directory": str(work / "out"),
-            "seed_dir": str(seed_dir), "build_user": BUILD_USER, "ssh_private_key_file": str(private_key),
+            "seed_dir": str(seed_dir), "build_user": BUILD_USER, "vm_name": vm.vm_name(job.name),
+            "ssh_private_key_file": str(private_key),
             "ssh_timeout": f"{5 * accel.slowdown}m", "serial_log": str(serial_log),
             "compress": bool(job.compression), "compression": job.compression or "zlib",
             "context_dir": str(job.build_context), "provision_scripts": list(job.scripts), "provision_env": job.env,
@@ -72,13 +73,7 @@ def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, l
             artefact.publish(qcow2, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the private key, the seed, a half-written qcow2
-        vm.stop_strays()
-
-
-def stop_strays() -> None:
-    strays = vm.stop_strays()
-    if strays:
-        progress.note(f"stopped {strays} VM(s) left by an interrupted run")
+        vm.stop_vms(runs.RUN_ID)  # Packer stops its VM; this catches one it left when it was killed
 
 
 def _templates(work: Path) -> Path:

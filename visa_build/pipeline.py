@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import context, host, packer_build, progress, vm
+from . import context, host, leftovers, packer_build, progress, vm
 from .config import ImageSpec
-from .container import remove_leftovers, running_double, status_code, wait_for_status
+from .container import running_double, status_code, wait_for_status
 from .double import build_container
 from .errors import ConfigError, ImageTestError
 from .process import run
@@ -49,9 +49,7 @@ def test_container(
     """Build the double (with Debian's updates of archive `state`, read from the mirrors when not given), boot it
     with VISA-shaped metadata and run tests/infra and tests/boot against it."""
     tag = build_container(spec, settings, state=state).tag
-    stale = remove_leftovers()
-    if stale:
-        progress.note(f"removed {stale} container(s) left by an interrupted run")
+    leftovers.reap(settings.build_dir)
     instance_id, owner = random_instance_id(), "visauser"
     seed = nocloud_seed(visa_meta(instance_id, owner), create_user=owner)
     logs = settings.log_dir
@@ -136,7 +134,7 @@ def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterato
     """Boot `qcow2` through an overlay as VISA does (metadata id and owner, the owner created late) with a
     visa-test ssh user, and wait until ssh answers and the server answers at /jupyter/<id>/api/status."""
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=qcow2, cache_dir=settings.cache_dir)
-    packer_build.stop_strays()
+    leftovers.reap(settings.build_dir)
     instance_id, owner = random_instance_id(), "visauser"
     logs, work_root = settings.log_dir, settings.build_dir / "vm"
     work_root.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,9 @@ and upgrades websockets (kernels, terminals)."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,9 +50,10 @@ http {{
 
 @contextlib.contextmanager
 def reverse_proxy(upstream: str, *, workdir: Path) -> Iterator[str]:
-    """Run nginx in front of `upstream` for the block; yields the proxy's base URL."""
-    workdir = workdir.resolve()  # nginx reads -c relative to -p
+    """Run nginx in front of `upstream` for the block, from a folder of its own under `workdir` (removed
+    afterwards unless nginx failed to start); yields the proxy's base URL."""
     workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir.resolve()))  # nginx reads -c relative to -p
     port = free_port()
     config = workdir / "nginx.conf"
     config.write_text(nginx_config(listen_port=port, upstream=upstream, prefix=workdir))
@@ -65,3 +68,4 @@ def reverse_proxy(upstream: str, *, workdir: Path) -> Iterator[str]:
                 )
             time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -18,9 +18,11 @@ from . import (
     disk,
     fill,
     host,
+    leftovers,
     packer_build,
     progress,
     render,
+    runs,
     stages,
     timings,
     vm,
@@ -138,7 +140,7 @@ def _build_native(spec: ImageSpec, settings: Settings, build_context: Path, stat
                                       size=settings.disk_size)  # fmt: skip
     seconds["fill"] = time.monotonic() - started
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=filled, cache_dir=settings.cache_dir)
-    packer_build.stop_strays()
+    leftovers.reap(settings.build_dir)
     job = PackerJob(
         name=f"{spec.name}-image", source=(str(filled), _checksum(filled)), output=final, scripts=SEAL_SCRIPTS,
         build_context=build_context, env=_vm_env(spec, settings, wheelhouse_url="", state=state),
@@ -207,11 +209,15 @@ def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path, st
         return cached
     probe_disk = Path(base[0]) if Path(base[0]).is_file() else None
     accel = host.resolve_accelerator(settings.accelerator, probe_disk=probe_disk, cache_dir=settings.cache_dir)
-    packer_build.stop_strays()
+    leftovers.reap(settings.build_dir)
     url = f"http://{HOST_FROM_GUEST}:{settings.wheelhouse_port}/" if houses else ""
     env = _vm_env(spec, settings, wheelhouse_url=url, state=state)
     source, seconds = base, {}
-    with serving(houses, port=settings.wheelhouse_port) if houses else contextlib.nullcontext():
+    port_lock = settings.build_dir / "locks" / f"wheelhouse-port-{settings.wheelhouse_port}.lock"
+    with (
+        runs.exclusive(port_lock, f"the wheelhouse port {settings.wheelhouse_port} (in-guest builds share it)"),
+        serving(houses, port=settings.wheelhouse_port) if houses else contextlib.nullcontext(),
+    ):
         for number, (stage, key) in enumerate(zip(stages.STAGES, keys, strict=True), start=1):
             last = stage is stages.STAGES[-1]
             output = final if last else stage_path(settings, stage, key)

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import progress
+from . import progress, runs
 from .errors import VisaBuildError
 from .ports import free_port
 from .process import Runner, background, run
 from .seed import QEMU_MAC, Login, Seed
 
-#: Every VM visa-build starts carries this in its QEMU -name, so strays of an interrupted run are found.
+#: Every VM visa-build starts is named visa-build-<run id>-<name> (QEMU -name): see runs.py.
 VM_NAME_PREFIX = "visa-build-"
 SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                "-o", "BatchMode=yes", "-o", "ConnectTimeout=5")  # fmt: skip
@@ -67,7 +67,7 @@ def qemu_argv(
     """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter to 127.0.0.1."""
     forwards = f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
     return [
-        "qemu-system-x86_64", "-name", f"{VM_NAME_PREFIX}{name}", "-accel", accel.name, "-cpu", accel.cpu,
+        "qemu-system-x86_64", "-name", vm_name(name), "-accel", accel.name, "-cpu", accel.cpu,
         "-smp", str(cpus), "-m", str(memory_mib), "-nodefaults", "-display", "none", "-no-user-config",
         "-serial", f"file:{serial_log}",
         "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
@@ -76,8 +76,14 @@ def qemu_argv(
     ]  # fmt: skip
 
 
-def stray_vms() -> list[int]:
-    """Pids of QEMU processes started by visa-build that are still running (an interrupted run's)."""
+def vm_name(name: str, run_id: str = runs.RUN_ID) -> str:
+    """QEMU's -name of a VM of run `run_id`: it tells which run owns the process."""
+    return f"{VM_NAME_PREFIX}{run_id}-{name}"
+
+
+def vms_of(run_id: str) -> list[int]:
+    """Pids of the QEMU processes of run `run_id` that are still running."""
+    prefix = vm_name("", run_id).encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -86,13 +92,14 @@ def stray_vms() -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and b"qemu-system" in argv[0] and any(a.startswith(VM_NAME_PREFIX.encode()) for a in argv):
+        if argv and b"qemu-system" in argv[0] and any(a.startswith(prefix) for a in argv):
             pids.append(int(entry.name))
     return pids
 
 
-def stop_strays() -> int:
-    pids = stray_vms()
+def stop_vms(run_id: str) -> int:
+    """Kill the QEMU processes of run `run_id`; returns how many."""
+    pids = vms_of(run_id)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

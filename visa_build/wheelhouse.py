@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import random
 import re
 import shutil
 import sys
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import progress
+from . import progress, runs
 from .artefact import key_of, sha256_of
 from .bytecode import add_bytecode_to_all, host_can_compile_for
 from .config import ImageSpec, normalise
@@ -148,8 +149,13 @@ def _check_pure(dest: Path, built: dict[str, str]) -> None:
 
 
 def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run) -> Path:
-    """The verified wheelhouse directory for `spec`, downloading it when absent or damaged."""
+    """The verified wheelhouse directory for `spec`, downloading it when absent or damaged (one run at a time)."""
     final = cache_root / "wheelhouse" / cache_key(spec)
+    with runs.exclusive(cache_root / "locks" / f"wheelhouse-{final.name}.lock", f"the wheelhouse {final.name}"):
+        return _ensure_wheelhouse(spec, final, runner)
+
+
+def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner) -> Path:
     if final.is_dir():
         with progress.step(f"Verifying wheelhouse {final.name}"):
             bad = damaged_files(final)
@@ -179,21 +185,54 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+#: The name Docker builds reach the wheelhouse by (an /etc/hosts entry of the build). The URL is part of Docker's
+#: layer cache key, so it stays the same for every run, while each run serves on a loopback address of its own:
+#: builds of several specs run side by side without sharing a port.
+DOCKER_WHEELHOUSE_HOST = "visa-wheelhouse"
+
+
+def _server(directory: Path, address: str, port: int) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    return http.server.ThreadingHTTPServer((address, port), handler)
+
+
+@contextlib.contextmanager
+def _running(server: http.server.ThreadingHTTPServer) -> Iterator[None]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @contextlib.contextmanager
 def serving(directory: Path, *, port: int) -> Iterator[str]:
-    """Serve `directory` read-only over HTTP on 127.0.0.1:`port` for the block; yields its URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+    """Serve `directory` read-only over HTTP on 127.0.0.1:`port` for the block (QEMU's user network reaches only
+    that address); yields its URL."""
     try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server = _server(directory, "127.0.0.1", port)
     except OSError as exc:
         raise VisaBuildError(
             f"cannot serve the wheelhouse on 127.0.0.1:{port}: {exc.strerror}",
             tip="free that port or set another one: INVOKE_VISA_WHEELHOUSE_PORT=<port>",
         ) from None
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _running(server):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+@contextlib.contextmanager
+def serving_to_docker(directory: Path, *, port: int) -> Iterator[tuple[str, str]]:
+    """Serve `directory` on `port` of a free loopback address 127.x.y.z of this run; yields the URL the build
+    uses (DOCKER_WHEELHOUSE_HOST) and the address that name must resolve to."""
+    for _ in range(16):
+        address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        with contextlib.suppress(OSError):
+            server = _server(directory, address, port)
+            break
+    else:
+        raise VisaBuildError(f"cannot serve the wheelhouse on port {port} of any loopback address",
+                             tip="set another port: INVOKE_VISA_WHEELHOUSE_PORT=<port>")  # fmt: skip
+    with _running(server):
+        yield f"http://{DOCKER_WHEELHOUSE_HOST}:{port}/", address

@@ -10,8 +10,9 @@ from visa_build import packer, vm
 from visa_build.process import run
 
 VALID = {
-    "image_name": "visa-ci", "base_image": "base.qcow2", "base_image_checksum": "sha256:" + "0" * 64,
-    "accelerator": "tcg", "output_directory": "out", "seed_dir": "seed", "ssh_private_key_file": "id_ed25519",
+    "image_name": "visa-ci", "vm_name": "visa-build-0a1b2c3d-visa-ci", "base_image": "base.qcow2",
+    "base_image_checksum": "sha256:" + "0" * 64, "accelerator": "tcg", "output_directory": "out",
+    "seed_dir": "seed", "ssh_private_key_file": "id_ed25519",
     "serial_log": "serial.log", "context_dir": "ctx", "provision_env": {"VISA_TARGET": "vm"},
     "provision_scripts": ["10-system-packages.sh"],
 }  # fmt: skip

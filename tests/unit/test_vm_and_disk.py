@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from visa_build import base_disk, disk, host, rootfs, vm
+from visa_build import base_disk, disk, host, rootfs, runs, vm
 from visa_build.seed import QEMU_MAC, Login, build_seed, nocloud_seed, visa_meta
 
 
@@ -40,7 +40,7 @@ def test_qemu_argv_under_tcg_uses_cpu_max_and_forwards_to_loopback_only() -> Non
     joined = " ".join(argv)
     assert argv[3:5] == ["-accel", "tcg"] and "-cpu max" in joined and "-cpu host" not in joined
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined and "hostfwd=tcp:127.0.0.1:8080-:8888" in joined
-    assert "-name visa-build-t" in joined  # strays of an interrupted run are found by this name
+    assert f"-name visa-build-{runs.RUN_ID}-t " in joined, "the VM's name must carry the run id: runs reap by it"
     assert vm.Accel("kvm").cpu == "host" and vm.Accel("tcg").slowdown > vm.Accel("kvm").slowdown
 
 

@@ -107,3 +107,10 @@ def write_last_check(root: Path, check: dict[str, Any]) -> None:
     partial = root / f"{PARTIAL}{LAST_CHECK}"
     partial.write_text(json.dumps(check, indent=1, sort_keys=True) + "\n")
     os.replace(partial, root / LAST_CHECK)
+
+
+def copy_without_image(folder: Path, destination: Path) -> Path:
+    """A copy of record `folder` without its qcow2 (manifest, changes, SBOM, JUnit, logs), e.g. for CI artifacts."""
+    shutil.rmtree(destination, ignore_errors=True)
+    shutil.copytree(folder, destination, ignore=shutil.ignore_patterns("*.qcow2"))
+    return destination
