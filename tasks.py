@@ -302,7 +302,8 @@ def nightly_build(c: Context, image: list[str] | None = None, record_copy: str =
                     failed.append(f"{spec.name} (publishing)")
         if failed:
             raise Exit(f"ERROR the nightly failed for {', '.join(failed)}\nTIP   each failed record holds "
-                       "build.json, ERROR.txt, the JUnit files and the logs", code=1)  # fmt: skip
+                       "build.json, ERROR.txt, the JUnit files and the logs; when publishing failed, the release "
+                       "stands and the next nightly (or invoke publish) tries again", code=1)  # fmt: skip
 
 
 def _publish(folder: Path, publishing: Publishing) -> publish.Release:

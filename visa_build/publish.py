@@ -272,14 +272,20 @@ class Promotion:
 
 def promote(conn: Any, spec: str, settings: Publishing, *, release: str = "") -> Promotion:
     """Make the newest candidate of `spec` (or the one of `release`) current with settings.visibility; archive and
-    hide every older current or candidate image; keep settings.keep_archived archived images."""
+    hide every older current or candidate image; keep settings.keep_archived archived images. Without a candidate
+    the current image stays (promoting twice changes nothing)."""
     with cloud_errors(settings.cloud):
         images = spec_images(conn, spec)
         candidates = [i for i in images if state_of(i) == CANDIDATE and i.properties.get("visa_release") in
                       (release or i.properties.get("visa_release"),)]  # fmt: skip
         if not candidates:
-            raise VisaBuildError(f"{spec}: no candidate image in Glance" + (f" of release {release}" if release
-                                 else ""), tip="publish a release first (invoke publish)")  # fmt: skip
+            current = [i for i in images if state_of(i) == CURRENT and (release or i.properties.get("visa_release")) ==
+                       i.properties.get("visa_release")]  # fmt: skip
+            if not current:
+                raise VisaBuildError(f"{spec}: no candidate image in Glance" + (f" of release {release}" if release
+                                     else ""), tip="publish a release first (invoke publish)")  # fmt: skip
+            progress.note(f"{spec}: no newer candidate; {current[0].id} stays current")
+            return Promotion(current[0], [], *_retire(conn, spec, settings.keep_archived))
         chosen = candidates[0]
         chosen_release = chosen.properties["visa_release"]
         conn.image.update_image(chosen, visibility=settings.visibility, is_hidden=False)

@@ -164,3 +164,18 @@ def test_a_failed_record_is_never_published(tmp_path: Path, make_release: MakeRe
     failed = folder.rename(folder.with_name(folder.name + "-failed"))
     with pytest.raises(VisaBuildError, match="failed night"):
         publish.read_release(failed)
+
+
+def test_promoting_again_without_a_candidate_changes_nothing(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    conn = publish.connect("glance-test")
+    image, _ = publish.publish(conn, publish.read_release(make_release("visa-pub-j", "20261101T010000Z")), SETTINGS)
+    publish.promote(conn, "visa-pub-j", SETTINGS)
+    before = glance_image(clouds["glance-test"], image.id)
+    again = publish.promote(conn, "visa-pub-j", SETTINGS)
+    assert again.current.id == image.id and not again.archived and not again.deleted
+    assert glance_image(clouds["glance-test"], image.id) == before
+
+
+def test_promoting_with_nothing_published_is_a_clear_error(clouds: dict[str, str]) -> None:
+    with pytest.raises(VisaBuildError, match="visa-pub-none: no candidate image in Glance"):
+        publish.promote(publish.connect("glance-test"), "visa-pub-none", SETTINGS)
