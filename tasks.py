@@ -351,21 +351,29 @@ def promote(c: Context, image: str | None = None, release: str = "", cloud: str 
         _promote(_spec(_settings(c, image)).name, _publishing(c, cloud), release)
 
 
+def _pytest_step(title: str, args: list[str], build_dir: Path) -> None:
+    with _user_errors(), progress.step(title):
+        code = run([sys.executable, "-m", "pytest", *args, f"--visa-build-dir={build_dir}"], timeout=5400,
+                   cwd=str(REPO), on_line=progress.passthrough, check=False).returncode  # fmt: skip
+        if code != 0:
+            raise Exit(f"ERROR {title}: failed (pytest exit code {code}); the findings are printed above", code=1)
+
+
 @task(pre=[test_unit])
 def test(c: Context) -> None:
-    """Run every test: unit tests, the container double of each visa.test_container_images spec end to end,
-    build and test the qcow2 of each visa.test_qcow2_images spec (images/ci and images/ci-trixie, whose small
-    data-analysis environments fit CI under TCG), then the nightly of images/ci twice (tests/nightly)."""
-    for image in _spec_list(c.config.visa.test_container_images):
-        test_container(c, image=image)
+    """Run every test: unit tests; publishing through real Glance APIs and the CI templates; the container double
+    of each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
+    of each visa.test_qcow2_images spec (images/ci and images/ci-trixie, whose small data-analysis environments
+    fit CI under TCG); then the nightly of images/ci twice, publishing its release to Glance (tests/nightly)."""
+    build_dir = _settings(c).build_dir
+    _pytest_step("Publishing to real Glance APIs; the CI templates (tests/publish, tests/pipelines)",
+                 ["tests/publish", "tests/pipelines"], build_dir)  # fmt: skip
+    specs = c.config.visa.test_container_images
+    _pytest_step(f"test-container of {specs} side by side (tests/concurrency)",
+                 ["-s", "tests/concurrency", f"--side-by-side={specs}"], build_dir)  # fmt: skip
     for image in _spec_list(c.config.visa.test_qcow2_images):
         test_qcow2(c, image=image)
-    with _user_errors(), progress.step("The nightly of images/ci, twice (tests/nightly)"):
-        build_dir = str(_settings(c).build_dir)
-        code = run([sys.executable, "-m", "pytest", "tests/nightly", f"--visa-build-dir={build_dir}"],
-                   timeout=3600, cwd=str(REPO), on_line=progress.passthrough, check=False).returncode  # fmt: skip
-        if code != 0:
-            raise Exit(f"ERROR the nightly's end-to-end test failed (pytest exit code {code})", code=1)
+    _pytest_step("The nightly of images/ci, twice, then publishing (tests/nightly)", ["tests/nightly"], build_dir)
 
 
 @task

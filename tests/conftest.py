@@ -26,6 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--visa-facts-out", help="write what probe.py gathered on the target to this JSON file")
     group.addoption("--build-public-key", help="public key the image build logged in with (must be gone)")
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
+    group.addoption("--side-by-side", default="images/visa-jupyter,images/ci-trixie",
+                    help="specs tests/concurrency runs test-container of at once (comma-separated)")  # fmt: skip
     group.addoption("--visa-build-dir", default=str(REPO / "build"),
                     help="build folder: the nightly reuses its caches; the test Glance is installed in it")  # fmt: skip
 
