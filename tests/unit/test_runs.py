@@ -3,11 +3,13 @@ spec waits for the other run with a line saying so, and the lock is re-entrant w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,47 +47,39 @@ def test_a_run_that_ends_normally_leaves_no_lock_file(tmp_path: Path) -> None:
     assert not (runs.runs_dir(tmp_path) / f"{run_id}.lock").exists()
 
 
-def test_the_second_run_of_a_spec_waits_and_says_for_what(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    holder = other_run(tmp_path, f"with runs.spec_lock(Path({str(tmp_path)!r}), 'visa-ci'):\n"
-                                 "    print('held', flush=True); time.sleep(3)")  # fmt: skip
+@contextlib.contextmanager
+def spec_held_by_another_run(build_dir: Path, seconds: int) -> Iterator[None]:
+    """Another run holds the spec lock of visa-ci for `seconds` (from when the block starts)."""
+    holder = other_run(build_dir, f"with runs.spec_lock(Path({str(build_dir)!r}), 'visa-ci'):\n"
+                                  f"    print('held', flush=True); time.sleep({seconds})")  # fmt: skip
     try:
-        holder.stdout.readline()  # type: ignore[union-attr]
+        holder.stdout.readline()  # type: ignore[union-attr]  # its run id
         assert holder.stdout.readline().strip() == "held"  # type: ignore[union-attr]
-        started = time.monotonic()
-        with runs.spec_lock(tmp_path, "visa-ci"):
-            waited = time.monotonic() - started
-        assert 1 < waited < 30, f"the second run did not wait for the first (waited {waited:.1f} s)"
-        assert "waiting for the other run of spec visa-ci" in capfd.readouterr().err
+        yield
     finally:
         holder.kill()
         holder.wait()
 
 
+def test_the_second_run_of_a_spec_waits_and_says_for_what(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    with spec_held_by_another_run(tmp_path, 3):
+        started = time.monotonic()
+        with runs.spec_lock(tmp_path, "visa-ci"):
+            waited = time.monotonic() - started
+    assert 1 < waited < 30, f"the second run did not wait for the first (waited {waited:.1f} s)"
+    assert "waiting for the other run of spec visa-ci" in capfd.readouterr().err
+
+
 def test_other_specs_do_not_wait_and_the_lock_is_reentrant(tmp_path: Path) -> None:
-    holder = other_run(tmp_path, f"with runs.spec_lock(Path({str(tmp_path)!r}), 'visa-ci'):\n"
-                                 "    print('held', flush=True); time.sleep(30)")  # fmt: skip
-    try:
-        holder.stdout.readline()  # type: ignore[union-attr]
-        holder.stdout.readline()  # type: ignore[union-attr]
+    with spec_held_by_another_run(tmp_path, 30):
         started = time.monotonic()
         with runs.spec_lock(tmp_path, "visa-ci-trixie"), runs.spec_lock(tmp_path, "visa-ci-trixie"):
             pass
         assert time.monotonic() - started < 1, "another spec's lock must not wait"
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_lock_held_too_long_is_a_clear_error(tmp_path: Path) -> None:
-    holder = other_run(tmp_path, f"with runs.spec_lock(Path({str(tmp_path)!r}), 'visa-ci'):\n"
-                                 "    print('held', flush=True); time.sleep(30)")  # fmt: skip
-    try:
-        holder.stdout.readline()  # type: ignore[union-attr]
-        holder.stdout.readline()  # type: ignore[union-attr]
-        lock = tmp_path / "locks" / "spec-visa-ci.lock"
-        with pytest.raises(runs.VisaBuildError, match="gave up waiting for spec visa-ci"), \
-                runs.exclusive(lock, "spec visa-ci", timeout=1):  # fmt: skip
+    lock = tmp_path / "locks" / "spec-visa-ci.lock"
+    with spec_held_by_another_run(tmp_path, 30), pytest.raises(runs.VisaBuildError, match="gave up waiting"):  # noqa: SIM117
+        with runs.exclusive(lock, "spec visa-ci", timeout=1):
             pass
-    finally:
-        holder.kill()
-        holder.wait()
