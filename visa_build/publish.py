@@ -234,7 +234,15 @@ def _upload(conn: Any, release: Release, settings: Publishing, on_sent: OnSent) 
     try:
         with progress.step(f"Uploading {release.qcow2.name} ({size >> 20} MiB) to Glance as {image.id}"),\
                 release.qcow2.open("rb") as data:  # fmt: skip
-            response = image.upload(conn.image, data=_Reader(data, size, on_sent), size=size)
+            try:
+                response = image.upload(conn.image, data=_Reader(data, size, on_sent), size=size)
+            except keystoneauth1.exceptions.ConnectionError as exc:
+                conn.image.get_image(image.id)  # Glance answers: it refused the data rather than being away
+                raise VisaBuildError(
+                    f"Glance broke off the upload of {release.qcow2.name} ({exc}); the upload was deleted",
+                    tip="an image quota or a proxy's request-size limit refuses it; check the project's quota "
+                        "(delete archived images, lower visa.publish_keep_archived) and the proxy in front of Glance",
+                ) from None  # fmt: skip
             openstack.exceptions.raise_from_response(response)
         stored = conn.image.get_image(image.id)
         if stored.status != "active" or not _matches(stored, release):
