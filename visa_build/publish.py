@@ -162,9 +162,11 @@ def connect(cloud: str) -> Any:
 
 
 def spec_images(conn: Any, spec: str) -> list[Any]:
-    """Every image of `spec`, hidden and community ones too (Glance lists neither unless asked), newest first."""
-    found = {image.id: image for hidden in (False, True)
-             for image in conn.image.images(tag=spec_tag(spec), is_hidden=hidden, visibility="all")}  # fmt: skip
+    """Every image of `spec` this project owns, hidden and community ones too (Glance lists neither unless
+    asked), newest first. Another project's image with the same tag is never touched."""
+    owner = conn.current_project_id  # None without Keystone (Glance's unauthenticated deployment)
+    query = {"tag": spec_tag(spec), "visibility": "all"} | ({"owner": owner} if owner else {})
+    found = {image.id: image for hidden in (False, True) for image in conn.image.images(is_hidden=hidden, **query)}
     return sorted(found.values(), key=lambda image: image.properties.get("visa_release", ""), reverse=True)
 
 
