@@ -7,6 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from . import progress
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -29,14 +31,18 @@ def key_of(*parts: str | bytes) -> str:
 
 
 def is_intact(path: Path) -> bool:
-    """True when `path` and its sidecar exist and agree; a damaged entry is removed so it gets rebuilt."""
+    """True when `path` and its sidecar exist and agree. A damaged entry (an empty or garbled sidecar, content
+    that does not match it) is removed with one line saying so, and gets rebuilt."""
     check = sidecar(path)
     if not (path.is_file() and check.is_file()):
         return False
-    if check.read_text().split()[0] == sha256_of(path):
+    words = check.read_text(errors="replace").split()
+    if words and words[0] == sha256_of(path):
         return True
-    path.unlink()
-    check.unlink()
+    why = "its content does not match its sha256 sidecar" if words else "its sha256 sidecar is empty"
+    progress.note(f"cache entry {path.name} is damaged ({why}): rebuilding it")
+    path.unlink(missing_ok=True)
+    check.unlink(missing_ok=True)
     return False
 
 

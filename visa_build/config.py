@@ -142,6 +142,29 @@ def _get(table: dict[str, Any], key: str, kind: type, where: str, section: str, 
     return value
 
 
+def _spec_path(directory: Path, table: dict[str, Any], key: str, where: str, section: str) -> Path:
+    """A file a spec names: it must stay inside the folder of spec folders (images/), also through symlinks.
+    Specs of one site may share files (e.g. the JupyterLab pins), but nothing outside that tree is read."""
+    value: str = _get(table, key, str, where, section)
+    path = directory / value
+    if not path.resolve().is_relative_to(directory.resolve().parent):
+        raise _err(where, f"[{section}] {key}", value, f"name a file inside {directory.resolve().parent}")
+    return path
+
+
+#: Characters a kernel's display name may not hold: they would be read differently by the shell, JSON and
+#: Packer's template engine on the way into the container and the VM (a quote, a backslash, a control
+#: character, a template marker).
+_UNSAFE_DISPLAY = re.compile(r"[\"'\\`$%]|\{\{|\}\}|[\x00-\x1f\x7f]")
+
+
+def _display_name(value: str, where: str) -> str:
+    if not value.strip() or len(value) > 80 or _UNSAFE_DISPLAY.search(value):
+        raise _err(where, "[data_analysis] display_name", value,
+                   "use 1-80 characters without quotes, backslashes, $, %, `, {{ }} or control characters")  # fmt: skip
+    return value
+
+
 def _literal(value: str, allowed: Any, where: str, key: str) -> Any:
     choices = get_args(allowed)
     if value not in choices:
@@ -190,7 +213,7 @@ def _load_lab_settings(lab: dict[str, Any], directory: Path, where: str) -> LabS
     """[jupyterlab] settings (a JSON file of overrides) and disabled_extensions, validated."""
     overrides: dict[str, Any] = {}
     if "settings" in lab:
-        path = directory / _get(lab, "settings", str, where, "jupyterlab")
+        path = _spec_path(directory, lab, "settings", where, "jupyterlab")
         try:
             overrides = json.loads(path.read_text())
         except FileNotFoundError:
@@ -287,20 +310,20 @@ def load_image_spec(directory: Path) -> ImageSpec:
         raise _err(where, "[image] python", python, "write the full version, e.g. '3.11.2'")
 
     lab = cast(dict[str, Any], raw.get("jupyterlab", {}))
-    requirements = directory / _get(lab, "requirements", str, where, "jupyterlab")
+    requirements = _spec_path(directory, lab, "requirements", where, "jupyterlab")
     if not requirements.is_file():
         raise _err(where, "[jupyterlab] requirements", requirements.name, "name an existing file in the spec folder")
     top_level = parse_pins(requirements.read_text(), str(requirements), require_pinned=True)
     labextensions = _get(lab, "labextensions", list, where, "jupyterlab", default=[])
-    lab_lock = directory / _get(lab, "lock", str, where, "jupyterlab")
+    lab_lock = _spec_path(directory, lab, "lock", where, "jupyterlab")
     pins = () if labextensions else _read_lock(lab_lock, top_level)
     lab_settings = _load_lab_settings(lab, directory, where)
 
     analysis = cast(dict[str, Any], raw.get("data_analysis", {}))
     data_analysis = _load_environment(
-        directory / _get(analysis, "environment", str, where, "data_analysis"),
-        directory / _get(analysis, "lock", str, where, "data_analysis"),
-        _get(analysis, "display_name", str, where, "data_analysis", default="Data Analysis"),
+        _spec_path(directory, analysis, "environment", where, "data_analysis"),
+        _spec_path(directory, analysis, "lock", where, "data_analysis"),
+        _display_name(_get(analysis, "display_name", str, where, "data_analysis", default="Data Analysis"), where),
     )
     imports = _get(analysis, "imports", list, where, "data_analysis", default=[])
     for module in imports:

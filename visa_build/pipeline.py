@@ -18,7 +18,7 @@ from .double import build_container
 from .errors import ConfigError, ImageTestError
 from .process import run
 from .proxy import reverse_proxy
-from .qcow2 import build_qcow2, double_record
+from .qcow2 import build_qcow2, double_record, require_standalone
 from .seed import Login, nocloud_seed, random_instance_id, visa_meta
 from .settings import Settings
 
@@ -166,6 +166,7 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
     else:
         if not qcow2.is_file():
             raise ConfigError(f"--qcow2 {qcow2} does not exist", tip="give the path build-qcow2 printed")
+        require_standalone(qcow2)
         build_key = packer_build.build_key_file(qcow2)
     with booted_instance(spec, settings, qcow2) as instance, vm.ssh_control_dir() as control:
         guest = instance.guest

@@ -7,6 +7,7 @@ seal and compress. In the guest (visa.fill = guest): Packer stages install from 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from .config import ImageSpec
 from .double import build_container, check_buildable, debian_state, image_sources
 from .errors import ConfigError
 from .packer_build import BUILD_USER, PackerJob, build_key_file
+from .process import Runner, run
 from .settings import Settings
 from .wheelhouse import ensure_wheelhouse, serving
 
@@ -72,6 +74,18 @@ def _vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str, state: 
                                 wheel_bytecode=from_wheelhouse and wheelhouse.carries_bytecode(spec),
                                 index_url=settings.index_url, index_ca=bool(settings.index_ca_bundle),
                                 debian_state=state)  # fmt: skip
+
+
+def require_standalone(path: Path, *, runner: Runner = run) -> None:
+    """Refuse a file that is not a qcow2 holding the whole image: an overlay (a backing file) or another format."""
+    info = json.loads(runner(["qemu-img", "info", "--output=json", str(path)], timeout=60).output)
+    if info.get("format") != "qcow2":
+        raise ConfigError(f"{path} is a {info.get('format')} image, not a qcow2", tip="give the qcow2 build-qcow2 made")
+    if info.get("backing-filename"):
+        raise ConfigError(
+            f"{path} is an overlay on {info['backing-filename']}, not a whole image: what is tested must be what "
+            "VISA boots", tip=f"flatten it first: qemu-img convert -O qcow2 {path} <new file>",
+        )  # fmt: skip
 
 
 def _cached(final: Path) -> Qcow2 | None:

@@ -91,16 +91,24 @@ def write_manifest(directory: Path) -> None:
 
 
 def damaged_files(directory: Path) -> list[str]:
-    """Names in the manifest whose content no longer matches (or that are gone); [] when intact."""
+    """What is wrong with the wheelhouse in `directory`, [] when intact: a missing, empty or garbled SHA256SUMS,
+    a listed wheel that is gone or changed, or a file SHA256SUMS does not list (nothing unlisted is served)."""
     manifest = directory / "SHA256SUMS"
     if not manifest.is_file():
-        return ["SHA256SUMS"]
-    bad = []
-    for line in manifest.read_text().splitlines():
-        digest, name = line.split("  ", 1)
+        return ["SHA256SUMS (missing)"]
+    listed, bad = {"SHA256SUMS"}, []
+    for number, line in enumerate(manifest.read_text(errors="replace").splitlines(), start=1):
+        digest, _, name = line.partition("  ")
+        if not (re.fullmatch(r"[0-9a-f]{64}", digest) and name.endswith(".whl") and "/" not in name):
+            bad.append(f"SHA256SUMS (line {number} is damaged)")
+            continue
+        listed.add(name)
         path = directory / name
         if not path.is_file() or sha256_of(path) != digest:
             bad.append(name)
+    if listed == {"SHA256SUMS"} and not bad:
+        bad.append("SHA256SUMS (lists no wheel)")
+    bad += [f"{path.name} (not listed)" for path in sorted(directory.iterdir()) if path.name not in listed]
     return bad
 
 

@@ -138,3 +138,44 @@ def test_bad_disabled_extension_is_refused(spec_copy: Path) -> None:
     toml.write_text(toml.read_text().replace('disabled_extensions = ["', 'disabled_extensions = ["rm -rf /', 1))
     with pytest.raises(ConfigError, match=r"\[jupyterlab\] disabled_extensions = 'rm -rf /@jupyterlab"):
         load_image_spec(spec_copy)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('environment = "environment.yml"', 'environment = "../../environment.yml"'),
+        ('environment = "environment.yml"', 'environment = "/etc/passwd"'),
+        ('requirements = "jupyterlab.in"', 'requirements = "../../../etc/hostname"'),
+    ],
+)
+def test_spec_paths_must_stay_inside_the_folder_of_specs(spec_copy: Path, old: str, new: str) -> None:
+    toml = spec_copy / "image.toml"
+    assert old in toml.read_text()
+    toml.write_text(toml.read_text().replace(old, new, 1))
+    with pytest.raises(ConfigError, match=f"name a file inside {spec_copy.parent}"):
+        load_image_spec(spec_copy)
+
+
+def test_a_symlink_out_of_the_specs_folder_is_refused(
+    spec_copy: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("elsewhere") / "outside.yml"
+    shutil.copyfile(spec_copy / "environment.yml", outside)
+    (spec_copy / "environment.yml").unlink()
+    (spec_copy / "environment.yml").symlink_to(outside)
+    with pytest.raises(ConfigError, match=r"\[data_analysis\] environment = 'environment.yml' is not valid"):
+        load_image_spec(spec_copy)
+
+
+@pytest.mark.parametrize("name", ["{{pwd}}", 'Data "Analysis"', "it's", "Data\nAnalysis", "${HOME}", "a\\b", " ", ""])
+def test_a_display_name_that_would_be_read_differently_is_refused(spec_copy: Path, name: str) -> None:
+    toml = spec_copy / "image.toml"
+    toml.write_text(toml.read_text().replace('display_name = "Data Analysis"', f"display_name = {json.dumps(name)}"))
+    with pytest.raises(ConfigError, match=r"\[data_analysis\] display_name"):
+        load_image_spec(spec_copy)
+
+
+def test_a_display_name_with_accents_and_emoji_is_accepted(spec_copy: Path) -> None:
+    toml = spec_copy / "image.toml"
+    toml.write_text(toml.read_text().replace('display_name = "Data Analysis"', 'display_name = "Données 🔬"'))
+    assert load_image_spec(spec_copy).data_analysis.display_name == "Données 🔬"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
+import pytest
 import yaml
 
-from visa_build import base_disk, disk, host, rootfs, runs, vm
+from visa_build import base_disk, disk, host, qcow2, rootfs, runs, vm
+from visa_build.errors import ConfigError
+from visa_build.process import Result
 from visa_build.seed import QEMU_MAC, Login, build_seed, nocloud_seed, visa_meta
 
 
@@ -98,3 +102,21 @@ def test_vm_seeds_give_dhcp4_on_the_nic_qemu_makes(tmp_path: Path) -> None:
                         ssh_port=2222, http_port=8888, guest_http_port=8888, serial_log=tmp_path / "s.log")  # fmt: skip
     assert f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}" in argv
     assert (vm.write_seed(seed, tmp_path / "seed") / "network-config").read_text() == seed.network_config
+
+
+@pytest.mark.parametrize(
+    ("info", "message"),
+    [
+        ({"format": "qcow2", "backing-filename": "/srv/base.qcow2"}, "is an overlay on /srv/base.qcow2"),
+        ({"format": "raw"}, "is a raw image, not a qcow2"),
+    ],
+)
+def test_a_qcow2_to_test_must_hold_the_whole_image(info: dict[str, str], message: str) -> None:
+    def qemu_img_info(argv: list[str], **_: object) -> Result:
+        assert argv[:3] == ["qemu-img", "info", "--output=json"]
+        return Result(argv, 0, json.dumps(info).splitlines())
+
+    with pytest.raises(ConfigError, match=message):
+        qcow2.require_standalone(Path("/images/x.qcow2"), runner=qemu_img_info)
+    qcow2.require_standalone(Path("/images/x.qcow2"),
+                             runner=lambda argv, **_: Result(argv, 0, ['{"format": "qcow2"}']))  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from visa_build.config import load_image_spec
 from visa_build.process import Result
 from visa_build.wheelhouse import _download, damaged_files, download_argv, lock_entries, platform_tags, write_manifest
@@ -50,7 +52,26 @@ def test_manifest_detects_damage(tmp_path: Path) -> None:
     (tmp_path / "a-1-py3-none-any.whl").unlink()
     assert sorted(damaged_files(tmp_path)) == ["a-1-py3-none-any.whl", "b-1-py3-none-any.whl"]
     (tmp_path / "SHA256SUMS").unlink()
-    assert damaged_files(tmp_path) == ["SHA256SUMS"]
+    assert damaged_files(tmp_path) == ["SHA256SUMS (missing)"]
+
+
+def test_a_planted_wheel_makes_the_wheelhouse_damaged(tmp_path: Path) -> None:
+    (tmp_path / "a-1-py3-none-any.whl").write_bytes(b"one")
+    write_manifest(tmp_path)
+    (tmp_path / "evil-1.0-cp311-cp311-manylinux_2_36_x86_64.whl").write_bytes(b"planted")
+    assert damaged_files(tmp_path) == ["evil-1.0-cp311-cp311-manylinux_2_36_x86_64.whl (not listed)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "finding"),
+    [("", "SHA256SUMS (lists no wheel)"), ("0123", "SHA256SUMS (line 1 is damaged)"),
+     ("a" * 64 + "  ../a-1-py3-none-any.whl\n", "SHA256SUMS (line 1 is damaged)")],
+)  # fmt: skip
+def test_a_truncated_or_garbled_manifest_is_damage_not_a_crash(tmp_path: Path, text: str, finding: str) -> None:
+    (tmp_path / "a-1-py3-none-any.whl").write_bytes(b"one")
+    write_manifest(tmp_path)
+    (tmp_path / "SHA256SUMS").write_text(text)
+    assert finding in damaged_files(tmp_path)
 
 
 def test_each_lock_is_downloaded_on_its_own(tmp_path: Path) -> None:
