@@ -38,6 +38,7 @@ def crafted_boots() -> dict[str, Boot]:
         "id 12a": {**meta, "id": "12a"},
         "id ../1": {**meta, "id": "../1"},
         "owner root": {**meta, "owner": "root"},
+        "owner daemon": {**meta, "owner": "daemon"},
         "owner x;touch /tmp/pwn": {**meta, "owner": "x;touch /tmp/pwn"},
     }
     boots = {case: Boot(value, create_user="visauser") for case, value in bad.items()}

@@ -41,6 +41,7 @@ def listening_8888(double: RunningDouble) -> bool:
         ("id 12a", "instance id 12a is not a number"),
         ("id ../1", "instance id ../1 is not a number"),
         ("owner root", "owner is root"),
+        ("owner daemon", "is a system account"),
         ("owner x;touch /tmp/pwn", "is not a safe user name"),
     ],
 )
