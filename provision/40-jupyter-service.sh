@@ -31,5 +31,10 @@ done <"$VISA_SPEC_DIR/jupyterlab-disabled.txt"
 
 install -D -m 0755 "$(dirname "$0")/files/visa-jupyter-launch" /opt/visa/jupyter/bin/visa-jupyter-launch
 install -D -m 0644 "$(dirname "$0")/files/visa-jupyter.service" /etc/systemd/system/visa-jupyter.service
+# shellcheck source=/dev/null
+wait_seconds=$(source /etc/visa/visa-jupyter.env && echo "$VISA_OWNER_WAIT_SECONDS")
+install -d /etc/systemd/system/visa-jupyter.service.d
+printf '[Unit]\n# five owner waits and restart delays (see the unit)\nStartLimitIntervalSec=%d\n' \
+  $((5 * (wait_seconds + 1) + 60)) >/etc/systemd/system/visa-jupyter.service.d/start-limit.conf
 systemctl enable visa-jupyter.service
 log "visa-jupyter.service installed and enabled"

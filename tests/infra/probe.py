@@ -124,8 +124,9 @@ def metadata() -> dict[str, str]:
 
 
 def unit() -> dict[str, str]:
-    shown = output(["systemctl", "show", UNIT, "-p", "UnitFileState", "-p", "ActiveState", "-p", "After",
-                    "-p", "Restart", "-p", "MainPID"])  # fmt: skip
+    properties = ("UnitFileState", "ActiveState", "After", "Restart", "MainPID", "StartLimitIntervalUSec",
+                  "StartLimitBurst")  # fmt: skip
+    shown = output(["systemctl", "show", UNIT, *(f"--property={name}" for name in properties)])
     return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import requests
 
 from tests.infra.conftest import CONFIG, Facts, Instance
+from visa_build.config import ImageSpec
 
 EXPECTED_CONFIG = {
     "ServerApp.ip": "0.0.0.0",
@@ -65,7 +68,23 @@ def test_unit_ordering_waits_for_metadata_without_cycle(facts: Facts) -> None:
     after = unit["After"].split()
     assert "cloud-init.service" in after, "the unit may start before cloud-init has the metadata"
     assert "cloud-final.service" not in after, "After=cloud-final.service is an ordering cycle with multi-user.target"
-    assert unit["Restart"] == "on-failure", f"the unit's Restart= is {unit['Restart']}, not on-failure"
+    assert unit["Restart"] == "always", f"the unit's Restart= is {unit['Restart']}: File > Shut Down would stay down"
+
+
+def seconds_of(timespan: str) -> float:
+    """systemd's formatted time span (e.g. "26min 5s") in seconds."""
+    units = {"h": 3600, "min": 60, "s": 1, "ms": 1e-3, "us": 1e-6}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(h|min|ms|us|s)", timespan))
+
+
+def test_the_start_limit_bounds_the_owner_wait(facts: Facts, spec: ImageSpec) -> None:
+    unit = facts["unit"]
+    burst, interval = int(unit["StartLimitBurst"]), seconds_of(unit["StartLimitIntervalUSec"])
+    needed = burst * spec.service.owner_wait_seconds
+    assert interval > needed, (
+        f"StartLimitIntervalSec is {interval:.0f} s: {burst} starts that each wait {spec.service.owner_wait_seconds} s "
+        f"for the owner take {needed} s, so the start limit would never stop the loop"
+    )
 
 
 def test_server_runs_as_owner_in_home(facts: Facts, instance: Instance) -> None:
