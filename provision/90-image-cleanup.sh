@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 log "removing caches, logs and per-instance state"
 apt-get clean
-rm -rf /var/lib/apt/lists/* /tmp/visa-uv /root/.cache /var/tmp/*
+rm -rf /var/lib/apt/lists/* /root/.cache /var/tmp/*
 # cloud-init ran for the build VM: forget that instance, its logs and the seed it read.
 cloud-init clean --logs --seed
 rm -f /etc/network/interfaces.d/50-cloud-init /etc/netplan/50-cloud-init.yaml

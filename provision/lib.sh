@@ -34,8 +34,12 @@ install_locked() {
   case "$VISA_INSTALLER" in
     uv)
       [[ -x "$venv/bin/python" ]] || python3 -m venv --without-pip "$venv"
-      "$(visa_uv)" pip install --python "$venv/bin/python" --no-index --find-links "$VISA_WHEELHOUSE_URL" \
+      local uv_dir
+      uv_dir=$(mktemp -d)  # private (0700), never a predictable path
+      fetch_uv "$uv_dir"
+      "$uv_dir/uv" pip install --python "$venv/bin/python" --no-index --find-links "$VISA_WHEELHOUSE_URL" \
         --no-deps "${uv_compile[@]}" --link-mode copy --quiet -r "$pins"
+      rm -rf "$uv_dir"
       rm -f "$venv/.lock"  # uv's lock of the environment while it installs, left world-writable
       ;;
     pip)
@@ -56,26 +60,23 @@ install_locked() {
   "$venv/bin/python" -m pip check >&2 || die "pip check failed in $venv"
 }
 
-# visa_uv: path of a uv binary taken from the wheelhouse's uv wheel (kept out of the image).
-visa_uv() {
-  local dir=/tmp/visa-uv
-  if [[ ! -x $dir/uv ]]; then
-    mkdir -p "$dir"
-    python3 - "$VISA_WHEELHOUSE_URL" "$dir" <<'PY'
-import html.parser, io, sys, urllib.request, zipfile
+# fetch_uv DIR: extract the uv binary of the wheelhouse's uv wheel into DIR (kept out of the image), after
+# checking the wheel against the wheelhouse's SHA256SUMS (the host checked it against PyPI's hash).
+fetch_uv() {
+  python3 - "$VISA_WHEELHOUSE_URL" "$1" <<'PY'
+import hashlib, io, sys, urllib.request, zipfile
 base, dest = sys.argv[1], sys.argv[2]
-class Links(html.parser.HTMLParser):
-    names = []
-    def handle_starttag(self, tag, attrs):
-        self.names += [v for k, v in attrs if k == "href" and v.startswith("uv-") and v.endswith(".whl")]
-page = Links(); page.feed(urllib.request.urlopen(base).read().decode())
-if not page.names:
-    sys.exit(f"no uv wheel in the wheelhouse {base}")
-wheel = zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(base + page.names[0]).read()))
+sums = dict(reversed(line.split("  ", 1)) for line in urllib.request.urlopen(base + "SHA256SUMS").read().decode().splitlines())
+names = [name for name in sums if name.startswith("uv-") and name.endswith(".whl")]
+if len(names) != 1:
+    sys.exit(f"the wheelhouse {base} lists {len(names)} uv wheels, not one")
+data = urllib.request.urlopen(base + names[0]).read()
+if hashlib.sha256(data).hexdigest() != sums[names[0]]:
+    sys.exit(f"{names[0]} from {base} does not match the wheelhouse's SHA256SUMS: not run")
+wheel = zipfile.ZipFile(io.BytesIO(data))
 member = next(n for n in wheel.namelist() if n.endswith("/scripts/uv"))
-open(f"{dest}/uv", "wb").write(wheel.read(member))
+with open(f"{dest}/uv", "wb") as binary:
+    binary.write(wheel.read(member))
 PY
-    chmod 0755 "$dir/uv"
-  fi
-  echo "$dir/uv"
+  chmod 0700 "$1/uv"
 }

@@ -30,6 +30,8 @@ from .process import Runner, run
 
 #: The uv release the image installs with; the same as the host's (pyproject.toml).
 UV_VERSION = "0.13.8"
+#: The uv wheel the guest installs with, pinned by the sha256 PyPI publishes for it (checked at download).
+UV_WHEEL_SHA256 = "e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984"
 _MISSING = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)==")
 
 
@@ -139,9 +141,10 @@ def _download(spec: ImageSpec, dest: Path, runner: Runner) -> None:
         requirements.write_text("".join(sdist_only.values()))
         runner(build_argv(requirements, dest), timeout=1800, on_line=progress.line)
         _check_pure(dest, sdist_only)
+    requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
     runner([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
-            "--disable-pip-version-check", "--platform", "manylinux_2_17_x86_64", f"uv=={UV_VERSION}", "-d", str(dest)],
-           timeout=600, on_line=progress.line)  # fmt: skip
+            "--disable-pip-version-check", "--platform", "manylinux_2_17_x86_64", "--require-hashes",
+            "-r", str(requirements), "-d", str(dest)], timeout=600, on_line=progress.line)  # fmt: skip
     requirements.unlink()
 
 

@@ -8,7 +8,16 @@ import pytest
 
 from visa_build.config import load_image_spec
 from visa_build.process import Result
-from visa_build.wheelhouse import _download, damaged_files, download_argv, lock_entries, platform_tags, write_manifest
+from visa_build.wheelhouse import (
+    UV_VERSION,
+    UV_WHEEL_SHA256,
+    _download,
+    damaged_files,
+    download_argv,
+    lock_entries,
+    platform_tags,
+    write_manifest,
+)
 
 IMAGES = Path(__file__).resolve().parents[2] / "images"
 
@@ -89,4 +98,5 @@ def test_each_lock_is_downloaded_on_its_own(tmp_path: Path) -> None:
     dest.mkdir()
     _download(spec, dest, runner)
     numpy = [[line for line in text.splitlines() if line.startswith("numpy==")] for text in asked]
-    assert numpy == [["numpy==2.5.5 \\"], ["numpy==2.4.6 \\"]], f"numpy pins asked for, per download: {numpy}"
+    assert numpy == [["numpy==2.5.5 \\"], ["numpy==2.4.6 \\"], []], f"numpy pins asked for, per download: {numpy}"
+    assert asked[-1] == f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n", "uv must be fetched pinned by hash"

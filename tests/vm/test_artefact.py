@@ -47,8 +47,10 @@ def test_no_build_user_key_or_context(image_root: Path) -> None:
     keys = [str(p) for p in (image_root / "root").glob(".ssh/authorized_keys")]
     keys += [str(p) for p in (image_root / "home").glob("*/.ssh/authorized_keys")]
     assert keys == [], f"authorised keys shipped in the image: {keys}"
-    for path in ("opt/visa/build", "tmp/visa-uv", "root/.cache"):
+    for path in ("opt/visa/build", "root/.cache"):
         assert not (image_root / path).exists(), f"/{path} (build leftovers) is in the image"
+    installers = [str(p) for folder in ("tmp", "var/tmp") for p in (image_root / folder).rglob("uv")]
+    assert installers == [], f"the build's uv binary is in the image: {installers}"
 
 
 def test_hostname_is_not_the_build_vms(image_root: Path) -> None:
