@@ -17,6 +17,7 @@ from typing import Any
 
 import docker.errors
 import requests
+import urllib3
 from docker.client import from_env
 
 from . import progress, runs
@@ -31,9 +32,14 @@ RUN_LABEL = "org.visa-build.run"  # the id of the run that started the container
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def docker_client() -> Any:
+#: A docker build that prints nothing for this long is stopped (a RUN step that hangs, a server that never answers).
+BUILD_SILENCE_SECONDS = 1200
+
+
+def docker_client(timeout: float = 300) -> Any:
+    """The Docker engine's client; a request that gets no data for `timeout` seconds fails."""
     try:
-        client = from_env(timeout=300)
+        client = from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
         raise VisaBuildError(
@@ -53,19 +59,21 @@ def image_exists(client: Any, tag: str) -> bool:
 
 def build_image(
     context: Path, tag: str, buildargs: dict[str, str], *, hosts: dict[str, str], log_path: Path,
-    target: str | None = None,
+    target: str | None = None, dockerfile: str = "docker/Dockerfile", silence: float = BUILD_SILENCE_SECONDS,
 ) -> str:  # fmt: skip
-    """docker build of context/docker/Dockerfile (up to its stage `target`, or all of it) on the host network, with
-    `hosts` in its /etc/hosts (to reach the wheelhouse); returns the image id."""
-    client = docker_client()
+    """docker build of context/`dockerfile` (up to its stage `target`, or all of it) on the host network, with
+    `hosts` in its /etc/hosts (to reach the wheelhouse); returns the image id. A build silent for `silence`
+    seconds is stopped (the engine cancels it when the client goes) with the log's tail."""
+    client = docker_client(timeout=silence)
     tail: collections.deque[str] = collections.deque(maxlen=40)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         stream = client.api.build(
-            path=str(context), dockerfile="docker/Dockerfile", tag=tag, buildargs=buildargs,
+            path=str(context), dockerfile=dockerfile, tag=tag, buildargs=buildargs,
             network_mode="host", extra_hosts=hosts, rm=True, forcerm=True, decode=True, pull=False, target=target,
+            timeout=silence,
         )  # fmt: skip
-        for chunk in stream:
+        for chunk in _until_silent(stream, silence, tag, tail, log_path):
             text = chunk.get("stream") or chunk.get("status") or ""
             for line in _ANSI.sub("", text).splitlines():
                 if line.strip():
@@ -80,6 +88,20 @@ def build_image(
                 )
     image = client.images.get(tag)
     return str(image.id)
+
+
+def _until_silent(
+    stream: Iterator[dict[str, Any]], silence: float, tag: str, tail: collections.deque[str], log_path: Path
+) -> Iterator[dict[str, Any]]:
+    """The build's output, or a clear error once it has been silent for `silence` seconds."""
+    try:
+        yield from stream
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError):  # the stream reads urllib3 itself
+        shown = "\n".join(f"    {line}" for line in tail)
+        raise VisaBuildError(
+            f"docker build of {tag} printed nothing for {silence:.0f} s and was stopped:\n  last output:\n{shown}",
+            tip=f"a RUN step hangs (e.g. a server that accepts and never answers); the full log is {log_path}",
+        ) from None
 
 
 @dataclass(frozen=True)
