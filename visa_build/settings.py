@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -104,6 +105,12 @@ def make_settings(
     if not 1 <= int(keep_releases) <= 1000:
         raise ConfigError(f"visa.keep_releases = {keep_releases!r} is not valid; keep 1-1000 releases per spec",
                           tip="set INVOKE_VISA_KEEP_RELEASES")  # fmt: skip
+    if not re.fullmatch(r"[A-Za-z0-9._/+@=~-]+", str(Path(build_dir).resolve())):
+        raise ConfigError(
+            f"visa.build_dir = {str(Path(build_dir).resolve())!r} holds a character (a comma, space, semicolon, quote, "
+            "$, ...) that QEMU's, Packer's or nginx's option strings would split or read: it is refused",
+            tip="use a folder path of letters, digits and . _ - / + @ = ~ (INVOKE_VISA_BUILD_DIR)",
+        )  # fmt: skip
     if not security_mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.security_mirror = {security_mirror!r} is not a URL",
                           tip="e.g. http://deb.debian.org/debian-security")  # fmt: skip

@@ -34,3 +34,10 @@ def test_bad_settings_name_the_key(overrides: dict[str, str], complaint: str) ->
 @pytest.mark.parametrize("overrides", [{"installer": "pip-index"}, {"base_qcow2": "/images/debian.qcow2"}])
 def test_in_guest_builds_take_what_native_ones_cannot(overrides: dict[str, str]) -> None:
     assert make_settings(**{**VALID, **overrides, "fill": "guest"}).fill == "guest"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("folder", ["/srv/visa build", "/srv/visa,build", "/srv/visa;build", "/srv/visa'build"])
+def test_a_build_folder_that_option_strings_would_split_is_refused(folder: str) -> None:
+    with pytest.raises(ConfigError, match="visa.build_dir = .* holds a character") as raised:
+        make_settings(**{**VALID, "build_dir": folder})  # type: ignore[arg-type]
+    assert "INVOKE_VISA_BUILD_DIR" in raised.value.tip
