@@ -14,8 +14,11 @@ build {
   }
 
   provisioner "shell" {
-    environment_vars = [for name, value in var.provision_env : "${name}=${value}"]
-    execute_command  = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
+    environment_vars = concat(
+      [for name, value in var.provision_env : "${name}=${value}"],
+      [for name, value in var.provision_secrets : "${name}=${value}"],
+    )
+    execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
     inline = concat(
       ["install -d -m 0755 /opt/visa/build", "cp -r /tmp/visa-build-context/provision /tmp/visa-build-context/spec /opt/visa/build/", "rm -rf /tmp/visa-build-context"],
       [for script in var.provision_scripts : "/opt/visa/build/provision/${script}"],

@@ -109,6 +109,13 @@ variable "provision_env" {
   description = "VISA_* variables of the provisioning scripts (the Dockerfile's ARGs)."
 }
 
+variable "provision_secrets" {
+  type        = map(string)
+  description = "VISA_* variables that may carry credentials (an index URL with user:token@): masked in logs."
+  sensitive   = true
+  default     = {}
+}
+
 variable "provision_scripts" {
   type        = list(string)
   description = "Provisioning scripts to run, in order, from provision/."

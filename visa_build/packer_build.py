@@ -11,6 +11,7 @@ from pathlib import Path
 from . import artefact, packer, progress, runs, timings, vm
 from .errors import VisaBuildError
 from .process import run
+from .render import SECRET_ENV
 from .seed import Login, build_seed
 
 BUILD_USER = "visa-build"
@@ -55,7 +56,9 @@ def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, l
             "ssh_private_key_file": str(private_key),
             "ssh_timeout": f"{5 * accel.slowdown}m", "serial_log": str(serial_log),
             "compress": bool(job.compression), "compression": job.compression or "zlib",
-            "context_dir": str(job.build_context), "provision_scripts": list(job.scripts), "provision_env": job.env,
+            "context_dir": str(job.build_context), "provision_scripts": list(job.scripts),
+            "provision_env": {name: value for name, value in job.env.items() if name not in SECRET_ENV},
+            "provision_secrets": {name: value for name, value in job.env.items() if name in SECRET_ENV},
         }  # fmt: skip
         var_path = work / f"{job.name}.pkrvars.hcl"
         var_path.write_text(packer.var_file(values))

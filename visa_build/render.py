@@ -60,6 +60,11 @@ SPEC_DIR = "/opt/visa/build/spec"
 INDEX_CA_FILE = "index-ca.crt"
 
 
+#: Provisioning variables whose values may carry credentials: Packer gets them as a sensitive variable, so
+#: its log (PACKER_LOG=1) shows <sensitive> instead.
+SECRET_ENV = ("VISA_INDEX_URL",)
+
+
 def provision_env(
     spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str, wheel_bytecode: bool, debian_state: str,
     index_url: str = "", index_ca: bool = False,

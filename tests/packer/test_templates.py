@@ -8,6 +8,7 @@ import pytest
 
 from visa_build import packer, vm
 from visa_build.process import run
+from visa_build.render import SECRET_ENV
 
 VALID = {
     "image_name": "visa-ci", "vm_name": "visa-build-0a1b2c3d-visa-ci", "base_image": "base.qcow2",
@@ -57,3 +58,17 @@ def test_templates_validate(tmp_path: Path, compress: bool, compression: str) ->
 def test_templates_reject_bad_values(tmp_path: Path, override: dict[str, str], complaint: str) -> None:
     output = _validate(tmp_path, **override)
     assert not output.startswith("ok") and complaint in output, output
+
+
+def test_an_index_token_never_reaches_packers_output(tmp_path: Path) -> None:
+    """VISA_INDEX_URL goes to Packer as a sensitive variable (packer_build splits it off): Packer prints
+    <sensitive> for it, here in `packer inspect` as in PACKER_LOG."""
+    token = "s3cr3t-visa-token"
+    env = {"VISA_TARGET": "vm", "VISA_INDEX_URL": f"https://user:{token}@pypi.example.org/simple"}
+    values = {**VALID, "provision_env": {k: v for k, v in env.items() if k not in SECRET_ENV},
+              "provision_secrets": {k: v for k, v in env.items() if k in SECRET_ENV}}  # fmt: skip
+    assert _validate(tmp_path, **values).startswith("ok")
+    var_path = tmp_path / "test.pkrvars.hcl"
+    inspected = run(["packer", "inspect", f"-var-file={var_path}", str(packer.TEMPLATES)], timeout=120, check=False,
+                    cwd=str(tmp_path)).output  # fmt: skip
+    assert "<sensitive>" in inspected and token not in inspected, inspected
