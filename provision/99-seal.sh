@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packer's shutdown command: remove the build user (who runs this through sudo), its sudo rule and the
-# build context, return freed blocks to the disk so the qcow2 stays small, then power off.
+# build context, and what the build boot wrote about itself (login records, journal, random seed, DHCP
+# lease), return freed blocks to the disk so the qcow2 stays small, then power off.
 set -euo pipefail
 # shellcheck source=provision/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -11,6 +12,13 @@ log "removing build user $build_user and /opt/visa/build"
 userdel --force --remove "$build_user" 2>/dev/null || userdel --force --remove "$build_user"
 rm -f /etc/sudoers.d/90-cloud-init-users
 rm -rf /opt/visa/build
+log "removing the build boot's login records, journal, random seed and DHCP lease"
+# Stopped first, as they would write again at power-off: the shutdown record, the saved seed, the journal.
+systemctl stop systemd-update-utmp.service systemd-random-seed.service
+systemctl stop systemd-journald.socket systemd-journald-dev-log.socket systemd-journald.service
+# Nothing creates wtmp, btmp or lastlog but systemd-tmpfiles, which makes them empty at the first boot.
+rm -f /var/log/wtmp /var/log/btmp /var/log/lastlog /var/lib/systemd/random-seed /var/lib/dhcp/*.leases
+rm -rf /var/log/journal/*
 sync
 fstrim --verbose / || log "fstrim failed: the qcow2 will be larger than needed"
 systemctl poweroff

@@ -53,6 +53,21 @@ def test_no_build_user_key_or_context(image_root: Path) -> None:
     assert installers == [], f"the build's uv binary is in the image: {installers}"
 
 
+@pytest.mark.parametrize("path", ["var/log/wtmp", "var/log/btmp", "var/log/lastlog", "var/lib/systemd/random-seed"])
+def test_no_record_of_the_build_boot(image_root: Path, path: str) -> None:
+    target = image_root / path
+    assert not target.exists() or target.stat().st_size == 0, (
+        f"/{path} holds {target.stat().st_size} bytes from the build boot (logins, the shutdown, its random seed)"
+    )
+
+
+def test_no_dhcp_lease_or_journal_of_the_build_boot(image_root: Path) -> None:
+    leases = [str(p) for p in (image_root / "var/lib/dhcp").glob("*.leases") if p.stat().st_size]
+    assert leases == [], f"the build VM's DHCP leases are in the image: {leases}"
+    journals = [p.name for p in (image_root / "var/log/journal").glob("*")]
+    assert journals == [], f"the build boot's journal is in the image: /var/log/journal/{journals}"
+
+
 def test_hostname_is_not_the_build_vms(image_root: Path) -> None:
     hostname = (image_root / "etc/hostname").read_text().strip()
     assert "visa-build" not in hostname, f"/etc/hostname still names the build VM: {hostname}"
