@@ -72,6 +72,7 @@ def _settings(
         rebase_days=visa.rebase_days,
         releases=visa.release_dir,
         keep_releases=visa.keep_releases,
+        index_allow_http=visa.index_allow_http,
     )
 
 
@@ -424,6 +425,7 @@ ns.configure(
             "disk_size": "12G",
             "index_url": "https://pypi.org/simple",
             "index_ca_bundle": "",
+            "index_allow_http": False,
             "fill": "native",
             "compression": "zlib",
             "test_container_images": "images/visa-jupyter,images/ci-trixie",

@@ -24,12 +24,15 @@ require_env() {
 
 # install_locked VENV PINS_FILE: create the venv with the image's python3 and install exactly the pinned
 # versions (from the wheelhouse, or the index for pip-index), bytecode compiled (the owner cannot write
-# __pycache__ under /opt): by the installer, or already in the wheels.
+# __pycache__ under /opt): by the installer, or already in the wheels. From the wheelhouse, wheels only and
+# each checked against its hash in the wheelhouse's SHA256SUMS (hashed_pins): nothing unlisted installs.
 install_locked() {
   local venv=$1 pins=$2
   require_env VISA_INSTALLER
   [[ $VISA_INSTALLER == pip-index ]] || require_env VISA_WHEELHOUSE_URL
-  local uv_compile=(--compile-bytecode) pip_compile=()
+  local uv_compile=(--compile-bytecode) pip_compile=() hashed
+  hashed=$(mktemp)
+  [[ $VISA_INSTALLER == pip-index ]] || hashed_pins "$pins" >"$hashed"
   if [[ ${VISA_WHEEL_BYTECODE:-0} == 1 ]]; then uv_compile=() pip_compile=(--no-compile); fi
   case "$VISA_INSTALLER" in
     uv)
@@ -38,14 +41,14 @@ install_locked() {
       uv_dir=$(mktemp -d)  # private (0700), never a predictable path
       fetch_uv "$uv_dir"
       "$uv_dir/uv" pip install --python "$venv/bin/python" --no-index --find-links "$VISA_WHEELHOUSE_URL" \
-        --no-deps "${uv_compile[@]}" --link-mode copy --quiet -r "$pins"
+        --no-deps --no-build --require-hashes "${uv_compile[@]}" --link-mode copy --quiet -r "$hashed"
       rm -rf "$uv_dir"
       rm -f "$venv/.lock"  # uv's lock of the environment while it installs, left world-writable
       ;;
     pip)
       [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
       "$venv/bin/pip" install --no-index --find-links "$VISA_WHEELHOUSE_URL" --no-deps "${pip_compile[@]}" \
-        --disable-pip-version-check --no-input --quiet -r "$pins"
+        --only-binary=:all: --require-hashes --disable-pip-version-check --no-input --quiet -r "$hashed"
       ;;
     pip-index)
       require_env VISA_INDEX_URL
@@ -57,7 +60,31 @@ install_locked() {
       ;;
     *) die "VISA_INSTALLER=$VISA_INSTALLER is not one of: uv, pip, pip-index" ;;
   esac
+  rm -f "$hashed"
   "$venv/bin/python" -m pip check >&2 || die "pip check failed in $venv"
+}
+
+# hashed_pins PINS_FILE: the pins, each with the sha256 of its wheel from the wheelhouse's SHA256SUMS (the host
+# checked every wheel against the lock's hashes when it filled the wheelhouse). A pin without a wheel fails.
+hashed_pins() {
+  python3 - "$VISA_WHEELHOUSE_URL" "$1" <<'PY'
+import re, sys, urllib.request
+base, pins = sys.argv[1], sys.argv[2]
+def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
+sums = {}
+for line in urllib.request.urlopen(base + "SHA256SUMS").read().decode().splitlines():
+    digest, _, wheel = line.partition("  ")
+    if not wheel.endswith(".whl"):
+        continue
+    name, version = wheel.split("-")[:2]
+    sums.setdefault((norm(name), version), []).append(digest)
+for line in open(pins).read().split():
+    name, _, version = line.partition("==")
+    digests = sums.get((norm(name), version))
+    if not digests:
+        sys.exit(f"{line} has no wheel in the wheelhouse {base}")
+    print(line, *(f"--hash=sha256:{digest}" for digest in digests))
+PY
 }
 
 # fetch_uv DIR: extract the uv binary of the wheelhouse's uv wheel into DIR (kept out of the image), after

@@ -40,6 +40,7 @@ class Settings:
     rebase_days: int = 7  # the base is rebuilt from the mirror this often (0: only when its inputs change)
     releases: str = ""  # the nightly's release folder ("" = <build_dir>/releases)
     keep_releases: int = 7  # releases kept per spec by the nightly (the one `latest` names is never removed)
+    index_allow_http: bool = False  # installer pip-index: accept a plain-HTTP index_url (anyone between can swap it)
 
     @property
     def cache_dir(self) -> Path:
@@ -59,7 +60,7 @@ def make_settings(
     accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
     index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "", fill: str = "native",
     compression: str = "zlib", security_mirror: str = "http://deb.debian.org/debian-security",
-    rebase_days: int = 7, releases: str = "", keep_releases: int = 7,
+    rebase_days: int = 7, releases: str = "", keep_releases: int = 7, index_allow_http: bool = False,
 ) -> Settings:  # fmt: skip
     if installer not in get_args(Installer):
         raise ConfigError(
@@ -80,6 +81,10 @@ def make_settings(
         raise ConfigError(f"visa.disk_size = {disk_size!r} is not a size like 12G", tip="set INVOKE_VISA_DISK_SIZE")
     if not index_url.startswith(("http://", "https://")):
         raise ConfigError(f"visa.index_url = {index_url!r} is not a URL", tip="e.g. https://pypi.org/simple")
+    if index_url.startswith("http://") and not index_allow_http:
+        raise ConfigError(f"visa.index_url = {index_url!r} is plain HTTP: anyone on the way can change what the "
+                          "guest installs", tip="use https://, or set INVOKE_VISA_INDEX_ALLOW_HTTP=1 for a trusted "
+                          "network")  # fmt: skip
     if index_ca_bundle and not Path(index_ca_bundle).is_file():
         raise ConfigError(
             f"visa.index_ca_bundle = {index_ca_bundle!r} is not a file",
@@ -133,6 +138,7 @@ def make_settings(
         rebase_days=int(rebase_days),
         releases=releases,
         keep_releases=int(keep_releases),
+        index_allow_http=bool(index_allow_http),
     )
 
 

@@ -23,6 +23,7 @@ def test_defaults_fill_natively_and_compress_with_zlib() -> None:
         ({"compression": "xz"}, "visa.compression = 'xz' is not valid; allowed: zlib, zstd"),
         ({"installer": "pip-index"}, "the installer pip-index installs inside the build VM"),
         ({"base_qcow2": "/images/debian.qcow2"}, "visa.base_qcow2 is provisioned inside the build VM"),
+        ({"index_url": "http://pypi.example.org/simple"}, "is plain HTTP"),
     ],
 )
 def test_bad_settings_name_the_key(overrides: dict[str, str], complaint: str) -> None:
@@ -41,3 +42,8 @@ def test_a_build_folder_that_option_strings_would_split_is_refused(folder: str) 
     with pytest.raises(ConfigError, match="visa.build_dir = .* holds a character") as raised:
         make_settings(**{**VALID, "build_dir": folder})  # type: ignore[arg-type]
     assert "INVOKE_VISA_BUILD_DIR" in raised.value.tip
+
+
+def test_a_plain_http_index_needs_an_explicit_setting() -> None:
+    settings = make_settings(**{**VALID, "index_url": "http://pypi.example.org/simple", "index_allow_http": True})  # type: ignore[arg-type]
+    assert settings.index_url.startswith("http://")
