@@ -14,8 +14,11 @@ rm -f /etc/sudoers.d/90-cloud-init-users
 rm -rf /opt/visa/build
 log "removing the build boot's login records, journal, random seed and DHCP lease"
 # Stopped first, as they would write again at power-off: the shutdown record, the saved seed, the journal.
-systemctl stop systemd-update-utmp.service systemd-random-seed.service
-systemctl stop systemd-journald.socket systemd-journald-dev-log.socket systemd-journald.service
+# (Debian 13's systemd keeps no utmp: it has no systemd-update-utmp.service.)
+for unit in systemd-update-utmp.service systemd-random-seed.service systemd-journald.socket \
+  systemd-journald-dev-log.socket systemd-journald.service; do
+  if systemctl cat "$unit" >/dev/null 2>&1; then systemctl stop "$unit"; fi
+done
 # Nothing creates wtmp, btmp or lastlog but systemd-tmpfiles, which makes them empty at the first boot.
 rm -f /var/log/wtmp /var/log/btmp /var/log/lastlog /var/lib/systemd/random-seed /var/lib/dhcp/*.leases
 rm -rf /var/log/journal/*
