@@ -286,11 +286,10 @@ def promote(conn: Any, spec: str, settings: Publishing, *, release: str = "") ->
     the current image stays (promoting twice changes nothing)."""
     with cloud_errors(settings.cloud):
         images = spec_images(conn, spec)
-        candidates = [i for i in images if state_of(i) == CANDIDATE and i.properties.get("visa_release") in
-                      (release or i.properties.get("visa_release"),)]  # fmt: skip
+        of_release = [i for i in images if not release or i.properties.get("visa_release") == release]
+        candidates = [i for i in of_release if state_of(i) == CANDIDATE]
         if not candidates:
-            current = [i for i in images if state_of(i) == CURRENT and (release or i.properties.get("visa_release")) ==
-                       i.properties.get("visa_release")]  # fmt: skip
+            current = [i for i in of_release if state_of(i) == CURRENT]
             if not current:
                 raise VisaBuildError(f"{spec}: no candidate image in Glance" + (f" of release {release}" if release
                                      else ""), tip="publish a release first (invoke publish)")  # fmt: skip
