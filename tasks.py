@@ -20,7 +20,21 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_disk, double, host, leftovers, lock, nightly, pipeline, progress, publish, qcow2, runs
+from visa_build import (
+    base_disk,
+    double,
+    host,
+    image_files,
+    interrupts,
+    leftovers,
+    lock,
+    nightly,
+    pipeline,
+    progress,
+    publish,
+    qcow2,
+    runs,
+)
 from visa_build.config import ImageSpec, load_image_spec
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
@@ -31,20 +45,21 @@ REPO = Path(__file__).resolve().parent
 IMAGE_HELP = "image spec folder (default: visa.image, images/visa-jupyter)"
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a cancelled pipeline) cleans up like Ctrl-C
-
-
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """The one boundary where errors meet the user: ERROR and TIP, exit 1; anything else is a bug."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()  # Ctrl-C, SIGTERM (a cancelled pipeline) and SIGHUP (a dropped ssh session) clean up
     try:
         yield
     except VisaBuildError as exc:
         raise Exit(f"ERROR {exc}" + (f"\nTIP   {exc.tip}" if exc.tip else ""), code=1) from None
-    except KeyboardInterrupt:
-        raise Exit("ERROR interrupted; containers, VMs and temporary files were cleaned up", code=130) from None
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, interrupts.Interrupted) else interrupts.Interrupted(signal.SIGINT)
+        raise Exit(
+            f"ERROR stopped by {stop.signal_name}; its VMs, containers, mounts, loop devices and temporary "
+            "files were removed, nothing half-written was kept",
+            code=stop.exit_code,
+        ) from None
 
 
 def _settings(
@@ -53,7 +68,7 @@ def _settings(
 ) -> Settings:  # fmt: skip
     visa = c.config.visa
     logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
-    return make_settings(
+    settings = make_settings(
         image=image if image is not None else visa.image,
         build_dir=visa.build_dir,
         installer=installer if installer is not None else visa.installer,
@@ -74,6 +89,8 @@ def _settings(
         keep_releases=visa.keep_releases,
         index_allow_http=visa.index_allow_http,
     )
+    interrupts.keep_output_after_hangup(str(settings.log_dir / f"hangup-{runs.RUN_ID}.log"))
+    return settings
 
 
 def _publishing(c: Context, cloud: str | None = None) -> Publishing:
@@ -365,7 +382,8 @@ def test(c: Context) -> None:
     """Run every test: unit tests; publishing through real Glance APIs and the CI templates; the container double
     of each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
     of each visa.test_qcow2_images spec (images/ci and images/ci-trixie, whose small data-analysis environments
-    fit CI under TCG); then the nightly of images/ci twice, publishing its release to Glance (tests/nightly)."""
+    fit CI under TCG); builds of images/ci stopped by signals in each step (tests/interrupted); then the nightly of
+    images/ci twice, publishing its release to Glance (tests/nightly)."""
     build_dir = _settings(c).build_dir
     _pytest_step("Publishing to real Glance APIs; the CI templates (tests/publish, tests/pipelines)",
                  ["tests/publish", "tests/pipelines"], build_dir)  # fmt: skip
@@ -374,13 +392,15 @@ def test(c: Context) -> None:
                  ["-s", "tests/concurrency", f"--side-by-side={specs}"], build_dir)  # fmt: skip
     for image in _spec_list(c.config.visa.test_qcow2_images):
         test_qcow2(c, image=image)
+    _pytest_step("Builds stopped by SIGTERM and SIGHUP in each step leave nothing behind (tests/interrupted)",
+                 ["tests/interrupted"], build_dir)  # fmt: skip
     _pytest_step("The nightly of images/ci, twice, then publishing (tests/nightly)", ["tests/nightly"], build_dir)
 
 
 @task
 def clean(c: Context) -> None:
-    """Remove containers and VMs left by interrupted runs, then everything under build/ (caches, images, logs);
-    refused while another run uses build/."""
+    """Remove containers and VMs left by interrupted runs, unmount and detach what they left mounted, then delete
+    everything under build/ (caches, images, logs); refused while another run uses build/."""
     with _user_errors():
         settings = _settings(c)
         leftovers.reap(settings.build_dir)
@@ -390,6 +410,8 @@ def clean(c: Context) -> None:
                        f"nothing while they run\nTIP   wait for them (pids in {runs.runs_dir(settings.build_dir)})",
                        code=1)  # fmt: skip
         with progress.step(f"Removing {settings.build_dir}"):
+            for released in image_files.release_all_under(settings.build_dir):
+                progress.note(f"released {released}, left by an interrupted run")
             shutil.rmtree(settings.build_dir, ignore_errors=True)
 
 

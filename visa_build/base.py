@@ -3,10 +3,11 @@ the VISA root filesystem (rootfs.py), kernel and boot packages included: the qco
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from . import artefact, progress, rootfs, runs
+from . import artefact, image_files, interrupts, progress, rootfs, runs
 from .container import docker_client, image_exists
 from .errors import VisaBuildError
 from .process import Runner, run
@@ -31,19 +32,24 @@ def _ensure_base_image(sources: rootfs.Sources, tag: str, cache_dir: Path, runne
         return tag
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f"{tag.split(':')[1]}.partial.tar"  # only kept until it is imported
+    # mmdebstrap's chroot, under build/: what it mounts there is released below, or by `clean` after a killed run.
+    scratch = Path(tempfile.mkdtemp(prefix=".mmdebstrap-", dir=cache_dir))
     with progress.step(f"Building base image {tag} from {sources.mirror} (mmdebstrap)"):
         try:
             runner(
                 rootfs.mmdebstrap_argv(sources, partial, tar=True),
                 timeout=1200,
+                env={"TMPDIR": str(scratch)},
                 on_line=progress.line,
                 tip="check that the Debian mirrors answer (visa.mirror, visa.security_mirror)",
             )
             with partial.open("rb") as handle:
                 client.api.import_image_from_data(handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1])
         finally:
-            if partial.exists():
-                os.unlink(partial)
+            with interrupts.shielded():
+                partial.unlink(missing_ok=True)
+                image_files.release_all_under(scratch, runner=runner)
+                shutil.rmtree(scratch, ignore_errors=True)
     if not image_exists(client, tag):
         raise VisaBuildError(f"docker import did not produce {tag}", tip="see the Docker daemon log")
     return tag

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import artefact, disk, progress, rootfs, runs
+from . import artefact, disk, interrupts, progress, rootfs, runs
 from .process import Runner, run
 
 DISK_BYTES = 3 * 2**30  # grown by Packer (disk_size) and by cloud-init's growpart at first boot
@@ -40,6 +40,7 @@ def _ensure_base_qcow2(sources: rootfs.Sources, final: Path, runner: Runner) -> 
             runner(disk.convert_argv(raw, partial), timeout=600)
             artefact.publish(partial, final)
         finally:
-            if not (work / "root").is_mount():  # never delete through a mount that failed to go
-                shutil.rmtree(work, ignore_errors=True)
+            with interrupts.shielded():
+                if not (work / "root").is_mount():  # never delete through a mount that failed to go
+                    shutil.rmtree(work, ignore_errors=True)
     return final

@@ -20,7 +20,7 @@ import requests
 import urllib3
 from docker.client import from_env
 
-from . import progress, runs
+from . import interrupts, progress, runs
 from .errors import ImageTestError, VisaBuildError
 from .seed import Seed
 
@@ -67,7 +67,8 @@ def build_image(
     client = docker_client(timeout=silence)
     tail: collections.deque[str] = collections.deque(maxlen=40)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
+    # Closing the client ends the build's connection: on an error or a stop signal the engine cancels the build.
+    with contextlib.closing(client), log_path.open("w") as log:
         stream = client.api.build(
             path=str(context), dockerfile=dockerfile, tag=tag, buildargs=buildargs,
             network_mode="host", extra_hosts=hosts, rm=True, forcerm=True, decode=True, pull=False, target=target,
@@ -86,8 +87,7 @@ def build_image(
                     f"docker build of {tag} failed: {chunk['error'].strip()}\n  last output:\n{shown}",
                     tip=f"the full build log is {log_path}",
                 )
-    image = client.images.get(tag)
-    return str(image.id)
+        return str(client.images.get(tag).id)
 
 
 def _until_silent(
@@ -163,7 +163,7 @@ def running_double(image: str, seed: Seed, *, log_dir: Path, purpose: str) -> It
             keep_journal(container, name, log_dir)
         raise
     finally:
-        with contextlib.suppress(docker.errors.NotFound):
+        with interrupts.shielded(), contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
 
 

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import artefact, disk, progress
+from . import artefact, disk, interrupts, progress
 from .container import docker_client
 from .errors import VisaBuildError
 from .image_files import mounted
@@ -63,8 +63,9 @@ def ensure_filled_qcow2(
             runner(disk.convert_argv(raw, partial), timeout=1200)
             artefact.publish(partial, final)
     finally:
-        if not (root.is_mount() or image_root.is_mount()):  # never delete through a mount that failed to go
-            shutil.rmtree(work, ignore_errors=True)
+        with interrupts.shielded():
+            if not (root.is_mount() or image_root.is_mount()):  # never delete through a mount that failed to go
+                shutil.rmtree(work, ignore_errors=True)
     for older in final.parent.iterdir():
         if older.is_file() and older.name not in (final.name, artefact.sidecar(final).name):
             older.unlink()

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import interrupts
+from .errors import VisaBuildError
 from .process import Runner, run
 
 
@@ -23,7 +25,8 @@ def loop_device(raw: Path, *, offset: int, size: int, read_only: bool, runner: R
     try:
         yield loop
     finally:
-        runner(["losetup", "--detach", loop], timeout=60, check=False)
+        with interrupts.shielded():
+            runner(["losetup", "--detach", loop], timeout=60, check=False)
 
 
 @contextlib.contextmanager
@@ -35,7 +38,8 @@ def mounted(
     try:
         yield mountpoint
     finally:
-        runner(["umount", "--recursive", str(mountpoint)], timeout=120, check=False)
+        with interrupts.shielded():
+            runner(["umount", "--recursive", str(mountpoint)], timeout=120, check=False)
 
 
 @contextlib.contextmanager
@@ -58,3 +62,26 @@ def mounted_root(qcow2: Path, *, scratch: Path, runner: Runner = run) -> Iterato
     finally:
         if not root.is_mount():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _under(path: str, directory: Path) -> bool:
+    return path == str(directory) or path.startswith(f"{directory}/")
+
+
+def release_all_under(directory: Path, *, runner: Runner = run) -> list[str]:
+    """Unmount everything mounted under `directory` (deepest first) and detach every loop device whose file lies
+    under it: what a killed run left. Returns what was released; VisaBuildError when something stays."""
+    targets = runner(["findmnt", "--list", "--noheadings", "--output", "TARGET"], timeout=60).lines
+    mounts = sorted((t for t in targets if _under(t, directory)), key=lambda t: t.count("/"), reverse=True)
+    for target in mounts:
+        runner(["umount", "--recursive", target], timeout=120, check=False)
+    listing = runner(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], timeout=60).output
+    devices = json.loads(listing)["loopdevices"] if listing.strip() else []  # no loop device: no output at all
+    loops = [d["name"] for d in devices if _under(d.get("back-file") or "", directory)]
+    for loop in loops:
+        runner(["losetup", "--detach", loop], timeout=60, check=False)
+    left = [t for t in runner(["findmnt", "--list", "--noheadings", "--output", "TARGET"], timeout=60).lines
+            if _under(t, directory)]  # fmt: skip
+    if left:
+        raise VisaBuildError(f"cannot unmount {', '.join(left)}", tip=f"see what uses it: fuser -vm {left[0]}")
+    return mounts + loops

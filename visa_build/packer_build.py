@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artefact, packer, progress, runs, timings, vm
+from . import artefact, interrupts, packer, progress, runs, timings, vm
 from .errors import VisaBuildError
 from .process import run
 from .render import SECRET_ENV
@@ -75,8 +75,9 @@ def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, l
             build_key_file(output).write_text(public + "\n")
             artefact.publish(qcow2, output)
     finally:
-        shutil.rmtree(work, ignore_errors=True)  # the private key, the seed, a half-written qcow2
-        vm.stop_vms(runs.RUN_ID)  # Packer stops its VM; this catches one it left when it was killed
+        with interrupts.shielded():
+            shutil.rmtree(work, ignore_errors=True)  # the private key, the seed, a half-written qcow2
+            vm.stop_vms(runs.RUN_ID)  # Packer stops its VM; this catches one it left when it was killed
 
 
 def _templates(work: Path) -> Path:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import interrupts
 from .errors import CommandError, CommandTimeoutError, ToolNotFoundError
 
 LOGGER = logging.getLogger(__name__)
@@ -46,15 +47,16 @@ def which(tool: str) -> str:
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
-    """Stop the whole process group: SIGTERM, then SIGKILL after 10 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
+    """Stop the whole process group: SIGTERM, then SIGKILL after 10 s (a stop signal waits until it is done)."""
+    with interrupts.shielded():
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def run(

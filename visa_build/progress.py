@@ -10,12 +10,53 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
+from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+from . import interrupts
+
+
+class _Stream:
+    """stdout or stderr that outlives its terminal: once a write fails (a hung-up terminal answers EIO, a reader
+    that went away EPIPE), output goes to /dev/null and the run, or its cleanup, goes on."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name  # looked up at each write: tests capture output by replacing sys.stderr
+
+    @property
+    def _stream(self) -> TextIO:
+        stream: TextIO = getattr(sys, self._name)
+        return stream
+
+    @property
+    def encoding(self) -> str:
+        return self._stream.encoding
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            interrupts.detach_terminal()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            interrupts.detach_terminal()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+_stdout, _stderr = _Stream("stdout"), _Stream("stderr")
+_err = Console(file=_stderr, highlight=False, soft_wrap=True)  # type: ignore[arg-type]  # a text stream's methods
 _status: Status | None = None
 
 
@@ -64,8 +105,8 @@ def line(text: str) -> None:
 def passthrough(text: str) -> None:
     """A line of a tool whose own report the user reads as it is (pytest): printed unchanged."""
     _close_status()
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    _stderr.write(text + "\n")
+    _stderr.flush()
 
 
 def note(text: str) -> None:
@@ -75,5 +116,5 @@ def note(text: str) -> None:
 
 def result(text: str) -> None:
     """A result for scripts: written to stdout, nothing else goes there."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _stdout.write(text + "\n")
+    _stdout.flush()

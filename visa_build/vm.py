@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import progress, runs
+from . import interrupts, progress, runs
 from .errors import VisaBuildError
 from .ports import free_port
 from .process import Runner, background, run
@@ -193,8 +193,9 @@ def booted_vm(
             yield BootedVM(name, ssh_port, http_port, serial, login[1], login[0].user, qemu)
         failed = False
     finally:
-        if failed and serial.is_file():
-            kept = log_dir / f"serial-{work.name}.log"
-            shutil.copyfile(serial, kept)
-            progress.note(f"serial console of the failed VM kept: {kept}")
-        shutil.rmtree(work, ignore_errors=True)
+        with interrupts.shielded():
+            if failed and serial.is_file():
+                kept = log_dir / f"serial-{work.name}.log"
+                shutil.copyfile(serial, kept)
+                progress.note(f"serial console of the failed VM kept: {kept}")
+            shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""How a run stops when asked: Ctrl-C, SIGTERM (a cancelled pipeline job) and SIGHUP (a dropped ssh session)
+each raise Interrupted once, where the run is, so every `finally` cleans up as it does on an error.
+
+Nothing cuts a cleanup short: a signal that comes while a shielded cleanup runs (stopping a child, unmounting,
+detaching a loop device, removing a private key) takes effect when it is done, and every signal after the
+first is noted and ignored. After SIGHUP the terminal is gone, so output goes to a log file (build/logs/
+hangup-<run id>.log) instead of making the cleanup's next write fail."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop by `signum`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP
+
+
+_first: int | None = None  # the signal that stopped the run
+_hangup_log = os.devnull  # where output goes once the terminal is gone
+_pending: int | None = None  # a signal that came during a shielded cleanup, raised when it ends
+_shield_depth = 0
+
+
+def install() -> None:
+    """Handle the stop signals in this (the main) thread from now on."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _received)
+
+
+def _received(signum: int, frame: FrameType | None) -> None:
+    global _first, _pending
+    if signum == signal.SIGHUP:
+        detach_terminal()
+    if _first is not None:
+        name, first = signal.Signals(signum).name, signal.Signals(_first).name
+        _say(f"visa-build: {name} received while cleaning up after {first}; it exits when the cleanup is done\n")
+        return
+    _first = signum
+    if _shield_depth:
+        _pending = signum
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """A cleanup a stop signal must not interrupt: a signal that comes meanwhile takes effect after it."""
+    global _shield_depth, _pending
+    _shield_depth += 1
+    try:
+        yield
+    finally:
+        _shield_depth -= 1
+        if _shield_depth == 0 and _pending is not None:
+            signum, _pending = _pending, None
+            raise Interrupted(signum)
+
+
+def keep_output_after_hangup(path: str) -> None:
+    """Once the terminal is gone, write the rest of the run's output to `path` (its folder must exist)."""
+    global _hangup_log
+    _hangup_log = path
+
+
+def detach_terminal() -> None:
+    """Point stdout and stderr at the hang-up log (or /dev/null): writes to a hung-up terminal fail (EIO)."""
+    try:
+        target = os.open(_hangup_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        target = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    os.close(target)
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode())
