@@ -108,8 +108,8 @@ def main() -> None:
     try:
         fast = settings_for(image, scratch / "native", args.compression)
         if args.warm_base:
-            double.base_image(spec, fast)
-            ensure_wheelhouse(spec, fast.cache_dir)
+            base = double.base_image(spec, fast)
+            ensure_wheelhouse(spec, fast.cache_dir, source_image=lambda: base)
         cold, built = timed("cold build-qcow2", lambda: qcow2.build_qcow2(spec, fast))
         lab = lab_layer(spec)
         unchanged, _ = timed("no-change rebuild", lambda: qcow2.build_qcow2(spec, fast))

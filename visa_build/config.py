@@ -85,6 +85,15 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class FromSource:
+    """Locked packages published only as sdists that may be built into wheels (image.toml [wheels]), and the
+    hash-pinned lock of the tools that build them."""
+
+    packages: tuple[str, ...] = ()  # normalised names
+    tools_lock: Path | None = None
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     name: str
     directory: Path
@@ -95,6 +104,7 @@ class ImageSpec:
     data_analysis: DataAnalysisSpec
     service: ServiceSpec
     lab_settings: LabSettings = LabSettings()
+    from_source: FromSource = FromSource()
 
     def build_blockers(self) -> list[str]:
         """Why this spec cannot be built here; empty when it can."""
@@ -121,6 +131,9 @@ class ImageSpec:
                 f"[jupyterlab] labextensions {list(self.labextensions)} need a Node build of JupyterLab; "
                 "JupyterLab 4 images use prebuilt extensions shipped in Python packages"
             )
+        tools = self.from_source.tools_lock
+        if tools and not tools.is_file():
+            reasons.append(f"[wheels] build_tools_lock {tools} does not exist (its header says how to make it)")
         for venv, label in ((self.jupyterlab.lock, "JupyterLab"), (self.data_analysis.lock, "data-analysis")):
             if not venv.is_file():
                 reasons.append(f"the {label} lock file {venv} does not exist (create it with ./visa-build lock-files)")
@@ -296,7 +309,7 @@ def load_image_spec(directory: Path) -> ImageSpec:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where} is not valid TOML: {exc}", tip=f"fix the syntax of {where}") from None
-    known = {"image", "jupyterlab", "data_analysis", "service"}
+    known = {"image", "jupyterlab", "data_analysis", "service", "wheels"}
     for section in raw:
         if section not in known:
             raise _err(where, f"[{section}]", "...", f"known sections: {', '.join(sorted(known))}")
@@ -350,4 +363,16 @@ def load_image_spec(directory: Path) -> ImageSpec:
         data_analysis=data_analysis,
         service=ServiceSpec(port=port, owner_wait_seconds=wait, mode=mode),
         lab_settings=lab_settings,
+        from_source=_load_from_source(cast(dict[str, Any], raw.get("wheels", {})), directory, where),
     )
+
+
+def _load_from_source(wheels: dict[str, Any], directory: Path, where: str) -> FromSource:
+    names = _get(wheels, "build_from_source", list, where, "wheels", default=[])
+    for name in names:
+        if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
+            raise _err(where, "[wheels] build_from_source", name, "expected package names such as 'ufit'")
+    if not names:
+        return FromSource()
+    tools_lock = _spec_path(directory, wheels, "build_tools_lock", where, "wheels")
+    return FromSource(tuple(sorted({normalise(name) for name in names})), tools_lock)

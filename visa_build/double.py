@@ -74,7 +74,7 @@ def build_container(
         )
     state = state if state is not None else debian_state(spec, settings)
     base_tag = base_image(spec, settings)
-    houses = ensure_wheelhouse(spec, settings.cache_dir)
+    houses = ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: base_tag)
     build_context = build_context or context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
     with (

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from . import artefact, host, pipeline, progress, qcow2, upstream
 from .config import ImageSpec
-from .double import image_sources
+from .double import base_image, image_sources
 from .errors import VisaBuildError
 from .process import run
 from .release import changes, manifest, record, sbom
@@ -89,7 +89,8 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
         pipeline.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
         steps["test-qcow2"] = time.monotonic() - mark
         image = manifest.from_facts(spec.name, spec.debian, json.loads(facts_file.read_text()),
-                                    ensure_wheelhouse(spec, settings.cache_dir))  # fmt: skip
+                                    ensure_wheelhouse(spec, settings.cache_dir,
+                                                      source_image=lambda: base_image(spec, settings)))  # fmt: skip
     except VisaBuildError as error:
         name = record.folder_name(started, state, failed=True)
         build = _build_json(spec, settings, states, built, steps, junit, verdict="failed", error=str(error))

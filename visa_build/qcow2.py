@@ -31,7 +31,7 @@ from . import (
 )
 from .base import base_tag
 from .config import ImageSpec
-from .double import build_container, check_buildable, debian_state, image_sources
+from .double import base_image, build_container, check_buildable, debian_state, image_sources
 from .errors import ConfigError
 from .packer_build import BUILD_USER, PackerJob, build_key_file
 from .process import Runner, run
@@ -216,7 +216,12 @@ def _build_in_guest(spec: ImageSpec, settings: Settings, build_context: Path, st
     """Packer stage by stage from the base qcow2; a stage whose inputs did not change is taken from its
     verified cache entry."""
     base = _base_qcow2(spec, settings)
-    houses = None if settings.installer == "pip-index" else ensure_wheelhouse(spec, settings.cache_dir)
+    from_wheelhouse = settings.installer != "pip-index"
+    houses = (
+        ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: base_image(spec, settings))
+        if from_wheelhouse
+        else None
+    )
     keys = stage_keys(spec, settings, build_context, base, state)
     final = qcow2_path(spec, settings, keys[-1])
     if cached := _cached(final):

@@ -1,9 +1,10 @@
 """The host-side wheelhouse: every locked package as a wheel for the image's interpreter, cached by content.
 
-Wheels are downloaded once, hash-checked against the lock; a package published only as an sdist is built
-into a wheel here on the host (never in the image). Bytecode is compiled into the wheels here too, when
-the host's Python can (see bytecode.py). Each cache entry carries a SHA256SUMS manifest that is
-verified before use; a damaged entry is rebuilt. Images then install with no index and no TLS.
+Wheels are downloaded once, hash-checked against the lock; a package published only as an sdist is built into a
+wheel in a throw-away container (sdists.py) when the spec allows it, never on the host or in the image. Bytecode
+is compiled into the wheels here too, when the host's Python can (see bytecode.py). Each cache entry carries a
+SHA256SUMS manifest that is verified before use; a damaged entry is rebuilt. Images then install with no index
+and no TLS.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import progress, runs
+from . import progress, runs, sdists
 from .artefact import key_of, sha256_of
 from .bytecode import add_bytecode_to_all, host_can_compile_for
 from .config import ImageSpec, normalise
@@ -52,12 +53,6 @@ def download_argv(requirements: Path, dest: Path, *, python: str, glibc: str) ->
     return argv
 
 
-def build_argv(requirements: Path, dest: Path) -> list[str]:
-    """pip wheel of sdist-only packages, hash-checked against the lock, built on this host."""
-    return [sys.executable, "-m", "pip", "wheel", "--no-deps", "--require-hashes", "--progress-bar", "off",
-            "--disable-pip-version-check", "-r", str(requirements), "-w", str(dest)]  # fmt: skip
-
-
 def lock_entries(text: str) -> dict[str, str]:
     """Split a hash-pinned lock into its requirement blocks (pin line plus its --hash lines), by name."""
     entries: dict[str, str] = {}
@@ -73,8 +68,10 @@ def lock_entries(text: str) -> dict[str, str]:
 
 def cache_key(spec: ImageSpec) -> str:
     """Hash of everything the wheelhouse depends on."""
+    tools = spec.from_source.tools_lock.read_text() if spec.from_source.tools_lock else ""
     return key_of(spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION, bytecode_tag(spec), "download per lock",
-                  spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text())  # fmt: skip
+                  spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text(),
+                  "sdists built offline as nobody", repr(spec.from_source.packages), tools)  # fmt: skip
 
 
 def carries_bytecode(spec: ImageSpec) -> bool:
@@ -114,10 +111,10 @@ def damaged_files(directory: Path) -> list[str]:
     return bad
 
 
-def _download(spec: ImageSpec, dest: Path, runner: Runner) -> None:
+def _download(spec: ImageSpec, dest: Path, runner: Runner, source_image: Callable[[], str]) -> None:
     glibc = DEBIAN_GLIBC[spec.debian]
     sdist_only: dict[str, str] = {}
-    requirements = dest.parent / f"{dest.name}.requirements.txt"
+    requirements = _requirements_file(dest)
     # One download per lock: the two environments may pin a shared dependency (e.g. numpy) differently.
     for lock in (spec.jupyterlab.lock, spec.data_analysis.lock):
         entries = lock_entries(lock.read_text())
@@ -135,38 +132,47 @@ def _download(spec: ImageSpec, dest: Path, runner: Runner) -> None:
                 missing = [normalise(m) for line in exc.tail for m in _MISSING.findall(line)]
                 if not missing or missing[0] in sdist_only or missing[0] not in entries:
                     raise
-                progress.note(f"{missing[0]} has no wheel for this platform: it will be built on the host")
-                sdist_only[missing[0]] = entries[missing[0]]
+                sdist_only[missing[0]] = entries[_allowed_from_source(spec, missing[0], glibc)]
     if sdist_only:
-        requirements.write_text("".join(sdist_only.values()))
-        runner(build_argv(requirements, dest), timeout=1800, on_line=progress.line)
-        _check_pure(dest, sdist_only)
+        assert spec.from_source.tools_lock is not None  # a spec that allows sources names their tools (config.py)
+        built = sdists.build_wheels("".join(sdist_only.values()), spec.from_source.tools_lock, dest,
+                                    python=spec.python, image=source_image(), runner=runner)  # fmt: skip
+        progress.note(f"built from source in a container, as nobody, offline: {', '.join(built)}")
     requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
     runner([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
             "--disable-pip-version-check", "--platform", "manylinux_2_17_x86_64", "--require-hashes",
             "-r", str(requirements), "-d", str(dest)], timeout=600, on_line=progress.line)  # fmt: skip
-    requirements.unlink()
 
 
-def _check_pure(dest: Path, built: dict[str, str]) -> None:
-    """Wheels built on the host must be pure Python, or the host must run the image's Debian release."""
-    for name in built:
-        for wheel in dest.glob("*.whl"):
-            if normalise(wheel.name.split("-", 1)[0]) == name and not wheel.name.endswith("-none-any.whl"):
-                raise VisaBuildError(
-                    f"{wheel.name} was built from source with a compiled part on this host",
-                    tip="build it in a container of the image's Debian release, or pin a version with wheels",
-                )
+def _requirements_file(dest: Path) -> Path:
+    """Where the downloads of `dest` write their requirements (beside it: nothing unlisted goes into it)."""
+    return dest.parent / f"{dest.name}.requirements.txt"
 
 
-def ensure_wheelhouse(spec: ImageSpec, cache_root: Path, *, runner: Runner = run) -> Path:
-    """The verified wheelhouse directory for `spec`, downloading it when absent or damaged (one run at a time)."""
+def _allowed_from_source(spec: ImageSpec, name: str, glibc: str) -> str:
+    """`name`, when the spec allows building it from source; otherwise the error that stops the build."""
+    if name not in spec.from_source.packages:
+        raise VisaBuildError(
+            f"{name} (locked) has no wheel for CPython {spec.python} on glibc {glibc}, and "
+            f"{spec.directory / 'image.toml'} does not allow building it from source",
+            tip="pin a version that has wheels, or add it to [wheels] build_from_source (built in a throw-away "
+            "container of the Debian base, as nobody, offline)",
+        )
+    progress.note(f"{name} has no wheel for this platform: it will be built from source in a container")
+    return name
+
+
+def ensure_wheelhouse(
+    spec: ImageSpec, cache_root: Path, *, source_image: Callable[[], str], runner: Runner = run
+) -> Path:  # fmt: skip
+    """The verified wheelhouse directory for `spec`, downloading it when absent or damaged (one run at a time).
+    `source_image` gives the Docker image sdists are built in (the image's Debian base), when there are any."""
     final = cache_root / "wheelhouse" / cache_key(spec)
     with runs.exclusive(cache_root / "locks" / f"wheelhouse-{final.name}.lock", f"the wheelhouse {final.name}"):
-        return _ensure_wheelhouse(spec, final, runner)
+        return _ensure_wheelhouse(spec, final, runner, source_image)
 
 
-def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner) -> Path:
+def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner, source_image: Callable[[], str]) -> Path:
     if final.is_dir():
         with progress.step(f"Verifying wheelhouse {final.name}"):
             bad = damaged_files(final)
@@ -179,7 +185,7 @@ def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner) -> Path:
     with progress.step(f"Downloading wheelhouse {final.name} for Python {spec.python}"):
         scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:
-            _download(spec, scratch, runner)
+            _download(spec, scratch, runner, source_image)
             if carries_bytecode(spec):
                 progress.line("compiling bytecode into the wheels (the guest then compiles nothing)")
                 count = add_bytecode_to_all(sorted(scratch.glob("*.whl")))
@@ -188,6 +194,7 @@ def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner) -> Path:
             scratch.rename(final)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            _requirements_file(scratch).unlink(missing_ok=True)
     return final
 
 

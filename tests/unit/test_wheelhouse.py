@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from visa_build.config import load_image_spec
+from visa_build import sdists
+from visa_build.config import FromSource, load_image_spec
+from visa_build.errors import CommandError, VisaBuildError
 from visa_build.process import Result
 from visa_build.wheelhouse import (
     UV_VERSION,
@@ -96,7 +99,49 @@ def test_each_lock_is_downloaded_on_its_own(tmp_path: Path) -> None:
 
     dest = tmp_path / "house"
     dest.mkdir()
-    _download(spec, dest, runner)
+    _download(spec, dest, runner, source_image=lambda: pytest.fail("nothing is built from source here"))
     numpy = [[line for line in text.splitlines() if line.startswith("numpy==")] for text in asked]
     assert numpy == [["numpy==2.5.5 \\"], ["numpy==2.4.6 \\"], []], f"numpy pins asked for, per download: {numpy}"
     assert asked[-1] == f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n", "uv must be fetched pinned by hash"
+
+
+def without_a_wheel(package: str) -> object:
+    """A pip that finds no wheel for `package` (as for nglview and ufit, published only as sdists)."""
+
+    def runner(argv: list[str], **_: object) -> Result:
+        if "download" in argv and f"{package}==" in Path(argv[argv.index("-r") + 1]).read_text():
+            raise CommandError(argv, 1, [f"ERROR: No matching distribution found for {package}==1.11.1"])
+        return Result(argv, 0, [])
+
+    return runner
+
+
+def test_a_package_without_a_wheel_that_the_spec_does_not_allow_stops_the_build(tmp_path: Path) -> None:
+    spec = replace(load_image_spec(IMAGES / "visa-jupyter"), from_source=FromSource(("nglview",), None))
+    with pytest.raises(VisaBuildError) as error:
+        _download(spec, tmp_path, without_a_wheel("ufit"),  # type: ignore[arg-type]
+                  source_image=lambda: pytest.fail("nothing may be built"))  # fmt: skip
+    assert "ufit (locked) has no wheel" in str(error.value) and "does not allow building it from source" in str(
+        error.value
+    ), str(error.value)
+    assert "build_from_source" in (error.value.tip or "")
+
+
+def test_an_allowed_package_without_a_wheel_is_built_from_source_in_the_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_image_spec(IMAGES / "visa-jupyter")
+    built: list[tuple[str, Path, str]] = []
+
+    def build_wheels(
+        requirements: str, tools_lock: Path, dest: Path, *, python: str, image: str, runner: object
+    ) -> list[str]:
+        built.append((requirements, tools_lock, image))
+        return ["ufit-1.11.1-py3-none-any.whl"]
+
+    monkeypatch.setattr(sdists, "build_wheels", build_wheels)
+    _download(spec, tmp_path, without_a_wheel("ufit"), source_image=lambda: "visa-build/base:bookworm-test")  # type: ignore[arg-type]
+    assert len(built) == 1, built
+    requirements, tools_lock, image = built[0]
+    assert requirements.startswith("ufit==1.11.1 \\\n    --hash=sha256:"), requirements
+    assert tools_lock == spec.from_source.tools_lock and image == "visa-build/base:bookworm-test"
