@@ -76,6 +76,12 @@ def qemu_argv(
     ]  # fmt: skip
 
 
+def overlay_argv(qcow2: Path, overlay: Path) -> list[str]:
+    """A qcow2 overlay on `qcow2`: the VM writes there, and QEMU's options name only the overlay (a path in the
+    build folder), so `qcow2` may be any path, with commas or spaces (it is only stored in the overlay)."""
+    return ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(qcow2.resolve()), "-F", "qcow2", str(overlay)]
+
+
 def vm_name(name: str, run_id: str = runs.RUN_ID) -> str:
     """QEMU's -name of a VM of run `run_id`: it tells which run owns the process."""
     return f"{VM_NAME_PREFIX}{run_id}-{name}"
@@ -182,8 +188,7 @@ def booted_vm(
     failed = True
     try:
         overlay = work / "overlay.qcow2"
-        runner(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(qcow2.resolve()), "-F", "qcow2", str(overlay)],
-               timeout=60)  # fmt: skip
+        runner(overlay_argv(qcow2, overlay), timeout=60)
         iso = work / "seed.iso"
         runner(seed_iso_argv(write_seed(seed, work / "seed"), iso), timeout=60)
         ssh_port, http_port = free_port(), free_port()

@@ -11,7 +11,7 @@ import yaml
 
 from visa_build import base_disk, disk, host, qcow2, rootfs, runs, vm
 from visa_build.errors import ConfigError
-from visa_build.process import Result
+from visa_build.process import Result, run
 from visa_build.seed import QEMU_MAC, Login, build_seed, nocloud_seed, visa_meta
 
 
@@ -120,3 +120,19 @@ def test_a_qcow2_to_test_must_hold_the_whole_image(info: dict[str, str], message
         qcow2.require_standalone(Path("/images/x.qcow2"), runner=qemu_img_info)
     qcow2.require_standalone(Path("/images/x.qcow2"),
                              runner=lambda argv, **_: Result(argv, 0, ['{"format": "qcow2"}']))  # fmt: skip
+
+
+def test_a_qcow2_path_with_a_comma_space_or_semicolon_boots_through_its_overlay(tmp_path: Path) -> None:
+    """--qcow2 may be any path: QEMU's options name only the overlay, which records the path as it is."""
+    folder = tmp_path / "site images, 2026; nightly"
+    folder.mkdir()
+    image = folder / "visa,jupyter latest.qcow2"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], timeout=60)
+    qcow2.require_standalone(image)
+    overlay = tmp_path / "overlay.qcow2"
+    run(vm.overlay_argv(image, overlay), timeout=60)
+    chain = json.loads(run(["qemu-img", "info", "--backing-chain", "--output=json", str(overlay)], timeout=60).output)
+    assert [layer["filename"] for layer in chain] == [str(overlay), str(image)], chain
+    argv = vm.qemu_argv(name="t", disk=overlay, seed_iso=tmp_path / "s.iso", accel=vm.Accel("tcg"), ssh_port=1,
+                        http_port=2, guest_http_port=3, serial_log=tmp_path / "serial.log")  # fmt: skip
+    assert not any(str(folder) in arg for arg in argv), "QEMU's options must not carry the --qcow2 path"
