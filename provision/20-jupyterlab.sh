@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 require_env VISA_SPEC_DIR
 
 log "installing JupyterLab into $VISA_JUPYTER_VENV with $VISA_INSTALLER"
-install_locked "$VISA_JUPYTER_VENV" "$VISA_SPEC_DIR/jupyterlab.txt"
+install_locked "$VISA_JUPYTER_VENV" "$VISA_SPEC_DIR/jupyterlab.txt" "$VISA_SPEC_DIR/jupyterlab.lock"
 
 # `labextension list` colours its status words; strip the colour codes before matching.
 extensions=$("$VISA_JUPYTER_VENV/bin/jupyter" labextension list 2>&1 | sed 's/\x1b\[[0-9;]*m//g')

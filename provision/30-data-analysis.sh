@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 require_env VISA_SPEC_DIR VISA_KERNEL_DISPLAY_NAME
 
 log "installing the data-analysis environment into $VISA_DATA_ANALYSIS_ENV with $VISA_INSTALLER"
-install_locked "$VISA_DATA_ANALYSIS_ENV" "$VISA_SPEC_DIR/data-analysis.txt"
+install_locked "$VISA_DATA_ANALYSIS_ENV" "$VISA_SPEC_DIR/data-analysis.txt" "$VISA_SPEC_DIR/data-analysis.lock"
 
 # Written under the image's own Jupyter data dir, which the launcher puts first on JUPYTER_PATH: it
 # shadows the python3 kernelspec that ipykernel ships inside the JupyterLab venv, and a user's own

@@ -22,12 +22,12 @@ require_env() {
   done
 }
 
-# install_locked VENV PINS_FILE: create the venv with the image's python3 and install exactly the pinned
-# versions (from the wheelhouse, or the index for pip-index), bytecode compiled (the owner cannot write
+# install_locked VENV PINS_FILE [LOCK_FILE]: create the venv with the image's python3 and install exactly the
+# pinned versions (from the wheelhouse, or by the lock's hashes from the index for pip-index), bytecode compiled (the owner cannot write
 # __pycache__ under /opt): by the installer, or already in the wheels. From the wheelhouse, wheels only and
 # each checked against its hash in the wheelhouse's SHA256SUMS (hashed_pins): nothing unlisted installs.
 install_locked() {
-  local venv=$1 pins=$2
+  local venv=$1 pins=$2 lock=${3:-}
   require_env VISA_INSTALLER
   [[ $VISA_INSTALLER == pip-index ]] || require_env VISA_WHEELHOUSE_URL
   local uv_compile=(--compile-bytecode) pip_compile=() hashed
@@ -55,12 +55,17 @@ install_locked() {
         --quiet -r "$hashed"
       ;;
     pip-index)
+      # From the site's index, each file checked against the lock's hashes; wheels only, except the packages
+      # the spec allows to build from source (VISA_BUILD_FROM_SOURCE, built here in the guest).
       require_env VISA_INDEX_URL
-      local cert=()
+      [[ -f $lock ]] || die "install_locked: the pip-index installer needs the lock (hashes) of $pins"
+      local cert=() from_source=()
       [[ -z ${VISA_INDEX_CA:-} ]] || cert=(--cert "$VISA_INDEX_CA")
+      [[ -z ${VISA_BUILD_FROM_SOURCE:-} ]] || from_source=(--no-binary "$VISA_BUILD_FROM_SOURCE")
       [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
       "$venv/bin/pip" install --index-url "$VISA_INDEX_URL" "${cert[@]}" --no-deps --no-cache-dir \
-        --disable-pip-version-check --no-input --quiet -r "$pins"
+        --only-binary=:all: "${from_source[@]}" --require-hashes --disable-pip-version-check --no-input \
+        --quiet -r "$lock"
       ;;
     *) die "VISA_INSTALLER=$VISA_INSTALLER is not one of: uv, pip, pip-index" ;;
   esac

@@ -36,6 +36,8 @@ def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") ->
     spec_dir = destination / "spec"
     _write(spec_dir / "jupyterlab.txt", render.pins_file(spec.jupyterlab.pins))
     _write(spec_dir / "data-analysis.txt", render.pins_file(spec.data_analysis.pins))
+    _write(spec_dir / "jupyterlab.lock", spec.jupyterlab.lock.read_text())  # hashes for the pip-index installer
+    _write(spec_dir / "data-analysis.lock", spec.data_analysis.lock.read_text())
     _write(spec_dir / "jupyter_server_config.py", render.jupyter_server_config(spec))
     _write(spec_dir / "visa-jupyter.env", render.service_env(spec))
     _write(spec_dir / "jupyterlab-overrides.json", render.lab_overrides(spec))

@@ -82,4 +82,5 @@ def provision_env(
     if installer == "pip-index":
         env["VISA_INDEX_URL"] = index_url
         env["VISA_INDEX_CA"] = f"{SPEC_DIR}/{INDEX_CA_FILE}" if index_ca else ""
+        env["VISA_BUILD_FROM_SOURCE"] = ",".join(spec.from_source.packages)
     return env

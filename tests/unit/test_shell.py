@@ -1,9 +1,12 @@
-"""Provisioning scripts are shellcheck-clean (shellcheck is installed by ./visa-build doctor --fix), and the
-installers take only the wheels the wheelhouse lists, by hash."""
+"""Provisioning scripts are shellcheck-clean (shellcheck is installed by ./visa-build doctor --fix), the
+installers take only the wheels the wheelhouse lists, by hash, and the pip-index installer only what the lock
+lists, by hash, wheels only."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from pathlib import Path
 
 from visa_build.ports import free_port
@@ -51,3 +54,55 @@ def test_a_pin_without_a_listed_wheel_stops_the_install(tmp_path: Path) -> None:
     (house / "evil-1.0-py3-none-any.whl").write_bytes(b"planted")
     result = hashed_pins(house, "evil==1.0\n", tmp_path)
     assert result.returncode != 0 and "evil==1.0 has no wheel in the wheelhouse" in result.output, result.output
+
+
+def wheel_bytes(name: str, version: str) -> bytes:
+    """A minimal pure-Python wheel of `name`."""
+    buffer = io.BytesIO()
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr(f"{name}/__init__.py", f"VERSION = {version!r}\n")
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{info}/RECORD", f"{name}/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+    return buffer.getvalue()
+
+
+def pip_index_install(tmp_path: Path, files: dict[str, bytes], lock: str) -> Result:
+    """lib.sh's install_locked with the pip-index installer, from a simple index holding `files`."""
+    index = tmp_path / "index"
+    for filename, data in files.items():
+        project = index / "simple" / filename.split("-")[0]
+        project.mkdir(parents=True, exist_ok=True)
+        (project / filename).write_bytes(data)
+        (project / "index.html").write_text(f'<a href="{filename}">{filename}</a>\n')
+    (tmp_path / "pins.txt").write_text("")
+    (tmp_path / "pins.lock").write_text(lock)
+    script = f'source provision/lib.sh && install_locked "{tmp_path}/venv" "{tmp_path}/pins.txt" "$1"'
+    with serving(index, port=free_port()) as url:
+        env = {"VISA_INSTALLER": "pip-index", "VISA_INDEX_URL": f"{url}simple/"}
+        return run(["bash", "-c", script, "install", str(tmp_path / "pins.lock")], timeout=300, check=False,
+                   cwd=str(PROVISION.parent), env=env)  # fmt: skip
+
+
+def test_pip_index_installs_what_the_lock_hashes(tmp_path: Path) -> None:
+    wheel = wheel_bytes("probe", "1.0")
+    lock = f"probe==1.0 \\\n    --hash=sha256:{hashlib.sha256(wheel).hexdigest()}\n"
+    result = pip_index_install(tmp_path, {"probe-1.0-py3-none-any.whl": wheel}, lock)
+    assert result.returncode == 0, result.output
+    assert (tmp_path / "venv/bin/python").exists()
+
+
+def test_pip_index_refuses_a_file_the_lock_does_not_hash(tmp_path: Path) -> None:
+    lock = f"probe==1.0 \\\n    --hash=sha256:{hashlib.sha256(b'what was locked').hexdigest()}\n"
+    result = pip_index_install(tmp_path, {"probe-1.0-py3-none-any.whl": wheel_bytes("probe", "1.0")}, lock)
+    assert result.returncode != 0 and "DO NOT MATCH THE HASHES" in result.output, result.output
+
+
+def test_pip_index_builds_no_sdist_the_spec_does_not_allow(tmp_path: Path) -> None:
+    sdist = b"not even opened"
+    lock = f"probe==1.0 \\\n    --hash=sha256:{hashlib.sha256(sdist).hexdigest()}\n"
+    result = pip_index_install(tmp_path, {"probe-1.0.tar.gz": sdist}, lock)
+    assert result.returncode != 0 and "No matching distribution found for probe==1.0" in result.output, result.output
