@@ -23,23 +23,27 @@ require_env() {
 }
 
 # install_locked VENV PINS_FILE [LOCK_FILE]: create the venv with the image's python3 and install exactly the
-# pinned versions (from the wheelhouse, or by the lock's hashes from the index for pip-index), bytecode compiled (the owner cannot write
-# __pycache__ under /opt): by the installer, or already in the wheels. From the wheelhouse, wheels only and
-# each checked against its hash in the wheelhouse's SHA256SUMS (hashed_pins): nothing unlisted installs.
+# pinned versions (from the wheelhouse, or by the lock's hashes from the index for pip-index), bytecode compiled
+# (the owner cannot write __pycache__ under /opt): by the installer, or already in the wheels. From the
+# wheelhouse, wheels only and each checked against its hash in the wheelhouse's SHA256SUMS (hashed_pins),
+# fetched once: nothing unlisted installs.
 install_locked() {
   local venv=$1 pins=$2 lock=${3:-}
   require_env VISA_INSTALLER
   [[ $VISA_INSTALLER == pip-index ]] || require_env VISA_WHEELHOUSE_URL
-  local uv_compile=(--compile-bytecode) pip_compile=() hashed
-  hashed=$(mktemp)
-  [[ $VISA_INSTALLER == pip-index ]] || hashed_pins "$pins" >"$hashed"
+  local uv_compile=(--compile-bytecode) pip_compile=() hashed sums
+  hashed=$(mktemp) sums=$(mktemp)
+  if [[ $VISA_INSTALLER != pip-index ]]; then
+    fetch_sums "$sums"
+    hashed_pins "$sums" "$pins" >"$hashed"
+  fi
   if [[ ${VISA_WHEEL_BYTECODE:-0} == 1 ]]; then uv_compile=() pip_compile=(--no-compile); fi
   case "$VISA_INSTALLER" in
     uv)
       [[ -x "$venv/bin/python" ]] || python3 -m venv --without-pip "$venv"
       local uv_dir
       uv_dir=$(mktemp -d)  # private (0700), never a predictable path
-      fetch_uv "$uv_dir"
+      fetch_uv "$sums" "$uv_dir"
       "$uv_dir/uv" pip install --python "$venv/bin/python" --no-index --find-links "$VISA_WHEELHOUSE_URL" \
         --no-deps --no-build --require-hashes "${uv_compile[@]}" --link-mode copy --quiet -r "$hashed"
       rm -rf "$uv_dir"
@@ -69,19 +73,28 @@ install_locked() {
       ;;
     *) die "VISA_INSTALLER=$VISA_INSTALLER is not one of: uv, pip, pip-index" ;;
   esac
-  rm -f "$hashed"
+  rm -f "$hashed" "$sums"
   "$venv/bin/python" -m pip check >&2 || die "pip check failed in $venv"
 }
 
-# hashed_pins PINS_FILE: the pins, each with the sha256 of its wheel from the wheelhouse's SHA256SUMS (the host
-# checked every wheel against the lock's hashes when it filled the wheelhouse). A pin without a wheel fails.
+# fetch_sums FILE: the wheelhouse's SHA256SUMS (the digest of every wheel it serves) into FILE.
+fetch_sums() {
+  python3 - "$VISA_WHEELHOUSE_URL" >"$1" <<'PY'
+import sys, urllib.request
+sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1] + "SHA256SUMS").read())
+PY
+}
+
+# hashed_pins SUMS_FILE PINS_FILE: the pins, each with the sha256 of its wheel from the wheelhouse's SHA256SUMS
+# (the host checked every wheel against the lock's hashes when it filled the wheelhouse). A pin without a wheel
+# fails.
 hashed_pins() {
-  python3 - "$VISA_WHEELHOUSE_URL" "$1" <<'PY'
-import re, sys, urllib.request
-base, pins = sys.argv[1], sys.argv[2]
+  python3 - "$VISA_WHEELHOUSE_URL" "$1" "$2" <<'PY'
+import re, sys
+base, manifest, pins = sys.argv[1:4]
 def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
 sums = {}
-for line in urllib.request.urlopen(base + "SHA256SUMS").read().decode().splitlines():
+for line in open(manifest).read().splitlines():
     digest, _, wheel = line.partition("  ")
     if not wheel.endswith(".whl"):
         continue
@@ -96,13 +109,13 @@ for line in open(pins).read().split():
 PY
 }
 
-# fetch_uv DIR: extract the uv binary of the wheelhouse's uv wheel into DIR (kept out of the image), after
-# checking the wheel against the wheelhouse's SHA256SUMS (the host checked it against PyPI's hash).
+# fetch_uv SUMS_FILE DIR: extract the uv binary of the wheelhouse's uv wheel into DIR (kept out of the image),
+# after checking the wheel against the wheelhouse's SHA256SUMS (the host checked it against PyPI's hash).
 fetch_uv() {
-  python3 - "$VISA_WHEELHOUSE_URL" "$1" <<'PY'
+  python3 - "$VISA_WHEELHOUSE_URL" "$1" "$2" <<'PY'
 import hashlib, io, sys, urllib.request, zipfile
-base, dest = sys.argv[1], sys.argv[2]
-sums = dict(reversed(line.split("  ", 1)) for line in urllib.request.urlopen(base + "SHA256SUMS").read().decode().splitlines())
+base, manifest, dest = sys.argv[1:4]
+sums = dict(reversed(line.split("  ", 1)) for line in open(manifest).read().splitlines())
 names = [name for name in sums if name.startswith("uv-") and name.endswith(".whl")]
 if len(names) != 1:
     sys.exit(f"the wheelhouse {base} lists {len(names)} uv wheels, not one")
@@ -114,5 +127,5 @@ member = next(n for n in wheel.namelist() if n.endswith("/scripts/uv"))
 with open(f"{dest}/uv", "wb") as binary:
     binary.write(wheel.read(member))
 PY
-  chmod 0700 "$1/uv"
+  chmod 0700 "$2/uv"
 }

@@ -68,11 +68,15 @@ def _under(path: str, directory: Path) -> bool:
     return path == str(directory) or path.startswith(f"{directory}/")
 
 
+def _mounts_under(directory: Path, runner: Runner) -> list[str]:
+    targets = runner(["findmnt", "--list", "--noheadings", "--output", "TARGET"], timeout=60).lines
+    return [target for target in targets if _under(target, directory)]
+
+
 def release_all_under(directory: Path, *, runner: Runner = run) -> list[str]:
     """Unmount everything mounted under `directory` (deepest first) and detach every loop device whose file lies
     under it: what a killed run left. Returns what was released; VisaBuildError when something stays."""
-    targets = runner(["findmnt", "--list", "--noheadings", "--output", "TARGET"], timeout=60).lines
-    mounts = sorted((t for t in targets if _under(t, directory)), key=lambda t: t.count("/"), reverse=True)
+    mounts = sorted(_mounts_under(directory, runner), key=lambda target: target.count("/"), reverse=True)
     for target in mounts:
         runner(["umount", "--recursive", target], timeout=120, check=False)
     listing = runner(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], timeout=60).output
@@ -80,8 +84,7 @@ def release_all_under(directory: Path, *, runner: Runner = run) -> list[str]:
     loops = [d["name"] for d in devices if _under(d.get("back-file") or "", directory)]
     for loop in loops:
         runner(["losetup", "--detach", loop], timeout=60, check=False)
-    left = [t for t in runner(["findmnt", "--list", "--noheadings", "--output", "TARGET"], timeout=60).lines
-            if _under(t, directory)]  # fmt: skip
+    left = _mounts_under(directory, runner)
     if left:
         raise VisaBuildError(f"cannot unmount {', '.join(left)}", tip=f"see what uses it: fuser -vm {left[0]}")
     return mounts + loops

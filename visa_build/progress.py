@@ -21,7 +21,8 @@ from . import interrupts
 
 class _Stream:
     """stdout or stderr that outlives its terminal: once a write fails (a hung-up terminal answers EIO, a reader
-    that went away EPIPE), output goes to /dev/null and the run, or its cleanup, goes on."""
+    that went away EPIPE), output goes to the hang-up log (interrupts.detach_terminal) and the run, or its cleanup,
+    goes on."""
 
     def __init__(self, name: str) -> None:
         self._name = name  # looked up at each write: tests capture output by replacing sys.stderr

@@ -25,9 +25,10 @@ def test_provision_scripts_pass_shellcheck() -> None:
 def hashed_pins(wheelhouse: Path, pins: str, tmp_path: Path) -> Result:
     """provision/lib.sh's hashed_pins for `pins`, with `wheelhouse` served over HTTP as in a build."""
     (tmp_path / "pins.txt").write_text(pins)
+    script = f'source provision/lib.sh && fetch_sums "{tmp_path}/sums" && hashed_pins "{tmp_path}/sums" "$1"'
     with serving(wheelhouse, port=free_port()) as url:
-        return run(["bash", "-c", f'source provision/lib.sh && hashed_pins "{tmp_path}/pins.txt"'], timeout=60,
-                   check=False, cwd=str(PROVISION.parent), env={"VISA_WHEELHOUSE_URL": url})  # fmt: skip
+        return run(["bash", "-c", script, "hashed_pins", str(tmp_path / "pins.txt")], timeout=60, check=False,
+                   cwd=str(PROVISION.parent), env={"VISA_WHEELHOUSE_URL": url})  # fmt: skip
 
 
 def test_the_installers_take_hashed_wheels_only(tmp_path: Path) -> None:
