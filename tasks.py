@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import shutil
 import signal
 import sys
 import time
@@ -20,26 +19,14 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import (
-    base_disk,
-    double,
-    host,
-    image_files,
-    interrupts,
-    leftovers,
-    lock,
-    nightly,
-    pipeline,
-    progress,
-    publish,
-    qcow2,
-    runs,
-)
-from visa_build.config import ImageSpec, load_image_spec
+from visa_build import base_qcow2, image_inputs, image_tests, interrupts, jobs, progress, qcow2, runs
+from visa_build import doctor as host_doctor
+from visa_build import lock_files as locking
+from visa_build.double_build import build_container as build_double
+from visa_build.double_build import container_tag
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
-from visa_build.release import record
-from visa_build.settings import Publishing, Settings, make_publishing, make_settings
+from visa_build.settings import DEFAULTS, Publishing, Settings, make_publishing, make_settings
 
 REPO = Path(__file__).resolve().parent
 IMAGE_HELP = "image spec folder (default: visa.image, images/visa-jupyter)"
@@ -62,52 +49,20 @@ def _user_errors() -> Iterator[None]:
         ) from None
 
 
-def _settings(
-    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None,
-    fill: str | None = None,
-) -> Settings:  # fmt: skip
+def _settings(c: Context, **overrides: str | None) -> Settings:
+    """The build settings: the `visa.*` config with the task's flags over it. Also sets up the run's logging and
+    where its output goes after a hang-up."""
     visa = c.config.visa
     logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
-    settings = make_settings(
-        image=image if image is not None else visa.image,
-        build_dir=visa.build_dir,
-        installer=installer if installer is not None else visa.installer,
-        base_image=visa.base_image,
-        mirror=visa.mirror,
-        wheelhouse_port=visa.wheelhouse_port,
-        accelerator=accelerator if accelerator is not None else visa.accelerator,
-        base_qcow2=visa.base_qcow2,
-        base_qcow2_checksum=visa.base_qcow2_checksum,
-        disk_size=visa.disk_size,
-        index_url=visa.index_url,
-        index_ca_bundle=visa.index_ca_bundle,
-        fill=fill if fill is not None else visa.fill,
-        compression=visa.compression,
-        security_mirror=visa.security_mirror,
-        rebase_days=visa.rebase_days,
-        releases=visa.release_dir,
-        keep_releases=visa.keep_releases,
-        index_allow_http=visa.index_allow_http,
-    )
+    given = {**{key: visa[key] for key in visa}, **{k: v for k, v in overrides.items() if v is not None}}
+    settings = make_settings(**given)
     interrupts.keep_output_after_hangup(str(settings.log_dir / f"hangup-{runs.RUN_ID}.log"))
     return settings
 
 
 def _publishing(c: Context, cloud: str | None = None) -> Publishing:
     visa = c.config.visa
-    return make_publishing(
-        cloud=cloud if cloud is not None else visa.cloud,
-        visibility=visa.publish_visibility,
-        keep_archived=visa.publish_keep_archived,
-        min_ram_mib=visa.publish_min_ram,
-        nightly_publish=visa.nightly_publish,
-        nightly_promote=visa.nightly_promote,
-    )
-
-
-def _ready(c: Context, settings: Settings) -> None:
-    host.ensure_ready(settings.build_dir, auto_fix=c.config.visa.auto_fix)
-    runs.register(settings.build_dir)
+    return make_publishing(**{key: visa[key] for key in visa} | ({"cloud": cloud} if cloud is not None else {}))
 
 
 def _timed(label: str, job: Callable[[], str]) -> None:
@@ -118,13 +73,13 @@ def _timed(label: str, job: Callable[[], str]) -> None:
 
 @task(help={"fix": "install missing Debian packages and start the Docker engine"})
 def doctor(c: Context, fix: bool = False) -> None:
-    """Check this host for what visa-build needs (tools, Docker engine, disk); --fix repairs it."""
+    """Check this host for what builds need; --fix repairs it."""
     with _user_errors():
         settings = _settings(c)
-        findings = host.examine(settings.build_dir)
+        findings = host_doctor.examine(settings.build_dir)
         if fix:
-            host.fix(findings)
-            findings = host.examine(settings.build_dir)
+            host_doctor.fix(findings)
+            findings = host_doctor.examine(settings.build_dir)
         for finding in findings:
             mark = "ok " if finding.ok else "BAD"
             progress.result(f"{mark} {finding.check}: {finding.detail}" + ("" if finding.ok else f"  -> {finding.fix}"))
@@ -132,49 +87,41 @@ def doctor(c: Context, fix: bool = False) -> None:
             raise Exit("ERROR this host is not ready\nTIP   run ./visa-build doctor --fix", code=1)
 
 
-def _spec(settings: Settings) -> ImageSpec:
-    return load_image_spec(REPO / settings.image_dir if not settings.image_dir.is_absolute() else settings.image_dir)
-
-
 @task(help={"image": IMAGE_HELP})
 def lock_files(c: Context, image: str | None = None) -> None:
-    """Re-resolve the image's lock files (hash-pinned, for the image's Python) from its top-level pins."""
+    """Re-resolve the image's hash-pinned lock files from its top-level pins."""
     with _user_errors():
-        spec = _spec(_settings(c, image))
-        for path in lock.lock_image(spec):
+        for path in locking.lock_image(jobs.load_spec(_settings(c, image=image))):
             progress.result(str(path))
 
 
-@task(help={"image": IMAGE_HELP, "installer": "uv or pip (default: visa.installer, uv)"})
+INSTALLER_HELP = "uv or pip (default: visa.installer, uv)"
+
+
+@task(help={"image": IMAGE_HELP, "installer": INSTALLER_HELP})
 def build_container(c: Context, image: str | None = None, installer: str | None = None) -> None:
-    """Build the container double of the image (Docker): the same provisioning as the qcow2."""
+    """Build the container double of the image: the same provisioning as the qcow2."""
     with _user_errors():
-        settings = _settings(c, image, installer)
-        spec = _spec(settings)
-        double.check_buildable(spec)
-        _ready(c, settings)
-        with runs.spec_lock(settings.build_dir, spec.name):
-            _timed("build-container", lambda: double.build_container(spec, settings).tag)
-        progress.result(double.container_tag(spec))
+        settings = _settings(c, image=image, installer=installer)
+        with jobs.image_run(settings, auto_fix=c.config.visa.auto_fix) as spec:
+            _timed("build-container", lambda: build_double(spec, settings).tag)
+        progress.result(container_tag(spec))
 
 
 @task(
     help={
         "image": IMAGE_HELP,
-        "installer": "uv or pip (default: visa.installer, uv)",
+        "installer": INSTALLER_HELP,
         "pytest-args": "extra pytest arguments, e.g. '-k kernel -x'",
     }
 )
 def test_container(c: Context, image: str | None = None, installer: str | None = None, pytest_args: str = "") -> None:
-    """Build the container double, boot it with VISA metadata and run the infra suite against it."""
+    """Build the container double, boot it with VISA metadata and run the infra suite."""
     with _user_errors():
-        settings = _settings(c, image, installer)
-        spec = _spec(settings)
-        double.check_buildable(spec)
-        _ready(c, settings)
+        settings = _settings(c, image=image, installer=installer)
         start = time.monotonic()
-        with runs.spec_lock(settings.build_dir, spec.name):
-            report = pipeline.test_container(spec, settings, pytest_args=shlex.split(pytest_args))
+        with jobs.image_run(settings, auto_fix=c.config.visa.auto_fix) as spec:
+            report = image_tests.test_container(spec, settings, pytest_args=shlex.split(pytest_args))
         progress.result(
             f"PASSED test-container {report.tag}: id {report.instance_id}, owner {report.owner}, "
             f"server answered {report.seconds_to_status:.0f} s after boot; suite {report.suite.summary} "
@@ -187,31 +134,37 @@ ACCEL_HELP = "auto (probe KVM, fall back to TCG), kvm or tcg (default: visa.acce
 
 @task(help={"image": IMAGE_HELP})
 def build_base(c: Context, image: str | None = None) -> None:
-    """Build (or verify the cached) base qcow2 from the Debian mirror: bootable, cloud-init ready."""
+    """Build (or verify the cached) base qcow2 of in-guest builds from the mirror."""
     with _user_errors():
-        settings = _settings(c, image)
-        spec = _spec(settings)
-        _ready(c, settings)
-        sources = double.image_sources(spec, settings)
-        progress.result(str(base_disk.ensure_base_qcow2(sources, settings.cache_dir)))
+        settings = _settings(c, image=image)
+        with jobs.image_run(settings, auto_fix=c.config.visa.auto_fix, buildable=False) as spec:
+            path = base_qcow2.ensure_base_qcow2(image_inputs.sources(spec, settings), settings.cache_dir)
+        progress.result(str(path))
 
 
-@task(help={"image": IMAGE_HELP, "installer": "uv, pip or pip-index (default: visa.installer, uv)",
-            "accelerator": ACCEL_HELP,
-            "fill": "native (Docker image, one boot) or guest (installed under QEMU); default: visa.fill"})  # fmt: skip
+@task(
+    help={
+        "image": IMAGE_HELP,
+        "installer": "uv, pip or pip-index (default: visa.installer, uv)",
+        "accelerator": ACCEL_HELP,
+        "fill": "native (Docker image, one boot) or guest (installed under QEMU); default: visa.fill",
+    }
+)
 def build_qcow2(
-    c: Context, image: str | None = None, installer: str | None = None, accelerator: str | None = None,
+    c: Context,
+    image: str | None = None,
+    installer: str | None = None,
+    accelerator: str | None = None,
     fill: str | None = None,
-) -> None:  # fmt: skip
-    """Build the VISA qcow2: the double's filesystem filled onto a disk and sealed by one Packer boot (or
-    installed in the guest); base, wheelhouse and Docker layers are each cached by content."""
+) -> None:
+    """Build the VISA qcow2 of the image, every step cached by content.
+
+    Filled natively (the default): the double's filesystem is copied onto a disk and sealed by one Packer boot.
+    Filled in the guest: Packer stages install it under QEMU."""
     with _user_errors():
-        settings = _settings(c, image, installer, accelerator, fill)
-        spec = _spec(settings)
-        double.check_buildable(spec)
-        _ready(c, settings)
+        settings = _settings(c, image=image, installer=installer, accelerator=accelerator, fill=fill)
         start = time.monotonic()
-        with runs.spec_lock(settings.build_dir, spec.name):
+        with jobs.image_run(settings, auto_fix=c.config.visa.auto_fix) as spec:
             built = qcow2.build_qcow2(spec, settings)
         progress.note(f"build-qcow2: {'cached' if built.cached else 'built'} in {time.monotonic() - start:.0f} s")
         progress.result(str(built.path))
@@ -232,15 +185,14 @@ def test_qcow2(
     qcow2: str | None = None,
     pytest_args: str = "",
 ) -> None:
-    """Boot the qcow2 (through an overlay) with VISA metadata and run the infra suite and VM tests over ssh."""
+    """Boot the qcow2 with VISA metadata and run the infra and VM suites over ssh."""
     with _user_errors():
-        settings = _settings(c, image, accelerator=accelerator)
-        spec = _spec(settings)
-        _ready(c, settings)
+        settings = _settings(c, image=image, accelerator=accelerator)
         start = time.monotonic()
-        with runs.spec_lock(settings.build_dir, spec.name):
-            report = pipeline.test_qcow2(spec, settings, qcow2=Path(qcow2) if qcow2 else None,
-                                         pytest_args=shlex.split(pytest_args))  # fmt: skip
+        with jobs.image_run(settings, auto_fix=c.config.visa.auto_fix, buildable=False) as spec:
+            report = image_tests.test_qcow2(
+                spec, settings, qcow2=Path(qcow2) if qcow2 else None, pytest_args=shlex.split(pytest_args)
+            )
         progress.result(
             f"PASSED test-qcow2 {report.tag}: id {report.instance_id}, owner {report.owner}, "
             f"ssh {report.seconds_to_ssh:.0f} s and /api/status {report.seconds_to_status:.0f} s after boot; "
@@ -254,24 +206,31 @@ LINT_GATES = (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy
 
 @task
 def test_unit(c: Context) -> None:
-    """Run the lint gates (ruff check, ruff format --check, mypy --strict), the unit tests (seconds; no Docker
-    or QEMU) and check the Packer templates (packer fmt, validate)."""
+    """Run the lint gates, the unit tests and the Packer template checks (no Docker or QEMU).
+
+    The gates: ruff check, ruff format --check, mypy --strict (the package, tasks.py and the tests). Then
+    pytest's default set (tests/unit, tests/packer): unit tests, shellcheck, packer fmt and validate."""
     with _user_errors():
-        _ready(c, _settings(c))  # installs shellcheck and packer on a fresh host
+        jobs.host_ready(_settings(c), auto_fix=c.config.visa.auto_fix, for_tests=True)
         failed = []
         for gate in LINT_GATES:
             with progress.step(" ".join(gate)):
-                code = run([sys.executable, "-m", *gate], timeout=600, cwd=str(REPO), on_line=progress.passthrough,
-                           check=False).returncode  # fmt: skip
+                code = run(
+                    [sys.executable, "-m", *gate], timeout=600, cwd=str(REPO), on_line=progress.passthrough, check=False
+                ).returncode
             if code != 0:
                 failed.append(" ".join(gate))
-        code = run([sys.executable, "-m", "pytest", "tests/unit", "tests/packer"], timeout=600, cwd=str(REPO),
-                   on_line=progress.passthrough, check=False).returncode  # fmt: skip
+        code = run(
+            [sys.executable, "-m", "pytest"], timeout=600, cwd=str(REPO), on_line=progress.passthrough, check=False
+        ).returncode
         if code != 0:
             failed.append(f"unit tests (pytest exit code {code})")
         if failed:
-            raise Exit(f"ERROR failed: {', '.join(failed)}\nTIP   `.venv/bin/ruff format .` fixes formatting; "
-                       "the findings are printed above", code=1)  # fmt: skip
+            raise Exit(
+                f"ERROR failed: {', '.join(failed)}\nTIP   `.venv/bin/ruff format .` fixes formatting; "
+                "the findings are printed above",
+                code=1,
+            )
 
 
 def _spec_list(value: str) -> list[str]:
@@ -286,133 +245,111 @@ NIGHTLY_HELP = {
 
 @task(iterable=["image"], help=NIGHTLY_HELP)
 def nightly_build(c: Context, image: list[str] | None = None, record_copy: str = "") -> None:
-    """Nightly: Debian updates in, build and test each image, then a release record (manifest, changes, SBOM,
-    JUnit) or one line saying nothing changed; exit 1 when any image failed (its record says why)."""
+    """Build and test each image with the archive's updates, and write its release record.
+
+    Each image gets a release record (manifest, changes, SBOM, JUnit) or one line saying nothing changed; exit 1
+    when any image failed (its record says why)."""
     with _user_errors():
-        failed, publishing = [], _publishing(c)
-        folders = image or _spec_list(c.config.visa.nightly_images)
-        for folder in folders:
-            settings = _settings(c, folder)
-            spec = _spec(settings)
-            double.check_buildable(spec)
-            _ready(c, settings)
-            with runs.spec_lock(settings.build_dir, spec.name):
-                night = nightly.run_nightly(spec, settings)
-            progress.result(night.detail)
-            if record_copy:
-                copy = Path(record_copy) / (spec.name if len(folders) > 1 else "")
-                if night.folder:
-                    record.copy_without_image(night.folder, copy)
-                else:
-                    copy.mkdir(parents=True, exist_ok=True)
-                    (copy / "NO-CHANGE.txt").write_text(night.detail + "\n")
-            if night.verdict == "failed":
-                failed.append(spec.name)
-            elif publishing.nightly_publish:
-                try:  # the latest release, also when tonight changed nothing: a failed upload is retried
-                    _publish(settings.release_dir / spec.name, publishing)
-                    if publishing.nightly_promote:
-                        _promote(spec.name, publishing)
-                except VisaBuildError as error:
-                    progress.note(
-                        f"ERROR {spec.name}: publishing failed: {error}" + (f"\nTIP   {error.tip}" if error.tip else "")
-                    )
-                    failed.append(f"{spec.name} (publishing)")
+        failed = jobs.nightly_of(
+            image or _spec_list(c.config.visa.nightly_images),
+            lambda folder: _settings(c, image=folder),
+            _publishing(c),
+            auto_fix=c.config.visa.auto_fix,
+            record_copy=Path(record_copy) if record_copy else None,
+        )
         if failed:
-            raise Exit(f"ERROR the nightly failed for {', '.join(failed)}\nTIP   each failed record holds "
-                       "build.json, ERROR.txt, the JUnit files and the logs; when publishing failed, the release "
-                       "stands and the next nightly (or invoke publish) tries again", code=1)  # fmt: skip
-
-
-def _publish(folder: Path, publishing: Publishing) -> publish.Release:
-    release = publish.read_release(folder)
-    conn = publish.connect(publishing.cloud)
-    image, uploaded = publish.publish(conn, release, publishing)
-    verb = "published" if uploaded else "already in Glance:"
-    progress.result(f"{release.spec}: {verb} {release.name} as {image.id} ({publish.state_of(image)})")
-    return release
-
-
-def _promote(spec: str, publishing: Publishing, release: str = "") -> None:
-    promotion = publish.promote(publish.connect(publishing.cloud), spec, publishing, release=release)
-    current = promotion.current
-    progress.result(f"{spec}: current image {current.id} ({current.properties.get('visa_release')}, "
-                    f"visibility {current.visibility})")  # fmt: skip
-    for image in promotion.archived:
-        progress.result(f"{spec}: archived and hid {image.id} ({image.properties.get('visa_release')})")
-    for image in promotion.deleted:
-        progress.result(f"{spec}: deleted {image.id} (more than visa.publish_keep_archived archived images)")
-    for image, why in promotion.kept:
-        progress.result(f"{spec}: kept {image.id} past visa.publish_keep_archived: {why}")
+            raise Exit(
+                f"ERROR the nightly failed for {', '.join(failed)}\nTIP   each failed record holds "
+                "build.json, ERROR.txt, the JUnit files and the logs; when publishing failed, the release "
+                "stands and the next nightly (or invoke publish) tries again",
+                code=1,
+            )
 
 
 CLOUD_HELP = "a cloud of clouds.yaml (default: visa.cloud, else OS_CLOUD or the OS_* variables)"
 
 
-@task(help={"image": IMAGE_HELP, "release": "a release folder (default: the image's latest release)",
-            "cloud": CLOUD_HELP})  # fmt: skip
+@task(
+    help={"image": IMAGE_HELP, "release": "a release folder (default: the image's latest release)", "cloud": CLOUD_HELP}
+)
 def publish_release(c: Context, image: str | None = None, release: str | None = None, cloud: str | None = None) -> None:
-    """Upload a release's qcow2 to Glance as a private candidate, checked against Glance's hash; a release
-    already there changes nothing."""
+    """Upload a release's qcow2 to Glance as a private candidate.
+
+    The upload is checked against Glance's hash; a release already there changes nothing."""
     with _user_errors():
-        settings, publishing = _settings(c, image), _publishing(c, cloud)
-        folder = Path(release) if release else settings.release_dir / _spec(settings).name
-        _publish(folder, publishing)
+        settings = _settings(c, image=image)
+        folder = Path(release) if release else settings.release_dir / jobs.load_spec(settings).name
+        jobs.publish_release(folder, _publishing(c, cloud))
 
 
-@task(help={"image": IMAGE_HELP, "release": "promote the candidate of this release (default: the newest)",
-            "cloud": CLOUD_HELP})  # fmt: skip
+@task(
+    help={
+        "image": IMAGE_HELP,
+        "release": "promote the candidate of this release (default: the newest)",
+        "cloud": CLOUD_HELP,
+    }
+)
 def promote(c: Context, image: str | None = None, release: str = "", cloud: str | None = None) -> None:
-    """Make the image's newest candidate current (visa.publish_visibility), archive and hide the image it replaces,
-    keep visa.publish_keep_archived archived images."""
+    """Make the image's newest candidate current in Glance.
+
+    It gets visa.publish_visibility; the image it replaces is archived and hidden; visa.publish_keep_archived
+    archived images are kept."""
     with _user_errors():
-        _promote(_spec(_settings(c, image)).name, _publishing(c, cloud), release)
+        jobs.promote(jobs.load_spec(_settings(c, image=image)).name, _publishing(c, cloud), release)
 
 
 def _pytest_step(title: str, args: list[str], build_dir: Path) -> None:
     with _user_errors(), progress.step(title):
-        code = run([sys.executable, "-m", "pytest", *args, f"--visa-build-dir={build_dir}"], timeout=5400,
-                   cwd=str(REPO), on_line=progress.passthrough, check=False).returncode  # fmt: skip
+        code = run(
+            [sys.executable, "-m", "pytest", *args, f"--visa-build-dir={build_dir}"],
+            timeout=5400,
+            cwd=str(REPO),
+            on_line=progress.passthrough,
+            check=False,
+        ).returncode
         if code != 0:
             raise Exit(f"ERROR {title}: failed (pytest exit code {code}); the findings are printed above", code=1)
 
 
 @task(pre=[test_unit])
 def test(c: Context) -> None:
-    """Run every test: unit tests; publishing through real Glance APIs and the CI templates; the container double
-    of each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
+    """Run every test: unit, publishing, both targets of the CI images, interrupted runs, the nightly.
+
+    In order: the unit tests; publishing through real Glance APIs and the CI templates; the container double of
+    each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
     of each visa.test_qcow2_images spec (images/ci and images/ci-trixie, whose small data-analysis environments
     fit CI under TCG); builds of images/ci stopped by signals in each step (tests/interrupted); then the nightly of
     images/ci twice, publishing its release to Glance (tests/nightly)."""
     build_dir = _settings(c).build_dir
-    _pytest_step("Publishing to real Glance APIs; the CI templates (tests/publish, tests/pipelines)",
-                 ["tests/publish", "tests/pipelines"], build_dir)  # fmt: skip
+    _pytest_step(
+        "Publishing to real Glance APIs; the CI templates (tests/publish, tests/pipelines)",
+        ["tests/publish", "tests/pipelines"],
+        build_dir,
+    )
     specs = c.config.visa.test_container_images
-    _pytest_step(f"test-container of {specs} side by side (tests/concurrency)",
-                 ["-s", "tests/concurrency", f"--side-by-side={specs}"], build_dir)  # fmt: skip
+    _pytest_step(
+        f"test-container of {specs} side by side (tests/concurrency)",
+        ["-s", "tests/concurrency", f"--side-by-side={specs}"],
+        build_dir,
+    )
     for image in _spec_list(c.config.visa.test_qcow2_images):
         test_qcow2(c, image=image)
-    _pytest_step("Builds stopped by SIGTERM and SIGHUP in each step leave nothing behind (tests/interrupted)",
-                 ["tests/interrupted"], build_dir)  # fmt: skip
+    _pytest_step(
+        "Builds stopped by SIGTERM and SIGHUP in each step leave nothing behind (tests/interrupted)",
+        ["tests/interrupted"],
+        build_dir,
+    )
     _pytest_step("The nightly of images/ci, twice, then publishing (tests/nightly)", ["tests/nightly"], build_dir)
 
 
 @task
 def clean(c: Context) -> None:
-    """Remove containers and VMs left by interrupted runs, unmount and detach what they left mounted, then delete
-    everything under build/ (caches, images, logs); refused while another run uses build/."""
+    """Remove what interrupted runs left, then build/ except the release records.
+
+    Containers and VMs of dead runs are removed, their mounts and loop devices released, then caches, images and
+    logs under build/ are deleted; refused while another run uses build/."""
     with _user_errors():
-        settings = _settings(c)
-        leftovers.reap(settings.build_dir)
-        active = runs.live_runs(settings.build_dir)
-        if active:
-            raise Exit(f"ERROR visa-build runs {', '.join(active)} are using {settings.build_dir}; clean removes "
-                       f"nothing while they run\nTIP   wait for them (pids in {runs.runs_dir(settings.build_dir)})",
-                       code=1)  # fmt: skip
-        with progress.step(f"Removing {settings.build_dir}"):
-            for released in image_files.release_all_under(settings.build_dir):
-                progress.note(f"released {released}, left by an interrupted run")
-            shutil.rmtree(settings.build_dir, ignore_errors=True)
+        jobs.clean(_settings(c))
 
 
 ns = Collection(
@@ -421,39 +358,4 @@ ns = Collection(
 ns.add_task(nightly_build, name="nightly")
 ns.add_task(publish_release, name="publish")
 ns.add_task(promote)
-ns.configure(
-    {
-        "visa": {
-            "image": "images/visa-jupyter",
-            "build_dir": str(REPO / "build"),
-            "installer": "uv",
-            "base_image": "",
-            "mirror": "http://deb.debian.org/debian",
-            "security_mirror": "http://deb.debian.org/debian-security",
-            "rebase_days": 7,
-            "nightly_images": "images/visa-jupyter,images/visa-jupyter-trixie",
-            "release_dir": "",
-            "keep_releases": 7,
-            "cloud": "",
-            "publish_visibility": "shared",
-            "publish_keep_archived": 3,
-            "publish_min_ram": 2048,
-            "nightly_publish": False,
-            "nightly_promote": False,
-            "wheelhouse_port": 8765,
-            "accelerator": "auto",
-            "base_qcow2": "",
-            "base_qcow2_checksum": "",
-            "disk_size": "12G",
-            "index_url": "https://pypi.org/simple",
-            "index_ca_bundle": "",
-            "index_allow_http": False,
-            "fill": "native",
-            "compression": "zlib",
-            "test_container_images": "images/visa-jupyter,images/ci-trixie",
-            "test_qcow2_images": "images/ci,images/ci-trixie",
-            "auto_fix": True,
-            "debug": False,
-        }
-    }
-)
+ns.configure({"visa": DEFAULTS})

@@ -16,9 +16,9 @@ import shlex
 import time
 from pathlib import Path
 
-from visa_build import pipeline
+from visa_build import image_tests
 from visa_build import qcow2 as qcow2_build
-from visa_build.config import load_image_spec
+from visa_build.image_spec import load_image_spec
 from visa_build.process import run
 from visa_build.settings import make_settings
 
@@ -27,11 +27,11 @@ READY = "is running at"
 BARE_UNIT = "visa-bench-bare-jupyter"
 
 
-def guest_output(instance: pipeline.Instance, command: str) -> list[str]:
+def guest_output(instance: image_tests.Instance, command: str) -> list[str]:
     return run(instance.guest.ssh_argv(f"sudo sh -c {shlex.quote(command)}"), timeout=120).lines
 
 
-def journal_time(instance: pipeline.Instance, selector: str, text: str) -> float:
+def journal_time(instance: image_tests.Instance, selector: str, text: str) -> float:
     """Realtime (s) of the first journal line of this boot matching `selector` that contains `text`."""
     lines = guest_output(instance, f"journalctl -b -o short-unix --no-pager {selector}")
     for line in lines:
@@ -40,7 +40,7 @@ def journal_time(instance: pipeline.Instance, selector: str, text: str) -> float
     raise SystemExit(f"no journal line with {text!r} ({selector}); journal ends with:\n" + "\n".join(lines[-10:]))
 
 
-def bare_start_seconds(instance: pipeline.Instance, home: str) -> float:
+def bare_start_seconds(instance: image_tests.Instance, home: str) -> float:
     """Seconds from systemd starting a bare JupyterLab (as the owner) to its 'is running at' line."""
     venv = "/opt/visa/jupyter/jupyterlab"
     guest_output(instance, "systemctl stop visa-jupyter.service && sync && echo 3 > /proc/sys/vm/drop_caches")
@@ -69,10 +69,16 @@ def main() -> None:
     parser.add_argument("--qcow2", help="boot this qcow2 instead of the image's build")
     args = parser.parse_args()
     spec = load_image_spec((REPO / args.image).resolve())
-    settings = make_settings(image=args.image, build_dir=str(REPO / "build"), installer="uv", base_image="",
-                             mirror="http://deb.debian.org/debian", wheelhouse_port=8765)  # fmt: skip
+    settings = make_settings(
+        image=args.image,
+        build_dir=str(REPO / "build"),
+        installer="uv",
+        base_image="",
+        mirror="http://deb.debian.org/debian",
+        wheelhouse_port=8765,
+    )
     qcow2 = Path(args.qcow2) if args.qcow2 else qcow2_build.build_qcow2(spec, settings).path
-    with pipeline.booted_instance(spec, settings, qcow2) as instance:
+    with image_tests.booted_instance(spec, settings, qcow2) as instance:
         owner_at = journal_time(instance, "-t useradd", f"new user: name={instance.owner},")
         ready_at = journal_time(instance, "-u visa-jupyter.service", READY)
         home = guest_output(instance, f"getent passwd {instance.owner} | cut -d: -f6")[0]

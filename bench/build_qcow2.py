@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from visa_build import base, double, lock, progress, qcow2, rootfs
-from visa_build.config import ImageSpec, load_image_spec
-from visa_build.container import docker_client, image_exists
+from visa_build import base_docker, base_rootfs, double_build, image_inputs, lock_files, progress, qcow2
+from visa_build.docker_engine import docker_client, image_exists
+from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.process import run
 from visa_build.settings import Settings, make_settings
 from visa_build.wheelhouse import ensure_wheelhouse
@@ -40,10 +40,16 @@ LAB_STEP = "20-jupyterlab.sh &&"
 def settings_for(image: Path, build_dir: Path, compression: str, installer: str = "uv") -> Settings:
     seed = installer == "pip-index"
     return make_settings(
-        image=str(image), build_dir=str(build_dir), installer=installer, base_image="", mirror=MIRROR,
-        wheelhouse_port=8765, fill="guest" if seed else "native", compression=compression,
+        image=str(image),
+        build_dir=str(build_dir),
+        installer=installer,
+        base_image="",
+        mirror=MIRROR,
+        wheelhouse_port=8765,
+        fill="guest" if seed else "native",
+        compression=compression,
         index_ca_bundle=str(HOST_CA_BUNDLE) if seed and HOST_CA_BUNDLE.is_file() else "",
-    )  # fmt: skip
+    )
 
 
 def timed(label: str, job: Callable[[], qcow2.Qcow2]) -> tuple[float, qcow2.Qcow2]:
@@ -60,14 +66,14 @@ def _steps(built: qcow2.Qcow2) -> str:
 
 def lab_layer(spec: ImageSpec) -> str:
     """Id of the filesystem image's layer that installed the JupyterLab venv."""
-    history = docker_client().images.get(double.filesystem_tag(spec)).history()
+    history = docker_client().images.get(double_build.filesystem_tag(spec)).history()
     return next(str(entry["Id"]) for entry in history if LAB_STEP in entry["CreatedBy"])
 
 
 def remove_images(spec: ImageSpec, *, keep_base: bool) -> None:
     client = docker_client()
-    tags = [double.container_tag(spec), double.filesystem_tag(spec)]
-    tags += [] if keep_base else [base.base_tag(rootfs.Sources(spec.debian, MIRROR, SECURITY_MIRROR))]
+    tags = [double_build.container_tag(spec), double_build.filesystem_tag(spec)]
+    tags += [] if keep_base else [base_docker.base_tag(base_rootfs.Sources(spec.distro, MIRROR, SECURITY_MIRROR))]
     for tag in tags:
         if image_exists(client, tag):
             progress.note(f"bench: removing {tag} for the cold run")
@@ -87,9 +93,11 @@ def pin_changed_copy(spec: ImageSpec, scratch: Path) -> ImageSpec:
     environment.write_text(environment.read_text().replace(old, new))
     requirements = scratch / "data-analysis.in"
     requirements.write_text("".join(f"{pin}\n" for pin in spec.data_analysis.top_level).replace(old, new))
-    glibc = lock.DEBIAN_GLIBC[spec.debian]
-    run(lock.compile_argv(requirements, copy / spec.data_analysis.lock.name, python=spec.python, glibc=glibc),
-        timeout=600)  # fmt: skip
+    glibc = spec.distro.glibc
+    run(
+        lock_files.compile_argv(requirements, copy / spec.data_analysis.lock.name, python=spec.python, glibc=glibc),
+        timeout=600,
+    )
     return load_image_spec(copy)
 
 
@@ -108,15 +116,16 @@ def main() -> None:
     try:
         fast = settings_for(image, scratch / "native", args.compression)
         if args.warm_base:
-            base = double.base_image(spec, fast)
+            base = image_inputs.base_image(spec, fast)
             ensure_wheelhouse(spec, fast.cache_dir, source_image=lambda: base)
         cold, built = timed("cold build-qcow2", lambda: qcow2.build_qcow2(spec, fast))
         lab = lab_layer(spec)
         unchanged, _ = timed("no-change rebuild", lambda: qcow2.build_qcow2(spec, fast))
         changed_spec = pin_changed_copy(spec, scratch)
         changed_settings = settings_for(changed_spec.directory, scratch / "native", args.compression)
-        changed, rebuilt = timed(f"pin change {PIN_CHANGE[0]} -> {PIN_CHANGE[1]}",
-                                 lambda: qcow2.build_qcow2(changed_spec, changed_settings))  # fmt: skip
+        changed, rebuilt = timed(
+            f"pin change {PIN_CHANGE[0]} -> {PIN_CHANGE[1]}", lambda: qcow2.build_qcow2(changed_spec, changed_settings)
+        )
         lab_reused = lab_layer(changed_spec) == lab
         seed = 0.0
         if not args.no_seed:

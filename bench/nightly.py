@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from visa_build import nightly, progress, qcow2
-from visa_build.config import load_image_spec
+from visa_build.image_spec import load_image_spec
 from visa_build.settings import make_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,16 +32,22 @@ def main() -> None:
     spec = load_image_spec((REPO / args.image).resolve())
     releases = REPO / "build" / "bench" / f"nightly-{spec.name}"
     shutil.rmtree(releases, ignore_errors=True)
-    settings = make_settings(image=args.image, build_dir=str(REPO / "build"), installer="uv", base_image="",
-                             mirror="http://deb.debian.org/debian", wheelhouse_port=8765,
-                             releases=str(releases))  # fmt: skip
+    settings = make_settings(
+        image=args.image,
+        build_dir=str(REPO / "build"),
+        installer="uv",
+        base_image="",
+        mirror="http://deb.debian.org/debian",
+        wheelhouse_port=8765,
+        release_dir=str(releases),
+    )
     try:
         first = nightly.run_nightly(spec, settings)
-        progress.note(f"bench: first night: {first.detail}")
+        progress.note(f"bench: first night: {first.summary}")
         started = time.monotonic()
         second = nightly.run_nightly(spec, settings)
         unchanged = time.monotonic() - started
-        progress.note(f"bench: second night: {second.detail}")
+        progress.note(f"bench: second night: {second.summary}")
     finally:
         shutil.rmtree(releases, ignore_errors=True)
     started = time.monotonic()
@@ -53,8 +59,10 @@ def main() -> None:
         f"Debian-only night (updates layer, fill, sealing boot): {debian_only:.0f} s (steps: {steps})",
     ]
     if args.cold_seconds:
-        lines.append(f"= {100 * debian_only / args.cold_seconds:.0f} % of a cold build-qcow2 of "
-                     f"{args.cold_seconds:.0f} s (target <= 40 %)")  # fmt: skip
+        lines.append(
+            f"= {100 * debian_only / args.cold_seconds:.0f} % of a cold build-qcow2 of "
+            f"{args.cold_seconds:.0f} s (target <= 40 %)"
+        )
     print("\n".join(lines))
 
 

@@ -11,6 +11,7 @@ images. The last lines are the figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from build_qcow2 import MIRROR, remove_images  # bench/ is the script folder
 
-from visa_build import double, progress
-from visa_build.config import load_image_spec
+from visa_build import image_inputs, progress
+from visa_build.image_spec import load_image_spec
 from visa_build.settings import make_settings
 from visa_build.wheelhouse import ensure_wheelhouse
 
@@ -33,8 +34,9 @@ def build(images: list[str], build_dir: Path) -> dict[str, float]:
     started, procs, seconds = time.monotonic(), {}, {}
     for image in images:
         log = (build_dir / f"bench-{Path(image).name}.log").open("w")
-        procs[image] = subprocess.Popen(["./visa-build", "build-qcow2", "--image", image], cwd=REPO, env=env,
-                                        stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        procs[image] = subprocess.Popen(
+            ["./visa-build", "build-qcow2", "--image", image], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     while procs:
         for image, proc in list(procs.items()):
             if proc.poll() is not None:
@@ -63,10 +65,16 @@ def main() -> None:
     try:
         for image in images:
             spec = load_image_spec(REPO / image)
-            settings = make_settings(image=image, build_dir=str(build_dir), installer="uv", base_image="",
-                                     mirror=MIRROR, wheelhouse_port=8765)  # fmt: skip
-            double.base_image(spec, settings)
-            ensure_wheelhouse(spec, settings.cache_dir)
+            settings = make_settings(
+                image=image,
+                build_dir=str(build_dir),
+                installer="uv",
+                base_image="",
+                mirror=MIRROR,
+                wheelhouse_port=8765,
+            )
+            base = image_inputs.base_image(spec, settings)
+            ensure_wheelhouse(spec, settings.cache_dir, source_image=functools.partial(str, base))
         cold(images, build_dir)
         one_by_one: dict[str, float] = {}
         for image in images:
@@ -78,8 +86,10 @@ def main() -> None:
     sequential, parallel = sum(one_by_one.values()), max(side_by_side.values())
     for image in images:
         progress.result(f"{image}: alone {one_by_one[image]:.0f} s, beside the other {side_by_side[image]:.0f} s")
-    progress.result(f"one after the other: {sequential:.0f} s; side by side: {parallel:.0f} s; "
-                    f"ratio {sequential / parallel:.2f} (2 cores, {os.cpu_count()} CPUs seen)")  # fmt: skip
+    progress.result(
+        f"one after the other: {sequential:.0f} s; side by side: {parallel:.0f} s; "
+        f"ratio {sequential / parallel:.2f} (2 cores, {os.cpu_count()} CPUs seen)"
+    )
 
 
 if __name__ == "__main__":

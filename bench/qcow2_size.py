@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from visa_build.image_files import mounted_root
+from visa_build.mounts import mounted_root
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,8 +28,10 @@ def main(paths: list[str]) -> None:
     for qcow2 in images:
         with mounted_root(qcow2, scratch=REPO / "build/bench") as root:
             used = bytes_in_use(root)
-        rows.append(f"{qcow2.name}: qcow2 {qcow2.stat().st_size / 1e9:.2f} GB, in use {used / 1e9:.2f} GB, "
-                    f"ratio {qcow2.stat().st_size / used:.2f}x (target <= 1.15x)")  # fmt: skip
+        rows.append(
+            f"{qcow2.name}: qcow2 {qcow2.stat().st_size / 1e9:.2f} GB, in use {used / 1e9:.2f} GB, "
+            f"ratio {qcow2.stat().st_size / used:.2f}x (target <= 1.15x)"
+        )
     print("\n".join(rows))
 
 

@@ -12,9 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
-from visa_build import base, double, pipeline, progress, rootfs
-from visa_build.config import load_image_spec
-from visa_build.container import docker_client, image_exists
+from visa_build import base_docker, base_rootfs, double_build, image_tests, progress
+from visa_build.docker_engine import docker_client, image_exists
+from visa_build.image_spec import load_image_spec
 from visa_build.settings import make_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,23 +29,24 @@ def main() -> None:
     spec = load_image_spec((REPO / args.image).resolve())
     scratch = REPO / "build" / "bench" / f"test-container-{spec.name}"
     shutil.rmtree(scratch, ignore_errors=True)
-    settings = make_settings(image=args.image, build_dir=str(scratch), installer="uv", base_image="", mirror=MIRROR,
-                             wheelhouse_port=8765)  # fmt: skip
+    settings = make_settings(
+        image=args.image, build_dir=str(scratch), installer="uv", base_image="", mirror=MIRROR, wheelhouse_port=8765
+    )
     client = docker_client()
     for tag in (
-        double.container_tag(spec),
-        double.filesystem_tag(spec),
-        base.base_tag(rootfs.Sources(spec.debian, MIRROR, SECURITY_MIRROR)),
+        double_build.container_tag(spec),
+        double_build.filesystem_tag(spec),
+        base_docker.base_tag(base_rootfs.Sources(spec.distro, MIRROR, SECURITY_MIRROR)),
     ):
         if image_exists(client, tag):
             progress.note(f"bench: removing {tag} for the cold run")
             client.images.remove(tag, force=True)
     client.images.prune(filters={"dangling": True})
-    runs: list[tuple[float, pipeline.TestReport]] = []
+    runs: list[tuple[float, image_tests.TestReport]] = []
     try:
         for label in ("cold", "warm"):
             started = time.monotonic()
-            report = pipeline.test_container(spec, settings, pytest_args=["-q"])
+            report = image_tests.test_container(spec, settings, pytest_args=["-q"])
             runs.append((time.monotonic() - started, report))
             progress.note(f"bench: {label} test-container {runs[-1][0]:.0f} s")
     finally:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visa_build import pipeline
-from visa_build.config import load_image_spec
+from visa_build import image_tests
+from visa_build.image_spec import load_image_spec
 from visa_build.settings import make_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,14 +25,20 @@ def main() -> None:
     parser.add_argument("--container-only", action="store_true", help="time the container double's suite only")
     args = parser.parse_args()
     spec = load_image_spec((REPO / args.image).resolve())
-    settings = make_settings(image=args.image, build_dir=str(REPO / "build"), installer="uv", base_image="",
-                             mirror="http://deb.debian.org/debian", wheelhouse_port=8765)  # fmt: skip
+    settings = make_settings(
+        image=args.image,
+        build_dir=str(REPO / "build"),
+        installer="uv",
+        base_image="",
+        mirror="http://deb.debian.org/debian",
+        wheelhouse_port=8765,
+    )
     figures = []
-    double = pipeline.test_container(spec, settings, pytest_args=["-q"])
+    double = image_tests.test_container(spec, settings, pytest_args=["-q"])
     figures.append(f"container suite (tests/infra + tests/boot): {double.suite.seconds:.0f} s, {double.suite.summary}")
     if not args.container_only:
         qcow2 = Path(args.qcow2) if args.qcow2 else None
-        vm = pipeline.test_qcow2(spec, settings, qcow2=qcow2, pytest_args=["-q"])
+        vm = image_tests.test_qcow2(spec, settings, qcow2=qcow2, pytest_args=["-q"])
         figures.append(f"VM suite (tests/infra + tests/vm): {vm.suite.seconds:.0f} s, {vm.suite.summary}")
     print(f"spec {spec.name}:\n" + "\n".join(figures))
 

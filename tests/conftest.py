@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
-from visa_build.config import ImageSpec, load_image_spec
+from visa_build.image_spec import ImageSpec, load_image_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,17 +20,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--visa-image", help="container image of the double (tests/boot boot their own doubles)")
     group.addoption("--visa-log-dir", default=str(REPO / "build/logs"), help="where failed targets' logs are kept")
-    group.addoption("--visa-target", choices=("container", "vm"), default="vm",
-                    help="what the target is: vm_only tests are skipped on the container double")  # fmt: skip
+    group.addoption(
+        "--visa-target",
+        choices=("container", "vm"),
+        default="vm",
+        help="what the target is: vm_only tests are skipped on the container double",
+    )
     group.addoption("--qcow2", help="the qcow2 the booted VM came from (tests/vm inspect it offline)")
     group.addoption("--double-image", help="Docker image of the container double filled into the qcow2 (tests/vm)")
     group.addoption("--visa-facts-out", help="write what probe.py gathered on the target to this JSON file")
     group.addoption("--build-public-key", help="public key the image build logged in with (must be gone)")
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
-    group.addoption("--side-by-side", default="images/visa-jupyter,images/ci-trixie",
-                    help="specs tests/concurrency runs test-container of at once (comma-separated)")  # fmt: skip
-    group.addoption("--visa-build-dir", default=str(REPO / "build"),
-                    help="build folder: the nightly reuses its caches; the test Glance is installed in it")  # fmt: skip
+    group.addoption(
+        "--side-by-side",
+        default="images/visa-jupyter,images/ci-trixie",
+        help="specs tests/concurrency runs test-container of at once (comma-separated)",
+    )
+    group.addoption(
+        "--visa-build-dir",
+        default=str(REPO / "build"),
+        help="build folder: the nightly reuses its caches; the test Glance is installed in it",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,7 +62,9 @@ def spec(pytestconfig: pytest.Config) -> ImageSpec:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Expose each phase's report on the test item, so fixtures can keep logs of failed tests."""
     report = yield
     setattr(item, f"rep_{report.when}", report)

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -32,8 +33,9 @@ def ensure_venv(build_dir: Path) -> Path:
     if not stamp.exists():
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        subprocess.run([str(venv / "bin/pip"), "install", "-q", "--require-hashes", "-r", str(LOCK)],
-                       check=True, timeout=1800)  # fmt: skip
+        subprocess.run(
+            [str(venv / "bin/pip"), "install", "-q", "--require-hashes", "-r", str(LOCK)], check=True, timeout=1800
+        )
         stamp.touch()
     return venv
 
@@ -56,8 +58,12 @@ def _config(venv: Path, work: Path, *, flavor: str, extra: str) -> Path:
         # Glance's legacy rules: without Keystone there are no project roles for the new defaults to match
         f"[oslo_policy]\nenforce_new_defaults = false\n{keystone}"
     )
-    subprocess.run([str(venv / "bin/glance-manage"), "--config-file", str(conf / "glance-api.conf"), "db_sync"],
-                   check=True, timeout=300, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [str(venv / "bin/glance-manage"), "--config-file", str(conf / "glance-api.conf"), "db_sync"],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     return conf
 
 
@@ -66,12 +72,26 @@ def running_glance(venv: Path, work: Path, *, flavor: str = "noauth", extra: str
     """A Glance API on 127.0.0.1 for the block; yields its endpoint. Its log is work/uwsgi.log."""
     conf = _config(venv, work, flavor=flavor, extra=extra)
     port = free_port()
-    argv = [str(venv / "bin/uwsgi"), "--http11-socket", f"127.0.0.1:{port}", "--module",
-            "glance.wsgi.api:application", "--virtualenv", str(venv), "--master", "--processes", "1",
-            "--threads", "4", "--die-on-term", "--need-app"]  # fmt: skip
+    argv = [
+        str(venv / "bin/uwsgi"),
+        "--http11-socket",
+        f"127.0.0.1:{port}",
+        "--module",
+        "glance.wsgi.api:application",
+        "--virtualenv",
+        str(venv),
+        "--master",
+        "--processes",
+        "1",
+        "--threads",
+        "4",
+        "--die-on-term",
+        "--need-app",
+    ]
     with (work / "uwsgi.log").open("wb") as log:
-        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={"OS_GLANCE_CONFIG_DIR": str(conf),
-                                  "PATH": "/usr/bin:/bin"})  # fmt: skip
+        server = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={"OS_GLANCE_CONFIG_DIR": str(conf), "PATH": "/usr/bin:/bin"}
+        )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -104,13 +124,22 @@ def clouds(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
         running_glance(venv, root / "keystone", flavor="keystone") as keystone_glance,
         running_glance(venv, root / "quota", extra="user_storage_quota = 1MB") as quota_glance,
     ):
-        endpoints = {"glance-test": open_glance, "glance-keystone": keystone_glance, "glance-quota": quota_glance,
-                     "glance-unreachable": f"http://127.0.0.1:{free_port()}"}  # fmt: skip
-        config = {"clouds": {name: {"auth_type": "none", "image_endpoint_override": endpoint}
-                             for name, endpoint in endpoints.items()}}  # fmt: skip
+        endpoints = {
+            "glance-test": open_glance,
+            "glance-keystone": keystone_glance,
+            "glance-quota": quota_glance,
+            "glance-unreachable": f"http://127.0.0.1:{free_port()}",
+        }
+        config: dict[str, dict[str, dict[str, Any]]] = {
+            "clouds": {
+                name: {"auth_type": "none", "image_endpoint_override": endpoint} for name, endpoint in endpoints.items()
+            }
+        }
         # a user and password that Glance behind Keystone refuses (HTTP 401)
-        config["clouds"]["glance-keystone"] |= {"auth_type": "http_basic", "auth": {
-            "username": "visa", "password": "wrong", "endpoint": keystone_glance}}  # fmt: skip
+        config["clouds"]["glance-keystone"] |= {
+            "auth_type": "http_basic",
+            "auth": {"username": "visa", "password": "wrong", "endpoint": keystone_glance},
+        }
         path = root / "clouds.yaml"
         path.write_text(yaml.safe_dump(config))
         saved = os.environ.get("OS_CLIENT_CONFIG_FILE")

@@ -1,4 +1,4 @@
-"""Files cached by content: a sha256 sidecar written on publish, verified before every use."""
+"""Files cached by content: a sha256 sidecar written when stored, verified before every use."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def is_intact(path: Path) -> bool:
     return False
 
 
-def publish(partial: Path, final: Path) -> str:
+def store(partial: Path, final: Path) -> str:
     """Move a finished `partial` file to `final` with its sidecar (sidecar last: no sidecar, no entry)."""
     digest = sha256_of(partial)
     final.parent.mkdir(parents=True, exist_ok=True)

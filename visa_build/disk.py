@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import VisaBuildError
-from .image_files import loop_device, mounted
+from .mounts import loop_device, mounted
 from .process import Runner
 
 SECTOR = 512

@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 
 from . import artefact, disk, interrupts, progress
-from .container import docker_client
+from .docker_engine import docker_client
 from .errors import VisaBuildError
-from .image_files import mounted
+from .mounts import mounted
 from .process import Runner, run
 
 
@@ -56,12 +56,13 @@ def ensure_filled_qcow2(
             image_root.mkdir()
             with (
                 disk.root_filesystem(raw, disk.size_bytes(size), root, runner=runner),
-                mounted("overlay", image_root, options=f"ro,lowerdir={':'.join(layers)}", fstype="overlay",
-                        runner=runner),
-            ):  # fmt: skip
+                mounted(
+                    "overlay", image_root, options=f"ro,lowerdir={':'.join(layers)}", fstype="overlay", runner=runner
+                ),
+            ):
                 runner(copy_argv(image_root, root), timeout=1800, tip="is the disk under build/ full?")
             runner(disk.convert_argv(raw, partial), timeout=1200)
-            artefact.publish(partial, final)
+            artefact.store(partial, final)
     finally:
         with interrupts.shielded():
             if not (root.is_mount() or image_root.is_mount()):  # never delete through a mount that failed to go

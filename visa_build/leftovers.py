@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import progress, runs, vm
-from .container import remove_containers_of
+from .docker_engine import remove_containers_of
 
 
 def reap(build_dir: Path) -> None:

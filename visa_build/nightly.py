@@ -8,19 +8,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from . import artefact, host, pipeline, progress, qcow2, upstream
-from .config import ImageSpec
-from .double import base_image, image_sources
+from . import archive_state, artefact, image_inputs, image_tests, progress, qcow2
 from .errors import VisaBuildError
-from .process import run
-from .release import changes, manifest, record, sbom
+from .image_spec import ImageSpec
+from .release import build_json, changes, manifest, record, sbom
 from .settings import Settings
 from .wheelhouse import ensure_wheelhouse
 
@@ -31,28 +27,8 @@ Verdict = Literal["unchanged", "released", "failed"]
 class Night:
     image: str
     verdict: Verdict
-    detail: str  # the one line the user reads
+    summary: str  # the one line the user reads
     folder: Path | None = None  # the release or failed record written, if any
-
-
-def junit_counts(path: Path) -> dict[str, int]:
-    """tests, failures, errors and skipped of a pytest JUnit XML file (zeros when it is missing)."""
-    counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
-    if path.is_file():
-        for suite in ET.parse(path).getroot().iter("testsuite"):
-            for name in counts:
-                counts[name] += int(suite.get(name, 0))
-    return counts
-
-
-def _tool_versions() -> dict[str, str]:
-    def first_line(argv: list[str]) -> str:
-        result = run(argv, timeout=60, check=False)
-        return result.lines[0].strip() if result.returncode == 0 and result.lines else "unknown"
-
-    commit = first_line(["git", "-C", str(qcow2.REPO), "rev-parse", "--short", "HEAD"])
-    return {"visa-build": f"{version('visa-build')} ({commit})", "packer": first_line(["packer", "version"]),
-            "qemu": first_line(["qemu-system-x86_64", "--version"])}  # fmt: skip
 
 
 def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
@@ -61,16 +37,20 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     root = settings.release_dir / spec.name
     _prune(root, spec, settings)
     steps: dict[str, float] = {}
-    sources = image_sources(spec, settings)
+    sources = image_inputs.sources(spec, settings)
     mark = time.monotonic()
-    states = upstream.read_state(sources)
+    states = archive_state.read_state(sources)
     steps["mirror check"] = time.monotonic() - mark
-    state = upstream.state_key(states)
+    state = archive_state.state_key(states)
     expected = qcow2.expected_path(spec, settings, state)
     last = record.read_last_check(root)
     if last.get("qcow2") == expected.name and last.get("verdict") in ("released", "unchanged"):
-        return Night(spec.name, "unchanged", f"{spec.name}: nothing changed (Debian archive and spec as checked "
-                     f"{last.get('checked')}; {last.get('release', 'no release')}): no new release")  # fmt: skip
+        return Night(
+            spec.name,
+            "unchanged",
+            f"{spec.name}: nothing changed (Debian archive and spec as checked "
+            f"{last.get('checked')}; {last.get('release', 'no release')}): no new release",
+        )
     work = settings.build_dir / "nightly" / spec.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -82,18 +62,21 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
         built = qcow2.build_qcow2(spec, settings, state=state)
         steps["build-qcow2"] = time.monotonic() - mark
         mark = time.monotonic()
-        pipeline.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
+        image_tests.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
         steps["test-container"] = time.monotonic() - mark
         mark = time.monotonic()
         vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={facts_file}"]
-        pipeline.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
+        image_tests.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
         steps["test-qcow2"] = time.monotonic() - mark
-        image = manifest.from_facts(spec.name, spec.debian, json.loads(facts_file.read_text()),
-                                    ensure_wheelhouse(spec, settings.cache_dir,
-                                                      source_image=lambda: base_image(spec, settings)))  # fmt: skip
+        image = manifest.from_facts(
+            spec.name,
+            spec.distro.codename,
+            json.loads(facts_file.read_text()),
+            ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: image_inputs.base_image(spec, settings)),
+        )
     except VisaBuildError as error:
         name = record.folder_name(started, state, failed=True)
-        build = _build_json(spec, settings, states, built, steps, junit, verdict="failed", error=str(error))
+        build = build_json.write(spec, settings, states, built, steps, junit, verdict="failed", error=str(error))
         files: dict[str, str | Path] = {"build.json": build, "ERROR.txt": f"{error}\nTIP {error.tip or ''}\n"}
         files |= {f"junit/{target}.xml": path for target, path in junit.items() if path.is_file()}
         files |= {f"logs/{log.name}": log for log in _logs_since(settings.log_dir, clock)}
@@ -103,10 +86,11 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     check = {"qcow2": built.path.name, "checked": started.isoformat(timespec="seconds")}
     if previous == image:
         record.write_last_check(root, {**check, "verdict": "unchanged", "release": why})
-        return Night(spec.name, "unchanged", f"{spec.name}: the image holds what its last release holds ({why}): "
-                     "no new release")  # fmt: skip
+        return Night(
+            spec.name, "unchanged", f"{spec.name}: the image holds what its last release holds ({why}): no new release"
+        )
     try:
-        security = upstream.security_versions(sources)
+        security = archive_state.security_versions(sources)
     except VisaBuildError as error:  # the release stands; only the (security) marks are missing
         progress.note(f"{spec.name}: CHANGES.md without security marks: {error}")
         security = {}
@@ -115,7 +99,7 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     files = {
         built.path.name: built.path,
         f"{built.path.name}.sha256": artefact.sidecar(built.path).read_text(),
-        "build.json": _build_json(spec, settings, states, built, steps, junit, verdict="passed"),
+        "build.json": build_json.write(spec, settings, states, built, steps, junit, verdict="passed"),
         "manifest.json": manifest.to_json(image),
         "manifest.md": manifest.to_markdown(image),
         "sbom.cdx.json": sbom.to_json(image),
@@ -141,41 +125,3 @@ def _logs_since(log_dir: Path, clock: float) -> list[Path]:
     return (
         sorted(p for p in log_dir.glob("*") if p.is_file() and p.stat().st_mtime >= since) if log_dir.is_dir() else []
     )
-
-
-def _build_json(
-    spec: ImageSpec, settings: Settings, states: tuple[upstream.SuiteState, ...], built: qcow2.Qcow2 | None,
-    steps: dict[str, float], junit: dict[str, Path], *, verdict: str, error: str = "",
-) -> str:  # fmt: skip
-    """build.json (schema in README, Nightly releases)."""
-    info: dict[str, Any] = {
-        "schema": 1,
-        "spec": {"name": spec.name, "directory": str(spec.directory), "debian": spec.debian, "python": spec.python},
-        "built": datetime.now(UTC).isoformat(timespec="seconds"),
-        "upstream": [{"suite": s.suite, "date": s.date, "inrelease_sha256": s.sha256} for s in states],
-        "keys": {"debian_state": upstream.state_key(states)},
-        "versions": _tool_versions(),
-        "settings": {
-            "fill": settings.fill,
-            "compression": settings.compression,
-            "installer": settings.installer,
-            "disk_size": settings.disk_size,
-            "accelerator": settings.accelerator,
-        },  # fmt: skip
-        "steps_seconds": {name: round(seconds, 1) for name, seconds in steps.items()},
-        "tests": {target: junit_counts(path) for target, path in junit.items()},
-        "verdict": verdict,
-    }
-    if error:
-        info["error"] = error
-    if built is not None:
-        double = qcow2.double_record(built.path)
-        info["keys"] |= {
-            "qcow2": built.path.stem,
-            "double_image": double.read_text().strip() if double.is_file() else "",
-        }
-        accel = host.resolve_accelerator(settings.accelerator, probe_disk=built.path, cache_dir=settings.cache_dir)
-        info["accelerator"] = accel.name
-        virtual = json.loads(run(["qemu-img", "info", "--output=json", str(built.path)], timeout=60).output)
-        info["sizes"] = {"qcow2_bytes": built.path.stat().st_size, "virtual_bytes": virtual["virtual-size"]}
-    return json.dumps(info, indent=1, sort_keys=True) + "\n"

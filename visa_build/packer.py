@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .context import REPO
+from .build_context import REPO
 
 TEMPLATES = REPO / "packer"
 #: Packer from 1.7 on finds the QEMU builder only as a plugin; 1.6 rejects the block that asks for it.

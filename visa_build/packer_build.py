@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artefact, interrupts, packer, progress, runs, timings, vm
+from . import accelerator, artefact, interrupts, packer, progress, runs, timings, vm
 from .errors import VisaBuildError
 from .process import run
 from .render import SECRET_ENV
@@ -30,14 +30,16 @@ class PackerJob:
     source: tuple[str, str]  # path or URL of the disk it boots, and its checksum (sha256:<hex>, file:<URL>)
     output: Path  # where the published qcow2 goes
     scripts: tuple[str, ...]  # from provision/, in order
-    build_context: Path
+    context_dir: Path
     env: dict[str, str]  # the scripts' VISA_* variables
     compression: str  # "" (an uncompressed intermediate), "zlib" or "zstd"
     title: str  # how progress names this build
     expected: float | None = None  # seconds the same build took last time, for the ETA
 
 
-def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, log_dir: Path, cache_dir: Path) -> None:
+def build(
+    job: PackerJob, *, accel: accelerator.Accel, disk_size: str, build_dir: Path, log_dir: Path, cache_dir: Path
+) -> None:
     """Run `job` with Packer; its qcow2 is published at job.output with the build's public key beside it."""
     work = build_dir / "packer" / job.output.stem
     shutil.rmtree(work, ignore_errors=True)
@@ -50,30 +52,49 @@ def build(job: PackerJob, *, accel: vm.Accel, disk_size: str, build_dir: Path, l
         packer_log = log_dir / f"packer-{job.name}.log"
         serial_log.unlink(missing_ok=True)
         values: dict[str, packer.VarValue] = {
-            "image_name": job.name, "base_image": job.source[0], "base_image_checksum": job.source[1],
-            "accelerator": accel.name, "disk_size": disk_size, "output_directory": str(work / "out"),
-            "seed_dir": str(seed_dir), "build_user": BUILD_USER, "vm_name": vm.vm_name(job.name),
+            "image_name": job.name,
+            "base_image": job.source[0],
+            "base_image_checksum": job.source[1],
+            "accelerator": accel.name,
+            "disk_size": disk_size,
+            "output_directory": str(work / "out"),
+            "seed_dir": str(seed_dir),
+            "build_user": BUILD_USER,
+            "vm_name": vm.vm_name(job.name),
             "ssh_private_key_file": str(private_key),
-            "ssh_timeout": f"{5 * accel.slowdown}m", "serial_log": str(serial_log),
-            "compress": bool(job.compression), "compression": job.compression or "zlib",
-            "context_dir": str(job.build_context), "provision_scripts": list(job.scripts),
+            "ssh_timeout": f"{5 * accel.slowdown}m",
+            "serial_log": str(serial_log),
+            "compress": bool(job.compression),
+            "compression": job.compression or "zlib",
+            "context_dir": str(job.context_dir),
+            "provision_scripts": list(job.scripts),
             "provision_env": {name: value for name, value in job.env.items() if name not in SECRET_ENV},
             "provision_secrets": {name: value for name, value in job.env.items() if name in SECRET_ENV},
-        }  # fmt: skip
+        }
         var_path = work / f"{job.name}.pkrvars.hcl"
         var_path.write_text(packer.var_file(values))
-        produced = _run_packer(_templates(work), var_path, accel, packer_log, serial_log, cache_dir / "packer",
-                               title=job.title, expected=job.expected)  # fmt: skip
+        produced = _run_packer(
+            _templates(work),
+            var_path,
+            accel,
+            packer_log,
+            serial_log,
+            cache_dir / "packer",
+            title=job.title,
+            expected=job.expected,
+        )
         qcow2 = work / "out" / f"{job.name}.qcow2"
         if str(qcow2) not in produced or not qcow2.is_file():
-            raise VisaBuildError(f"Packer finished but produced no qcow2 (artefacts: {produced or 'none'})",
-                                 tip=f"see {packer_log} and {serial_log}")  # fmt: skip
+            raise VisaBuildError(
+                f"Packer finished but produced no qcow2 (artefacts: {produced or 'none'})",
+                tip=f"see {packer_log} and {serial_log}",
+            )
         output = job.output
         with progress.step(f"Publishing {output.name} (sha256 sidecar, Packer manifest)"):
             output.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(work / "out" / "packer-manifest.json", output.with_name(f"{output.stem}.manifest.json"))
             build_key_file(output).write_text(public + "\n")
-            artefact.publish(qcow2, output)
+            artefact.store(qcow2, output)
     finally:
         with interrupts.shielded():
             shutil.rmtree(work, ignore_errors=True)  # the private key, the seed, a half-written qcow2
@@ -95,9 +116,16 @@ def _templates(work: Path) -> Path:
 
 
 def _run_packer(
-    templates: Path, var_path: Path, accel: vm.Accel, packer_log: Path, serial_log: Path, cache: Path, *,
-    title: str, expected: float | None,
-) -> list[str]:  # fmt: skip
+    templates: Path,
+    var_path: Path,
+    accel: accelerator.Accel,
+    packer_log: Path,
+    serial_log: Path,
+    cache: Path,
+    *,
+    title: str,
+    expected: float | None,
+) -> list[str]:
     """Run packer build with its steps shown as they come, each with the time elapsed (and the previous build's
     duration when known); returns the files of its artefacts."""
     started = time.monotonic()
@@ -108,10 +136,18 @@ def _run_packer(
     )
     previously = f", about {expected:.0f} s last time" if expected is not None else ""
     with progress.step(f"Building {title} with Packer (QEMU {accel.name}{previously}; logs under {packer_log.parent})"):
-        result = run(packer.build_argv(templates, var_path), timeout=2400 * accel.slowdown + 1200,
-                     env={"PACKER_LOG": "1", "PACKER_LOG_PATH": str(packer_log), "CHECKPOINT_DISABLE": "1",
-                          "PACKER_CACHE_DIR": str(cache)},
-                     on_line=handler, check=False)  # fmt: skip
+        result = run(
+            packer.build_argv(templates, var_path),
+            timeout=2400 * accel.slowdown + 1200,
+            env={
+                "PACKER_LOG": "1",
+                "PACKER_LOG_PATH": str(packer_log),
+                "CHECKPOINT_DISABLE": "1",
+                "PACKER_CACHE_DIR": str(cache),
+            },
+            on_line=handler,
+            check=False,
+        )
         if result.returncode != 0:
             shown = "\n".join(f"    {error}" for error in log.errors[-6:])
             raise VisaBuildError(

@@ -11,12 +11,9 @@ Every image of a spec carries the tag `visa-image:<spec>`; the cloud comes from 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import keystoneauth1.exceptions
@@ -24,13 +21,13 @@ import openstack
 import openstack.exceptions
 
 from . import progress
+from .distros import DISTROS
 from .errors import ConfigError, VisaBuildError
 from .release import record
 from .settings import Publishing
 
 UPLOADING, CANDIDATE, CURRENT, ARCHIVED = "visa-uploading", "visa-candidate", "visa-current", "visa-archived"
 STATES = (UPLOADING, CANDIDATE, CURRENT, ARCHIVED)
-DEBIAN_VERSIONS = {"bookworm": "12", "trixie": "13"}
 LAB = "/opt/visa/jupyter/jupyterlab"
 CHUNK = 8 << 20
 
@@ -38,82 +35,36 @@ CHUNK = 8 << 20
 OnSent = Callable[[int, int], None]
 
 
-def spec_tag(spec: str) -> str:
-    return f"visa-image:{spec}"
+def spec_tag(spec_name: str) -> str:
+    return f"visa-image:{spec_name}"
 
 
-@dataclass(frozen=True)
-class Release:
-    """A passed release record, checked: its qcow2 matches the sha256 the record holds."""
-
-    folder: Path
-    spec: str
-    qcow2: Path
-    sha256: str
-    sha512: str
-    md5: str
-    build: dict[str, Any]
-    manifest: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.folder.name
-
-
-def read_release(folder: Path) -> Release:
-    """The release in `folder` (or the one `folder/latest` names), its qcow2 verified against its sha256."""
-    folder = record.latest(folder) or folder
-    if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a release folder", tip="run the nightly first, or name a release: "
-                          "--release build/releases/<spec>/<name>")  # fmt: skip
-    try:
-        build = json.loads((folder / "build.json").read_text())
-        manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}/build.json is missing or damaged ({exc})",
-                          tip="publish a release the nightly wrote") from None  # fmt: skip
-    if folder.name.endswith(record.FAILED) or build.get("verdict") != "passed" or not manifest:
-        raise ConfigError(f"{folder} is the record of a failed night, not a release: it is never published",
-                          tip="publish the release `latest` names, or fix the failure its ERROR.txt shows")  # fmt: skip
-    images = sorted(folder.glob("*.qcow2"))
-    if len(images) != 1:
-        raise ConfigError(f"{folder} holds {len(images)} qcow2 files; a release holds one", tip="publish another")
-    sidecar = images[0].with_name(images[0].name + ".sha256")
-    expected = sidecar.read_text().split()[0] if sidecar.is_file() and sidecar.read_text().split() else ""
-    sha256, sha512, md5 = hashlib.sha256(), hashlib.sha512(), hashlib.md5(usedforsecurity=False)
-    with progress.step(f"Checking {images[0].name} against its sha256"), images[0].open("rb") as data:
-        while chunk := data.read(CHUNK):
-            for digest in (sha256, sha512, md5):
-                digest.update(chunk)
-    if sha256.hexdigest() != expected:
-        raise VisaBuildError(f"{images[0]} does not match its release's sha256 ({expected or 'missing'}): the file "
-                             "changed or is damaged since the release was written; it is not published",
-                             tip="publish another release, or run the nightly again")  # fmt: skip
-    return Release(
-        folder, build["spec"]["name"], images[0], expected, sha512.hexdigest(), md5.hexdigest(), build, manifest
-    )
-
-
-def properties(release: Release) -> dict[str, str]:
+def properties(release: record.Release) -> dict[str, str]:
     """Glance properties: OpenStack's os_* conventions and visa_* ones naming the release and summing it up."""
-    debian = release.build["spec"]["debian"]
+    distro = DISTROS[release.build["spec"]["debian"]]
     packages = release.manifest["debian"]["packages"]
     lab = release.manifest["python"].get(LAB, {})
     kernels = sorted(spec["display_name"] for spec in release.manifest.get("kernelspecs", {}).values())
     props = {
-        "os_type": "linux", "os_distro": "debian", "os_version": DEBIAN_VERSIONS.get(debian, debian),
-        "hw_disk_bus": "virtio", "hw_vif_model": "virtio",
-        "visa_image": release.spec, "visa_release": release.name, "visa_sha256": release.sha256,
-        "visa_debian_packages": str(len(packages)), "visa_kernels": ", ".join(kernels)[:255],
+        "os_type": "linux",
+        "os_distro": distro.distribution,
+        "os_version": distro.version,
+        "hw_disk_bus": "virtio",
+        "hw_vif_model": "virtio",
+        "visa_image": release.spec_name,
+        "visa_release": release.name,
+        "visa_sha256": release.sha256,
+        "visa_debian_packages": str(len(packages)),
+        "visa_kernels": ", ".join(kernels)[:255],
         "visa_jupyterlab": lab.get("jupyterlab", {}).get("version", ""),
-        "visa_kernel_version": packages.get("linux-image-cloud-amd64", ""),
-    }  # fmt: skip
+        "visa_kernel_version": packages.get(distro.kernel_package, ""),
+    }
     if "qemu-guest-agent" in packages:
         props["hw_qemu_guest_agent"] = "yes"
     return props
 
 
-def min_disk_gib(release: Release) -> int:
+def min_disk_gib(release: record.Release) -> int:
     return math.ceil(int(release.build["sizes"]["virtual_bytes"]) / (1 << 30))
 
 
@@ -124,15 +75,19 @@ def cloud_errors(cloud: str) -> Iterator[None]:
     try:
         yield
     except openstack.exceptions.ConfigException as exc:
-        raise ConfigError(f"{where} is not configured: {exc}",
-                          tip="name a cloud of clouds.yaml with --cloud or OS_CLOUD, or set OS_AUTH_URL and "
-                              "the other OS_* variables (see README, Publishing to Glance)") from None  # fmt: skip
+        raise ConfigError(
+            f"{where} is not configured: {exc}",
+            tip="name a cloud of clouds.yaml with --cloud or OS_CLOUD, or set OS_AUTH_URL and "
+            "the other OS_* variables (see README, Publishing to Glance)",
+        ) from None
     except (keystoneauth1.exceptions.Unauthorized, keystoneauth1.exceptions.MissingRequiredOptions) as exc:
-        raise VisaBuildError(f"{where} refused the credentials: {exc}",
-                             tip="check the auth section of clouds.yaml or the OS_* variables") from None  # fmt: skip
+        raise VisaBuildError(
+            f"{where} refused the credentials: {exc}", tip="check the auth section of clouds.yaml or the OS_* variables"
+        ) from None
     except (keystoneauth1.exceptions.ConnectionError, keystoneauth1.exceptions.DiscoveryFailure) as exc:
-        raise VisaBuildError(f"{where} cannot be reached: {exc}",
-                             tip="check the endpoint in clouds.yaml, the network and any proxy") from None  # fmt: skip
+        raise VisaBuildError(
+            f"{where} cannot be reached: {exc}", tip="check the endpoint in clouds.yaml, the network and any proxy"
+        ) from None
     except openstack.exceptions.HttpException as exc:
         raise _http_error(where, exc) from None
 
@@ -140,16 +95,21 @@ def cloud_errors(cloud: str) -> Iterator[None]:
 def _http_error(where: str, exc: openstack.exceptions.HttpException) -> VisaBuildError:
     status, details = exc.status_code, (exc.details or str(exc)).strip()
     if status == 401:
-        return VisaBuildError(f"{where} refused the credentials (HTTP 401): {details}",
-                              tip="check the auth section of clouds.yaml or the OS_* variables")  # fmt: skip
+        return VisaBuildError(
+            f"{where} refused the credentials (HTTP 401): {details}",
+            tip="check the auth section of clouds.yaml or the OS_* variables",
+        )
     if status == 413 or "quota" in details.lower():
-        return VisaBuildError(f"{where}: the image quota is used up (HTTP {status}): {details}",
-                              tip="delete archived images (lower visa.publish_keep_archived) or ask for "
-                                  "a larger image quota")  # fmt: skip
+        return VisaBuildError(
+            f"{where}: the image quota is used up (HTTP {status}): {details}",
+            tip="delete archived images (lower visa.publish_keep_archived) or ask for a larger image quota",
+        )
     if status == 403:
-        return VisaBuildError(f"{where} does not allow this (HTTP 403): {details}",
-                              tip="publicizing needs the cloud's admin role; set visa.publish_visibility to "
-                                  "community or shared, or ask the cloud's operators")  # fmt: skip
+        return VisaBuildError(
+            f"{where} does not allow this (HTTP 403): {details}",
+            tip="publicizing needs the cloud's admin role; set visa.publish_visibility to "
+            "community or shared, or ask the cloud's operators",
+        )
     return VisaBuildError(f"{where}: Glance answered HTTP {status}: {details}", tip="see Glance's logs")
 
 
@@ -161,11 +121,11 @@ def connect(cloud: str) -> Any:
     return conn
 
 
-def spec_images(conn: Any, spec: str) -> list[Any]:
-    """Every image of `spec` this project owns, hidden and community ones too (Glance lists neither unless
+def spec_images(conn: Any, spec_name: str) -> list[Any]:
+    """Every image of `spec_name` this project owns, hidden and community ones too (Glance lists neither unless
     asked), newest first. Another project's image with the same tag is never touched."""
     owner = conn.current_project_id  # None without Keystone (Glance's unauthenticated deployment)
-    query = {"tag": spec_tag(spec), "visibility": "all"} | ({"owner": owner} if owner else {})
+    query = {"tag": spec_tag(spec_name), "visibility": "all"} | ({"owner": owner} if owner else {})
     found = {image.id: image for hidden in (False, True) for image in conn.image.images(is_hidden=hidden, **query)}
     return sorted(found.values(), key=lambda image: image.properties.get("visa_release", ""), reverse=True)
 
@@ -203,39 +163,54 @@ class _ShowSent:
             progress.line(f"{sent >> 20} of {total >> 20} MiB sent")
 
 
-def publish(conn: Any, release: Release, settings: Publishing, *, on_sent: OnSent | None = None) -> tuple[Any, bool]:
+def publish(
+    conn: Any, release: record.Release, settings: Publishing, *, on_sent: OnSent | None = None
+) -> tuple[Any, bool]:
     """Upload `release` as a candidate; returns the image and whether it was uploaded now (False: Glance holds
     this sha256 already, checked, and nothing changed)."""
     with cloud_errors(settings.cloud):
-        for image in spec_images(conn, release.spec):
+        for image in spec_images(conn, release.spec_name):
             if image.properties.get("visa_sha256") != release.sha256:
                 continue
             if image.status == "active" and state_of(image) != UPLOADING and _matches(image, release):
-                progress.note(f"{release.spec}: release {release.name} is in Glance already as {image.id} "
-                              f"({state_of(image) or 'untagged'}): nothing to do")  # fmt: skip
+                progress.note(
+                    f"{release.spec_name}: release {release.name} is in Glance already as {image.id} "
+                    f"({state_of(image) or 'untagged'}): nothing to do"
+                )
                 return image, False
-            progress.note(f"{release.spec}: removing {image.id}, an upload of this release that did not finish")
+            progress.note(f"{release.spec_name}: removing {image.id}, an upload of this release that did not finish")
             conn.image.delete_image(image, ignore_missing=True)
         return _upload(conn, release, settings, on_sent or _ShowSent()), True
 
 
-def _matches(image: Any, release: Release) -> bool:
+def _matches(image: Any, release: record.Release) -> bool:
     local = {"sha512": release.sha512, "sha256": release.sha256}.get(image.hash_algo)
     return local is not None and image.hash_value == local and image.checksum in (None, release.md5)
 
 
-def _upload(conn: Any, release: Release, settings: Publishing, on_sent: OnSent) -> Any:
+def _upload(conn: Any, release: record.Release, settings: Publishing, on_sent: OnSent) -> Any:
     size = release.qcow2.stat().st_size
     image = conn.image.create_image(
-        f"{release.spec} {release.name}", disk_format="qcow2", container_format="bare", allow_duplicates=True,
-        tags=[spec_tag(release.spec), UPLOADING], visibility="private", min_disk=min_disk_gib(release),
-        min_ram=settings.min_ram_mib, sha256=release.sha256, md5=release.md5, validate_checksum=False,
-        disable_vendor_agent=False, meta=properties(release),
-    )  # fmt: skip
+        f"{release.spec_name} {release.name}",
+        disk_format="qcow2",
+        container_format="bare",
+        allow_duplicates=True,
+        tags=[spec_tag(release.spec_name), UPLOADING],
+        visibility="private",
+        min_disk=min_disk_gib(release),
+        min_ram=settings.min_ram_mib,
+        sha256=release.sha256,
+        md5=release.md5,
+        validate_checksum=False,
+        disable_vendor_agent=False,
+        meta=properties(release),
+    )
     finished = False
     try:
-        with progress.step(f"Uploading {release.qcow2.name} ({size >> 20} MiB) to Glance as {image.id}"),\
-                release.qcow2.open("rb") as data:  # fmt: skip
+        with (
+            progress.step(f"Uploading {release.qcow2.name} ({size >> 20} MiB) to Glance as {image.id}"),
+            release.qcow2.open("rb") as data,
+        ):
             try:
                 response = image.upload(conn.image, data=_Reader(data, size, on_sent), size=size)
             except keystoneauth1.exceptions.ConnectionError as exc:
@@ -243,16 +218,17 @@ def _upload(conn: Any, release: Release, settings: Publishing, on_sent: OnSent) 
                 raise VisaBuildError(
                     f"Glance broke off the upload of {release.qcow2.name} ({exc}); the upload was deleted",
                     tip="an image quota or a proxy's request-size limit refuses it; check the project's quota "
-                        "(delete archived images, lower visa.publish_keep_archived) and the proxy in front of Glance",
-                ) from None  # fmt: skip
+                    "(delete archived images, lower visa.publish_keep_archived) and the proxy in front of Glance",
+                ) from None
             openstack.exceptions.raise_from_response(response)
         stored = conn.image.get_image(image.id)
         if stored.status != "active" or not _matches(stored, release):
             raise VisaBuildError(
                 f"Glance stored something else than {release.qcow2.name}: status {stored.status}, "
                 f"{stored.hash_algo} {stored.hash_value} (the release's file has sha256 {release.sha256}); the "
-                "upload was deleted", tip="run publish again; if it repeats, check the network path to Glance",
-            )  # fmt: skip
+                "upload was deleted",
+                tip="run publish again; if it repeats, check the network path to Glance",
+            )
         conn.image.add_tag(stored, CANDIDATE)
         conn.image.remove_tag(stored, UPLOADING)
         finished = True
@@ -268,8 +244,10 @@ def _discard(conn: Any, image_id: str) -> None:
         conn.image.delete_image(image_id, ignore_missing=True)
         progress.note(f"the unfinished upload {image_id} was deleted from Glance")
     except Exception as exc:  # the upload's own error is the one to report
-        progress.note(f"the unfinished upload {image_id} could not be deleted ({exc}); it stays tagged "
-                      f"{UPLOADING} and the next publish removes it")  # fmt: skip
+        progress.note(
+            f"the unfinished upload {image_id} could not be deleted ({exc}); it stays tagged "
+            f"{UPLOADING} and the next publish removes it"
+        )
 
 
 @dataclass(frozen=True)
@@ -280,21 +258,23 @@ class Promotion:
     kept: list[tuple[Any, str]]  # archived images past the limit that were not deleted, and why
 
 
-def promote(conn: Any, spec: str, settings: Publishing, *, release: str = "") -> Promotion:
-    """Make the newest candidate of `spec` (or the one of `release`) current with settings.visibility; archive and
+def promote(conn: Any, spec_name: str, settings: Publishing, *, release: str = "") -> Promotion:
+    """Make the newest candidate of `spec_name` (or the one of `release`) current with settings.visibility; archive and
     hide every older current or candidate image; keep settings.keep_archived archived images. Without a candidate
     the current image stays (promoting twice changes nothing)."""
     with cloud_errors(settings.cloud):
-        images = spec_images(conn, spec)
+        images = spec_images(conn, spec_name)
         of_release = [i for i in images if not release or i.properties.get("visa_release") == release]
         candidates = [i for i in of_release if state_of(i) == CANDIDATE]
         if not candidates:
             current = [i for i in of_release if state_of(i) == CURRENT]
             if not current:
-                raise VisaBuildError(f"{spec}: no candidate image in Glance" + (f" of release {release}" if release
-                                     else ""), tip="publish a release first (invoke publish)")  # fmt: skip
-            progress.note(f"{spec}: no newer candidate; {current[0].id} stays current")
-            return Promotion(current[0], [], *_retire(conn, spec, settings.keep_archived))
+                raise VisaBuildError(
+                    f"{spec_name}: no candidate image in Glance" + (f" of release {release}" if release else ""),
+                    tip="publish a release first (invoke publish)",
+                )
+            progress.note(f"{spec_name}: no newer candidate; {current[0].id} stays current")
+            return Promotion(current[0], [], *_retire(conn, spec_name, settings.keep_archived))
         chosen = candidates[0]
         chosen_release = chosen.properties["visa_release"]
         conn.image.update_image(chosen, visibility=settings.visibility, is_hidden=False)
@@ -308,13 +288,13 @@ def promote(conn: Any, spec: str, settings: Publishing, *, release: str = "") ->
                 conn.image.add_tag(image, ARCHIVED)
                 conn.image.remove_tag(image, state_of(image))
                 archived.append(image)
-        deleted, kept = _retire(conn, spec, settings.keep_archived)
+        deleted, kept = _retire(conn, spec_name, settings.keep_archived)
         return Promotion(conn.image.get_image(chosen.id), archived, deleted, kept)
 
 
-def _retire(conn: Any, spec: str, keep: int) -> tuple[list[Any], list[tuple[Any, str]]]:
-    """Delete archived images of `spec` beyond the newest `keep`, never a protected one."""
-    archived = [image for image in spec_images(conn, spec) if state_of(image) == ARCHIVED]
+def _retire(conn: Any, spec_name: str, keep: int) -> tuple[list[Any], list[tuple[Any, str]]]:
+    """Delete archived images of `spec_name` beyond the newest `keep`, never a protected one."""
+    archived = [image for image in spec_images(conn, spec_name) if state_of(image) == ARCHIVED]
     deleted, kept = [], []
     for image in archived[keep:]:
         if image.is_protected:

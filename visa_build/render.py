@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import ImageSpec, Pin
+from .image_spec import ImageSpec, Pin
 
 #: Jupyter server settings of every VISA image (contract C4). base_url, port and root_dir are set by the
 #: launcher at start, from the instance metadata.
@@ -66,9 +66,16 @@ SECRET_ENV = ("VISA_INDEX_URL",)
 
 
 def provision_env(
-    spec: ImageSpec, *, target: str, wheelhouse_url: str, installer: str, wheel_bytecode: bool, debian_state: str,
-    index_url: str = "", index_ca: bool = False,
-) -> dict[str, str]:  # fmt: skip
+    spec: ImageSpec,
+    *,
+    target: str,
+    wheelhouse_url: str,
+    installer: str,
+    wheel_bytecode: bool,
+    debian_state: str,
+    index_url: str = "",
+    index_ca: bool = False,
+) -> dict[str, str]:
     """The VISA_* variables every provisioning script reads (the index ones only for installer pip-index)."""
     env = {
         "VISA_TARGET": target,

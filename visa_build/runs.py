@@ -109,8 +109,10 @@ def _acquire(fd: int, lock: Path, what: str, timeout: float) -> None:
             return
         except BlockingIOError:
             if time.monotonic() - started > timeout:
-                raise VisaBuildError(f"gave up waiting for {what} after {timeout:.0f} s ({lock} stays locked)",
-                                     tip=f"see which run holds it: fuser -v {lock}") from None  # fmt: skip
+                raise VisaBuildError(
+                    f"gave up waiting for {what} after {timeout:.0f} s ({lock} stays locked)",
+                    tip=f"see which run holds it: fuser -v {lock}",
+                ) from None
             time.sleep(1)
 
 

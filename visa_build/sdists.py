@@ -16,7 +16,7 @@ import docker.errors
 import requests
 
 from . import interrupts, progress, runs
-from .container import LABEL, RUN_LABEL, docker_client
+from .docker_engine import LABEL, RUN_LABEL, docker_client
 from .errors import VisaBuildError
 from .process import Runner
 
@@ -38,13 +38,27 @@ def download_argv(requirements: Path, dest: Path, *, binary: bool, python: str) 
     """pip download by hash, without resolving: the sdists (binary=False), or the build tools' wheels."""
     wheels = ["--only-binary=:all:", "--implementation", "cp", "--python-version", python]
     kind = wheels if binary else ["--no-binary=:all:"]
-    return [sys.executable, "-m", "pip", "download", "--no-deps", *kind, "--require-hashes", "--progress-bar", "off",
-            "--disable-pip-version-check", "-r", str(requirements), "-d", str(dest)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        *kind,
+        "--require-hashes",
+        "--progress-bar",
+        "off",
+        "--disable-pip-version-check",
+        "-r",
+        str(requirements),
+        "-d",
+        str(dest),
+    ]
 
 
 def build_wheels(
     requirements: str, tools_lock: Path, dest: Path, *, python: str, image: str, runner: Runner
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Build the sdists of `requirements` (hash-pinned lock blocks) into wheels in `dest`, in a container of
     `image` whose python3 is `python`; returns the wheels' names."""
     work = Path(tempfile.mkdtemp(prefix=".sdists-", dir=dest.parent))
@@ -52,10 +66,16 @@ def build_wheels(
     try:
         (work / "sources.txt").write_text(requirements)
         shutil.copyfile(tools_lock, work / "tools.lock")
-        runner(download_argv(work / "sources.txt", work / "sources", binary=False, python=python), timeout=1800,
-               on_line=progress.line)  # fmt: skip
-        runner(download_argv(work / "tools.lock", work / "tools", binary=True, python=python), timeout=600,
-               on_line=progress.line)  # fmt: skip
+        runner(
+            download_argv(work / "sources.txt", work / "sources", binary=False, python=python),
+            timeout=1800,
+            on_line=progress.line,
+        )
+        runner(
+            download_argv(work / "tools.lock", work / "tools", binary=True, python=python),
+            timeout=600,
+            on_line=progress.line,
+        )
         out = work / "out"
         out.mkdir()
         os.chown(out, NOBODY, NOBODY)
@@ -72,11 +92,16 @@ def build_wheels(
 def _run_build(image: str, work: Path, out: Path) -> None:
     client = docker_client()
     container = client.containers.create(
-        image, ["sh", "-c", BUILD_SCRIPT], user=f"{NOBODY}:{NOBODY}", network_disabled=True, read_only=True,
-        environment={"HOME": "/tmp", "PIP_NO_CACHE_DIR": "1"}, tmpfs={"/tmp": "exec"},
+        image,
+        ["sh", "-c", BUILD_SCRIPT],
+        user=f"{NOBODY}:{NOBODY}",
+        network_disabled=True,
+        read_only=True,
+        environment={"HOME": "/tmp", "PIP_NO_CACHE_DIR": "1"},
+        tmpfs={"/tmp": "exec"},
         volumes={str(work): {"bind": "/build", "mode": "ro"}, str(out): {"bind": "/out", "mode": "rw"}},
         labels={LABEL: "sdist-build", RUN_LABEL: runs.RUN_ID},
-    )  # fmt: skip
+    )
     try:
         container.start()
         try:

@@ -12,10 +12,13 @@ QEMU_MAC = "52:54:00:12:34:56"
 #: Their network, given as VISA's platforms give theirs (OpenStack network_data.json, Proxmox network-config):
 #: DHCPv4, which QEMU's user networking answers. Without it, cloud-init 25 (trixie) falls back to DHCPv4 and
 #: DHCPv6, and ifup waits five minutes for a DHCPv6 server that QEMU does not have.
-NETWORK_CONFIG = yaml.safe_dump({
-    "version": 1,
-    "config": [{"type": "physical", "name": "ens3", "mac_address": QEMU_MAC, "subnets": [{"type": "dhcp"}]}],
-}, sort_keys=False)  # fmt: skip
+NETWORK_CONFIG = yaml.safe_dump(
+    {
+        "version": 1,
+        "config": [{"type": "physical", "name": "ens3", "mac_address": QEMU_MAC, "subnets": [{"type": "dhcp"}]}],
+    },
+    sort_keys=False,
+)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from .errors import ConfigError
+
+#: The project folder: relative spec folders and the default build folder are under it.
+PROJECT = Path(__file__).resolve().parent.parent
 
 #: uv and pip install from the host's wheelhouse; pip-index is pip from a package index inside the guest
 #: (the way images were provisioned before the wheelhouse; qcow2 builds only, for sites and benchmarks).
@@ -20,27 +23,65 @@ Fill = Literal["native", "guest"]
 Compression = Literal["zlib", "zstd"]
 
 
+#: Every `visa.*` setting and its default (invoke.yaml or INVOKE_VISA_<KEY> override it): the one place a default
+#: is written. tasks.py configures invoke with it; make_settings and make_publishing fill what a caller leaves out.
+DEFAULTS: dict[str, Any] = {
+    "image": "images/visa-jupyter",  # the image spec folder of the tasks that take --image
+    "build_dir": str(PROJECT / "build"),  # every generated file lives under it
+    "installer": "uv",
+    "base_image": "",  # "" = build one from the mirror; else an existing Docker image, e.g. debian:bookworm
+    "mirror": "http://deb.debian.org/debian",  # the release and its -updates suite
+    "security_mirror": "http://deb.debian.org/debian-security",  # the -security suite
+    "rebase_days": 7,  # the base is rebuilt from the mirror this often (0: only when its inputs change)
+    "wheelhouse_port": 8765,
+    "accelerator": "auto",
+    "base_qcow2": "",  # "" = build one from the mirror; else a path or URL of a cloud image
+    "base_qcow2_checksum": "",  # sha256:<hex> or file:<URL>, required with base_qcow2
+    "disk_size": "12G",
+    "index_url": "https://pypi.org/simple",  # installer pip-index: the index the guest installs from
+    "index_ca_bundle": "",  # installer pip-index: CA bundle the guest trusts for it ("" = its own)
+    "index_allow_http": False,  # installer pip-index: accept a plain-HTTP index_url (anyone between can swap it)
+    "fill": "native",
+    "compression": "zlib",
+    "release_dir": "",  # the nightly's release folder ("" = <build_dir>/releases)
+    "keep_releases": 7,  # releases kept per spec by the nightly (the one `latest` names is never removed)
+    "nightly_images": "images/visa-jupyter,images/visa-jupyter-trixie",
+    "cloud": "",  # a cloud of clouds.yaml ("" = OS_CLOUD or the OS_* variables)
+    "publish_visibility": "shared",  # of the promoted image
+    "publish_keep_archived": 3,  # archived images kept per spec in Glance
+    "publish_min_ram": 2048,  # the image's min_ram in MiB: JupyterLab and a data-analysis kernel
+    "nightly_publish": False,  # the nightly publishes each spec's latest release as a candidate
+    "nightly_promote": False,  # ... and promotes it (a release exists only when its tests passed)
+    "test_container_images": "images/visa-jupyter,images/ci-trixie",
+    "test_qcow2_images": "images/ci,images/ci-trixie",
+    "auto_fix": True,  # build tasks install missing host tools and start the Docker engine
+    "debug": False,  # log every command run
+}
+
+
 @dataclass(frozen=True)
 class Settings:
-    image_dir: Path  # images/<name>
-    build_dir: Path  # every generated file lives under it
+    """The build settings, validated (see DEFAULTS for what each means)."""
+
+    image_dir: Path
+    build_dir: Path
     installer: Installer
-    base_image: str  # "" = build one from the Debian mirror; else an existing Docker image, e.g. debian:bookworm
-    mirror: str  # Debian mirror for the base image (the release and its -updates suite)
+    base_image: str
+    mirror: str
     wheelhouse_port: int
-    accelerator: Accelerator = "auto"
-    base_qcow2: str = ""  # "" = build one from the Debian mirror; else a path or URL of a cloud image
-    base_qcow2_checksum: str = ""  # sha256:<hex> or file:<URL>, required with base_qcow2
-    disk_size: str = "12G"
-    index_url: str = "https://pypi.org/simple"  # installer pip-index: the index the guest installs from
-    index_ca_bundle: str = ""  # installer pip-index: CA bundle the guest trusts for it ("" = its own)
-    fill: Fill = "native"
-    compression: Compression = "zlib"
-    security_mirror: str = "http://deb.debian.org/debian-security"  # Debian's security archive (-security)
-    rebase_days: int = 7  # the base is rebuilt from the mirror this often (0: only when its inputs change)
-    releases: str = ""  # the nightly's release folder ("" = <build_dir>/releases)
-    keep_releases: int = 7  # releases kept per spec by the nightly (the one `latest` names is never removed)
-    index_allow_http: bool = False  # installer pip-index: accept a plain-HTTP index_url (anyone between can swap it)
+    accelerator: Accelerator
+    base_qcow2: str
+    base_qcow2_checksum: str
+    disk_size: str
+    index_url: str
+    index_ca_bundle: str
+    fill: Fill
+    compression: Compression
+    security_mirror: str
+    rebase_days: int
+    releases: str
+    keep_releases: int
+    index_allow_http: bool
 
     @property
     def cache_dir(self) -> Path:
@@ -55,13 +96,38 @@ class Settings:
         return self.build_dir / "logs"
 
 
-def make_settings(
-    *, image: str, build_dir: str, installer: str, base_image: str, mirror: str, wheelhouse_port: int,
-    accelerator: str = "auto", base_qcow2: str = "", base_qcow2_checksum: str = "", disk_size: str = "12G",
-    index_url: str = "https://pypi.org/simple", index_ca_bundle: str = "", fill: str = "native",
-    compression: str = "zlib", security_mirror: str = "http://deb.debian.org/debian-security",
-    rebase_days: int = 7, releases: str = "", keep_releases: int = 7, index_allow_http: bool = False,
-) -> Settings:  # fmt: skip
+def _values(given: dict[str, Any], setting: str) -> dict[str, Any]:
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"unknown {setting} setting {', '.join('visa.' + k for k in unknown)}",
+            tip="see docs/image-specs-and-settings.md for the settings there are",
+        )
+    return {**DEFAULTS, **given}
+
+
+def make_settings(**given: Any) -> Settings:
+    """Build settings from `given` `visa.*` values (any subset of DEFAULTS), validated once."""
+    v = _values(given, "build")
+    image, build_dir, installer, mirror = v["image"], v["build_dir"], v["installer"], v["mirror"]
+    wheelhouse_port, accelerator, disk_size, index_url = (
+        v["wheelhouse_port"],
+        v["accelerator"],
+        v["disk_size"],
+        v["index_url"],
+    )
+    index_ca_bundle, index_allow_http, fill, base_qcow2 = (
+        v["index_ca_bundle"],
+        v["index_allow_http"],
+        v["fill"],
+        v["base_qcow2"],
+    )
+    compression, rebase_days, keep_releases, security_mirror = (
+        v["compression"],
+        v["rebase_days"],
+        v["keep_releases"],
+        v["security_mirror"],
+    )
     if installer not in get_args(Installer):
         raise ConfigError(
             f"visa.installer = {installer!r} is not valid; allowed: {', '.join(get_args(Installer))}",
@@ -82,21 +148,26 @@ def make_settings(
     if not index_url.startswith(("http://", "https://")):
         raise ConfigError(f"visa.index_url = {index_url!r} is not a URL", tip="e.g. https://pypi.org/simple")
     if index_url.startswith("http://") and not index_allow_http:
-        raise ConfigError(f"visa.index_url = {index_url!r} is plain HTTP: anyone on the way can change what the "
-                          "guest installs", tip="use https://, or set INVOKE_VISA_INDEX_ALLOW_HTTP=1 for a trusted "
-                          "network")  # fmt: skip
+        raise ConfigError(
+            f"visa.index_url = {index_url!r} is plain HTTP: anyone on the way can change what the guest installs",
+            tip="use https://, or set INVOKE_VISA_INDEX_ALLOW_HTTP=1 for a trusted network",
+        )
     if index_ca_bundle and not Path(index_ca_bundle).is_file():
         raise ConfigError(
             f"visa.index_ca_bundle = {index_ca_bundle!r} is not a file",
             tip="name a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt, or leave it empty",
         )
     if fill not in get_args(Fill):
-        raise ConfigError(f"visa.fill = {fill!r} is not valid; allowed: {', '.join(get_args(Fill))}",
-                          tip="set INVOKE_VISA_FILL (or pass --fill); see README, How a qcow2 is built")  # fmt: skip
+        raise ConfigError(
+            f"visa.fill = {fill!r} is not valid; allowed: {', '.join(get_args(Fill))}",
+            tip="set INVOKE_VISA_FILL (or pass --fill); see README, How a qcow2 is built",
+        )
     if fill == "native" and (installer == "pip-index" or base_qcow2):
         why = "the installer pip-index installs" if installer == "pip-index" else "visa.base_qcow2 is provisioned"
-        raise ConfigError(f"{why} inside the build VM, but visa.fill is native (filled from the Docker image)",
-                          tip="set INVOKE_VISA_FILL=guest (or pass --fill guest)")  # fmt: skip
+        raise ConfigError(
+            f"{why} inside the build VM, but visa.fill is native (filled from the Docker image)",
+            tip="set INVOKE_VISA_FILL=guest (or pass --fill guest)",
+        )
     if compression not in get_args(Compression):
         raise ConfigError(
             f"visa.compression = {compression!r} is not valid; allowed: {', '.join(get_args(Compression))}",
@@ -105,38 +176,43 @@ def make_settings(
     if not mirror.startswith(("http://", "https://")):
         raise ConfigError(f"visa.mirror = {mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian")
     if not 0 <= int(rebase_days) <= 366:
-        raise ConfigError(f"visa.rebase_days = {rebase_days!r} is not valid; use 0-366 days (0: never by age)",
-                          tip="set INVOKE_VISA_REBASE_DAYS")  # fmt: skip
+        raise ConfigError(
+            f"visa.rebase_days = {rebase_days!r} is not valid; use 0-366 days (0: never by age)",
+            tip="set INVOKE_VISA_REBASE_DAYS",
+        )
     if not 1 <= int(keep_releases) <= 1000:
-        raise ConfigError(f"visa.keep_releases = {keep_releases!r} is not valid; keep 1-1000 releases per spec",
-                          tip="set INVOKE_VISA_KEEP_RELEASES")  # fmt: skip
+        raise ConfigError(
+            f"visa.keep_releases = {keep_releases!r} is not valid; keep 1-1000 releases per spec",
+            tip="set INVOKE_VISA_KEEP_RELEASES",
+        )
     if not re.fullmatch(r"[A-Za-z0-9._/+@=~-]+", str(Path(build_dir).resolve())):
         raise ConfigError(
             f"visa.build_dir = {str(Path(build_dir).resolve())!r} holds a character (a comma, space, semicolon, quote, "
             "$, ...) that QEMU's, Packer's or nginx's option strings would split or read: it is refused",
             tip="use a folder path of letters, digits and . _ - / + @ = ~ (INVOKE_VISA_BUILD_DIR)",
-        )  # fmt: skip
+        )
     if not security_mirror.startswith(("http://", "https://")):
-        raise ConfigError(f"visa.security_mirror = {security_mirror!r} is not a URL",
-                          tip="e.g. http://deb.debian.org/debian-security")  # fmt: skip
+        raise ConfigError(
+            f"visa.security_mirror = {security_mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian-security"
+        )
     return Settings(
         image_dir=Path(image),
         build_dir=Path(build_dir).resolve(),
-        installer=installer,  # type: ignore[arg-type]  # checked against Installer above
-        base_image=base_image,
+        installer=installer,
+        base_image=v["base_image"],
         mirror=mirror,
         wheelhouse_port=int(wheelhouse_port),
-        accelerator=accelerator,  # type: ignore[arg-type]  # checked against Accelerator above
+        accelerator=accelerator,
         base_qcow2=base_qcow2,
-        base_qcow2_checksum=base_qcow2_checksum,
+        base_qcow2_checksum=v["base_qcow2_checksum"],
         disk_size=disk_size,
         index_url=index_url,
         index_ca_bundle=index_ca_bundle,
-        fill=fill,  # type: ignore[arg-type]  # checked against Fill above
-        compression=compression,  # type: ignore[arg-type]  # checked against Compression above
+        fill=fill,
+        compression=compression,
         security_mirror=security_mirror,
         rebase_days=int(rebase_days),
-        releases=releases,
+        releases=v["release_dir"],
         keep_releases=int(keep_releases),
         index_allow_http=bool(index_allow_http),
     )
@@ -149,31 +225,41 @@ Visibility = Literal["public", "community", "shared"]
 
 @dataclass(frozen=True)
 class Publishing:
-    cloud: str = ""  # a cloud of clouds.yaml ("" = OS_CLOUD or the OS_* variables)
-    visibility: Visibility = "shared"  # of the promoted image
-    keep_archived: int = 3  # archived images kept per spec in Glance
-    min_ram_mib: int = 2048  # the image's min_ram: JupyterLab and a data-analysis kernel
-    nightly_publish: bool = False  # the nightly publishes each spec's latest release as a candidate
-    nightly_promote: bool = False  # ... and promotes it (a release exists only when its tests passed)
+    """The publishing settings, validated (see DEFAULTS)."""
+
+    cloud: str
+    visibility: Visibility
+    keep_archived: int
+    min_ram_mib: int
+    nightly_publish: bool
+    nightly_promote: bool
 
 
-def make_publishing(
-    *, cloud: str = "", visibility: str = "shared", keep_archived: int = 3, min_ram_mib: int = 2048,
-    nightly_publish: bool = False, nightly_promote: bool = False,
-) -> Publishing:  # fmt: skip
+def make_publishing(**given: Any) -> Publishing:
+    """Publishing settings from `given` `visa.*` values (any subset of DEFAULTS), validated once."""
+    v = _values(given, "publishing")
+    visibility, keep_archived, min_ram_mib = v["publish_visibility"], v["publish_keep_archived"], v["publish_min_ram"]
+    nightly_publish, nightly_promote = v["nightly_publish"], v["nightly_promote"]
     if visibility not in get_args(Visibility):
         raise ConfigError(
             f"visa.publish_visibility = {visibility!r} is not valid; allowed: {', '.join(get_args(Visibility))}",
             tip="shared keeps the image to its project and its members; see README, Publishing to Glance",
         )
     if not 0 <= int(keep_archived) <= 100:
-        raise ConfigError(f"visa.publish_keep_archived = {keep_archived!r} is not valid; keep 0-100 images",
-                          tip="set INVOKE_VISA_PUBLISH_KEEP_ARCHIVED")  # fmt: skip
+        raise ConfigError(
+            f"visa.publish_keep_archived = {keep_archived!r} is not valid; keep 0-100 images",
+            tip="set INVOKE_VISA_PUBLISH_KEEP_ARCHIVED",
+        )
     if not 256 <= int(min_ram_mib) <= 1 << 20:
-        raise ConfigError(f"visa.publish_min_ram = {min_ram_mib!r} is not valid; give MiB, e.g. 2048",
-                          tip="set INVOKE_VISA_PUBLISH_MIN_RAM")  # fmt: skip
+        raise ConfigError(
+            f"visa.publish_min_ram = {min_ram_mib!r} is not valid; give MiB, e.g. 2048",
+            tip="set INVOKE_VISA_PUBLISH_MIN_RAM",
+        )
     if nightly_promote and not nightly_publish:
-        raise ConfigError("visa.nightly_promote is on but visa.nightly_publish is off: nothing would be promoted",
-                          tip="set INVOKE_VISA_NIGHTLY_PUBLISH=1 too, or turn promotion off")  # fmt: skip
-    return Publishing(cloud, visibility, int(keep_archived), int(min_ram_mib), bool(nightly_publish),  # type: ignore[arg-type]  # checked above
-                      bool(nightly_promote))  # fmt: skip
+        raise ConfigError(
+            "visa.nightly_promote is on but visa.nightly_publish is off: nothing would be promoted",
+            tip="set INVOKE_VISA_NIGHTLY_PUBLISH=1 too, or turn promotion off",
+        )
+    return Publishing(
+        v["cloud"], visibility, int(keep_archived), int(min_ram_mib), bool(nightly_publish), bool(nightly_promote)
+    )

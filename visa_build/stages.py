@@ -30,10 +30,17 @@ class Stage:
 JUPYTERLAB = Stage(
     "jupyterlab",
     ("10-system-packages.sh", "20-jupyterlab.sh"),
-    reads=("provision/lib.sh", "provision/packages.txt", "provision/10-system-packages.sh",
-           "provision/20-jupyterlab.sh", f"provision/{CLEANUP}", "provision/99-seal.sh", "spec/jupyterlab.txt",
-           f"spec/{INDEX_CA_FILE}"),
-)  # fmt: skip
+    reads=(
+        "provision/lib.sh",
+        "provision/packages.txt",
+        "provision/10-system-packages.sh",
+        "provision/20-jupyterlab.sh",
+        f"provision/{CLEANUP}",
+        "provision/99-seal.sh",
+        "spec/jupyterlab.txt",
+        f"spec/{INDEX_CA_FILE}",
+    ),
+)
 IMAGE = Stage(
     "image",
     ("30-data-analysis.sh", "40-jupyter-service.sh", "45-debian-updates.sh", "50-target.sh"),

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import interrupts, progress, runs
 from .errors import VisaBuildError
@@ -19,25 +20,23 @@ from .ports import free_port
 from .process import Runner, background, run
 from .seed import QEMU_MAC, Login, Seed
 
+if TYPE_CHECKING:  # the accelerator module names its probe VM with vm_name
+    from .accelerator import Accel
+
 #: Every VM visa-build starts is named visa-build-<run id>-<name> (QEMU -name): see runs.py.
 VM_NAME_PREFIX = "visa-build-"
-SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-               "-o", "BatchMode=yes", "-o", "ConnectTimeout=5")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Accel:
-    """A resolved accelerator and how much slower than KVM the guest runs under it."""
-
-    name: str  # kvm | tcg
-
-    @property
-    def cpu(self) -> str:
-        return "max" if self.name == "tcg" else "host"  # -cpu host does not exist under TCG
-
-    @property
-    def slowdown(self) -> int:
-        return 4 if self.name == "tcg" else 1
+SSH_OPTIONS = (
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=5",
+)
 
 
 def keypair(directory: Path, *, runner: Runner = run) -> tuple[Path, str]:
@@ -56,24 +55,63 @@ def write_seed(seed: Seed, directory: Path) -> Path:
 
 
 def seed_iso_argv(seed_dir: Path, iso: Path) -> list[str]:
-    return ["genisoimage", "-quiet", "-output", str(iso), "-volid", "cidata", "-joliet", "-rock",
-            str(seed_dir / "user-data"), str(seed_dir / "meta-data"), str(seed_dir / "network-config")]  # fmt: skip
+    return [
+        "genisoimage",
+        "-quiet",
+        "-output",
+        str(iso),
+        "-volid",
+        "cidata",
+        "-joliet",
+        "-rock",
+        str(seed_dir / "user-data"),
+        str(seed_dir / "meta-data"),
+        str(seed_dir / "network-config"),
+    ]
 
 
 def qemu_argv(
-    *, name: str, disk: Path, seed_iso: Path, accel: Accel, ssh_port: int, http_port: int, guest_http_port: int,
-    serial_log: Path, cpus: int = 2, memory_mib: int = 4096,
-) -> list[str]:  # fmt: skip
+    *,
+    name: str,
+    disk: Path,
+    seed_iso: Path,
+    accel: Accel,
+    ssh_port: int,
+    http_port: int,
+    guest_http_port: int,
+    serial_log: Path,
+    cpus: int = 2,
+    memory_mib: int = 4096,
+) -> list[str]:
     """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter to 127.0.0.1."""
     forwards = f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
     return [
-        "qemu-system-x86_64", "-name", vm_name(name), "-accel", accel.name, "-cpu", accel.cpu,
-        "-smp", str(cpus), "-m", str(memory_mib), "-nodefaults", "-display", "none", "-no-user-config",
-        "-serial", f"file:{serial_log}",
-        "-drive", f"file={disk},if=virtio,format=qcow2,discard=unmap",
-        "-drive", f"file={seed_iso},if=virtio,media=cdrom,readonly=on",
-        "-netdev", f"user,id=net0,{forwards}", "-device", f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}",
-    ]  # fmt: skip
+        "qemu-system-x86_64",
+        "-name",
+        vm_name(name),
+        "-accel",
+        accel.name,
+        "-cpu",
+        accel.cpu,
+        "-smp",
+        str(cpus),
+        "-m",
+        str(memory_mib),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-user-config",
+        "-serial",
+        f"file:{serial_log}",
+        "-drive",
+        f"file={disk},if=virtio,format=qcow2,discard=unmap",
+        "-drive",
+        f"file={seed_iso},if=virtio,media=cdrom,readonly=on",
+        "-netdev",
+        f"user,id=net0,{forwards}",
+        "-device",
+        f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}",
+    ]
 
 
 def overlay_argv(qcow2: Path, overlay: Path) -> list[str]:
@@ -126,8 +164,16 @@ class BootedVM:
         return self.qemu.poll() is None
 
     def ssh_argv(self, command: str) -> list[str]:
-        return ["ssh", *SSH_OPTIONS, "-i", str(self.private_key), "-p", str(self.ssh_port),
-                f"{self.user}@127.0.0.1", command]  # fmt: skip
+        return [
+            "ssh",
+            *SSH_OPTIONS,
+            "-i",
+            str(self.private_key),
+            "-p",
+            str(self.ssh_port),
+            f"{self.user}@127.0.0.1",
+            command,
+        ]
 
     def ssh_config(self, path: Path, control_dir: Path) -> Path:
         """An ssh_config for testinfra's ssh backend (host keys change at every boot). Commands share one
@@ -163,8 +209,10 @@ def wait_for_ssh(vm: BootedVM, *, timeout: float, runner: Runner = run) -> float
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if not vm.alive():
-            raise VisaBuildError("QEMU exited before ssh answered:\n" + "\n".join(serial_tail(vm.serial_log)),
-                                 tip=f"see the serial console log {vm.serial_log}")  # fmt: skip
+            raise VisaBuildError(
+                "QEMU exited before ssh answered:\n" + "\n".join(serial_tail(vm.serial_log)),
+                tip=f"see the serial console log {vm.serial_log}",
+            )
         if runner(vm.ssh_argv("true"), timeout=30, check=False).returncode == 0:
             return time.monotonic() - start
         time.sleep(3)
@@ -176,9 +224,17 @@ def wait_for_ssh(vm: BootedVM, *, timeout: float, runner: Runner = run) -> float
 
 @contextlib.contextmanager
 def booted_vm(
-    qcow2: Path, seed: Seed, login: tuple[Login, Path], *, accel: Accel, name: str, work_root: Path,
-    log_dir: Path, guest_http_port: int, runner: Runner = run,
-) -> Iterator[BootedVM]:  # fmt: skip
+    qcow2: Path,
+    seed: Seed,
+    login: tuple[Login, Path],
+    *,
+    accel: Accel,
+    name: str,
+    work_root: Path,
+    log_dir: Path,
+    guest_http_port: int,
+    runner: Runner = run,
+) -> Iterator[BootedVM]:
     """Boot `qcow2` through an overlay (the artefact is never written) with `seed`; always stopped and
     removed afterwards. The serial console log is kept in `log_dir` when the block fails."""
     work_root.mkdir(parents=True, exist_ok=True)
@@ -192,8 +248,16 @@ def booted_vm(
         iso = work / "seed.iso"
         runner(seed_iso_argv(write_seed(seed, work / "seed"), iso), timeout=60)
         ssh_port, http_port = free_port(), free_port()
-        argv = qemu_argv(name=name, disk=overlay, seed_iso=iso, accel=accel, ssh_port=ssh_port,
-                         http_port=http_port, guest_http_port=guest_http_port, serial_log=serial)  # fmt: skip
+        argv = qemu_argv(
+            name=name,
+            disk=overlay,
+            seed_iso=iso,
+            accel=accel,
+            ssh_port=ssh_port,
+            http_port=http_port,
+            guest_http_port=guest_http_port,
+            serial_log=serial,
+        )
         with background(argv, log_path=str(work / "qemu.log")) as qemu:
             yield BootedVM(name, ssh_port, http_port, serial, login[1], login[0].user, qemu)
         failed = False

@@ -9,24 +9,18 @@ and no TLS.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
-import random
 import re
 import shutil
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from . import progress, runs, sdists
 from .artefact import key_of, sha256_of
 from .bytecode import add_bytecode_to_all, host_can_compile_for
-from .config import ImageSpec, normalise
 from .errors import CommandError, VisaBuildError
-from .lock import DEBIAN_GLIBC
+from .image_spec import ImageSpec, normalise
 from .process import Runner, run
 
 #: The uv release the image installs with; the same as the host's (pyproject.toml).
@@ -45,9 +39,26 @@ def platform_tags(glibc: str) -> list[str]:
 
 def download_argv(requirements: Path, dest: Path, *, python: str, glibc: str) -> list[str]:
     """pip download of binary wheels for CPython `python` on `glibc`, hashes required, no resolving."""
-    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--require-hashes", "--progress-bar", "off", "--disable-pip-version-check",
-            "--implementation", "cp", "--python-version", python, "-r", str(requirements), "-d", str(dest)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--require-hashes",
+        "--progress-bar",
+        "off",
+        "--disable-pip-version-check",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python,
+        "-r",
+        str(requirements),
+        "-d",
+        str(dest),
+    ]
     for tag in platform_tags(glibc):
         argv += ["--platform", tag]
     return argv
@@ -69,9 +80,18 @@ def lock_entries(text: str) -> dict[str, str]:
 def cache_key(spec: ImageSpec) -> str:
     """Hash of everything the wheelhouse depends on."""
     tools = spec.from_source.tools_lock.read_text() if spec.from_source.tools_lock else ""
-    return key_of(spec.python, DEBIAN_GLIBC[spec.debian], UV_VERSION, bytecode_tag(spec), "download per lock",
-                  spec.jupyterlab.lock.read_text(), spec.data_analysis.lock.read_text(),
-                  "sdists built offline as nobody", repr(spec.from_source.packages), tools)  # fmt: skip
+    return key_of(
+        spec.python,
+        spec.distro.glibc,
+        UV_VERSION,
+        bytecode_tag(spec),
+        "download per lock",
+        spec.jupyterlab.lock.read_text(),
+        spec.data_analysis.lock.read_text(),
+        "sdists built offline as nobody",
+        repr(spec.from_source.packages),
+        tools,
+    )
 
 
 def carries_bytecode(spec: ImageSpec) -> bool:
@@ -112,7 +132,7 @@ def damaged_files(directory: Path) -> list[str]:
 
 
 def _download(spec: ImageSpec, dest: Path, runner: Runner, source_image: Callable[[], str]) -> None:
-    glibc = DEBIAN_GLIBC[spec.debian]
+    glibc = spec.distro.glibc
     sdist_only: dict[str, str] = {}
     requirements = _requirements_file(dest)
     # One download per lock: the two environments may pin a shared dependency (e.g. numpy) differently.
@@ -135,13 +155,38 @@ def _download(spec: ImageSpec, dest: Path, runner: Runner, source_image: Callabl
                 sdist_only[missing[0]] = entries[_allowed_from_source(spec, missing[0], glibc)]
     if sdist_only:
         assert spec.from_source.tools_lock is not None  # a spec that allows sources names their tools (config.py)
-        built = sdists.build_wheels("".join(sdist_only.values()), spec.from_source.tools_lock, dest,
-                                    python=spec.python, image=source_image(), runner=runner)  # fmt: skip
+        built = sdists.build_wheels(
+            "".join(sdist_only.values()),
+            spec.from_source.tools_lock,
+            dest,
+            python=spec.python,
+            image=source_image(),
+            runner=runner,
+        )
         progress.note(f"built from source in a container, as nobody, offline: {', '.join(built)}")
     requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
-    runner([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
-            "--disable-pip-version-check", "--platform", "manylinux_2_17_x86_64", "--require-hashes",
-            "-r", str(requirements), "-d", str(dest)], timeout=600, on_line=progress.line)  # fmt: skip
+    runner(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--require-hashes",
+            "-r",
+            str(requirements),
+            "-d",
+            str(dest),
+        ],
+        timeout=600,
+        on_line=progress.line,
+    )
 
 
 def _requirements_file(dest: Path) -> Path:
@@ -164,7 +209,7 @@ def _allowed_from_source(spec: ImageSpec, name: str, glibc: str) -> str:
 
 def ensure_wheelhouse(
     spec: ImageSpec, cache_root: Path, *, source_image: Callable[[], str], runner: Runner = run
-) -> Path:  # fmt: skip
+) -> Path:
     """The verified wheelhouse directory for `spec`, downloading it when absent or damaged (one run at a time).
     `source_image` gives the Docker image sdists are built in (the image's Debian base), when there are any."""
     final = cache_root / "wheelhouse" / cache_key(spec)
@@ -196,61 +241,3 @@ def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner, source_imag
             shutil.rmtree(scratch, ignore_errors=True)
             _requirements_file(scratch).unlink(missing_ok=True)
     return final
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-#: The name Docker builds reach the wheelhouse by (an /etc/hosts entry of the build). The URL is part of Docker's
-#: layer cache key, so it stays the same for every run, while each run serves on a loopback address of its own:
-#: builds of several specs run side by side without sharing a port.
-DOCKER_WHEELHOUSE_HOST = "visa-wheelhouse"
-
-
-def _server(directory: Path, address: str, port: int) -> http.server.ThreadingHTTPServer:
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    return http.server.ThreadingHTTPServer((address, port), handler)
-
-
-@contextlib.contextmanager
-def _running(server: http.server.ThreadingHTTPServer) -> Iterator[None]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextlib.contextmanager
-def serving(directory: Path, *, port: int) -> Iterator[str]:
-    """Serve `directory` read-only over HTTP on 127.0.0.1:`port` for the block (QEMU's user network reaches only
-    that address); yields its URL."""
-    try:
-        server = _server(directory, "127.0.0.1", port)
-    except OSError as exc:
-        raise VisaBuildError(
-            f"cannot serve the wheelhouse on 127.0.0.1:{port}: {exc.strerror}",
-            tip="free that port or set another one: INVOKE_VISA_WHEELHOUSE_PORT=<port>",
-        ) from None
-    with _running(server):
-        yield f"http://127.0.0.1:{port}/"
-
-
-@contextlib.contextmanager
-def serving_to_docker(directory: Path, *, port: int) -> Iterator[tuple[str, str]]:
-    """Serve `directory` on `port` of a free loopback address 127.x.y.z of this run; yields the URL the build
-    uses (DOCKER_WHEELHOUSE_HOST) and the address that name must resolve to."""
-    for _ in range(16):
-        address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-        with contextlib.suppress(OSError):
-            server = _server(directory, address, port)
-            break
-    else:
-        raise VisaBuildError(f"cannot serve the wheelhouse on port {port} of any loopback address",
-                             tip="set another port: INVOKE_VISA_WHEELHOUSE_PORT=<port>")  # fmt: skip
-    with _running(server):
-        yield f"http://{DOCKER_WHEELHOUSE_HOST}:{port}/", address

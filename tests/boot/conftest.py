@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from visa_build.container import RunningDouble, keep_journal, running_double
+from visa_build.double_boot import RunningDouble, keep_journal, running_double
 from visa_build.seed import nocloud_seed, random_instance_id, visa_meta
 
 #: The case of the double whose owner account is created late (test_owner_created_30s_late_is_served), and how

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.boot.conftest import LATE_SECONDS
-from visa_build.container import RunningDouble, wait_for_status
+from visa_build.double_boot import RunningDouble, wait_for_status
 
 pytestmark = pytest.mark.slow
 

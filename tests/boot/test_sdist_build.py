@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from visa_build import process, sdists
-from visa_build.config import load_image_spec
+from visa_build.image_spec import load_image_spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from visa_build.container import build_image, docker_client
+from visa_build.docker_engine import build_image, docker_client
 from visa_build.errors import VisaBuildError
 
 MARK = "visa-build-stall-test"
@@ -41,8 +41,15 @@ def test_a_silent_build_is_stopped_with_its_tail(
     nonce = time.time()  # the step is never in Docker's cache
     (tmp_path / "Dockerfile").write_text(f"FROM {image}\nRUN echo {MARK} {nonce} && {step}\n")
     with pytest.raises(VisaBuildError, match="printed nothing for 5 s and was stopped") as error:
-        build_image(tmp_path, f"{MARK}:latest", {}, hosts={}, log_path=tmp_path / "build.log",
-                    dockerfile="Dockerfile", silence=5)  # fmt: skip
+        build_image(
+            tmp_path,
+            f"{MARK}:latest",
+            {},
+            hosts={},
+            log_path=tmp_path / "build.log",
+            dockerfile="Dockerfile",
+            silence=5,
+        )
     assert MARK in str(error.value), f"the error does not show the build's last output:\n{error.value}"
     deadline = time.monotonic() + 60
     while stall_containers() and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from visa_build import runs
-from visa_build.container import LABEL, RUN_LABEL, docker_client
+from visa_build.docker_engine import LABEL, RUN_LABEL, docker_client
 
 REPO = Path(__file__).resolve().parents[2]
 DEAD_RUN = "deadbeef"
@@ -25,8 +25,11 @@ DEAD_RUN = "deadbeef"
 
 def idle_qemu(name: str) -> subprocess.Popen[bytes]:
     """A QEMU process named `name` that runs no guest."""
-    return subprocess.Popen(["qemu-system-x86_64", "-name", name, "-machine", "none", "-accel", "tcg", "-nodefaults",
-                             "-display", "none"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        ["qemu-system-x86_64", "-name", name, "-machine", "none", "-accel", "tcg", "-nodefaults", "-display", "none"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -38,8 +41,9 @@ def killed_run_container() -> Iterator[Any]:
         info = tarfile.TarInfo("planted")
         archive.addfile(info, io.BytesIO(b""))
     client.api.import_image_from_data(data.getvalue(), repository="visa-build/planted", tag="test")
-    container = client.containers.create("visa-build/planted:test", command=["/planted"],
-                                         labels={LABEL: "planted", RUN_LABEL: DEAD_RUN})  # fmt: skip
+    container = client.containers.create(
+        "visa-build/planted:test", command=["/planted"], labels={LABEL: "planted", RUN_LABEL: DEAD_RUN}
+    )
     try:
         yield container
     finally:
@@ -70,12 +74,18 @@ def test_specs_side_by_side_pass_and_reap_only_a_killed_runs_leftovers(
     (runs.runs_dir(build_dir) / f"{DEAD_RUN}.lock").write_text("0\n")  # its lock file, held by nobody
     foreign, orphan = idle_qemu("visa-build-other-planted"), idle_qemu(f"visa-build-{DEAD_RUN}-planted")
     try:
-        procs, outputs, pumps = {}, {}, []
+        procs: dict[str, subprocess.Popen[str]] = {}
+        outputs: dict[str, list[str]] = {}
+        pumps = []
         for spec in specs:
             procs[spec] = subprocess.Popen(
-                ["./visa-build", "test-container", "--image", spec], cwd=REPO, text=True, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, env={**os.environ, "INVOKE_VISA_BUILD_DIR": str(build_dir)},
-            )  # fmt: skip
+                ["./visa-build", "test-container", "--image", spec],
+                cwd=REPO,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "INVOKE_VISA_BUILD_DIR": str(build_dir)},
+            )
             outputs[spec] = []
             pumps.append(streamed(spec, procs[spec], outputs[spec]))
         for proc in procs.values():
@@ -95,6 +105,6 @@ def test_specs_side_by_side_pass_and_reap_only_a_killed_runs_leftovers(
         reaped = [line for lines in outputs.values() for line in lines if f"interrupted run {DEAD_RUN}" in line]
         assert len(reaped) == 1, f"exactly one run reports the reaping: {reaped}"
     finally:
-        for proc in (foreign, orphan):
-            proc.kill()
-            proc.wait()
+        for idle in (foreign, orphan):
+            idle.kill()
+            idle.wait()

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import image_spec
-from visa_build.config import ImageSpec, normalise
+from visa_build.image_spec import ImageSpec, normalise
 
 VENV = "/opt/visa/jupyter/jupyterlab"
 DATA_ANALYSIS = "/opt/visa/envs/data-analysis"
@@ -64,10 +64,14 @@ def probe(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
     key_file = pytestconfig.getoption("--build-public-key")
     build_key = Path(key_file).read_text().split()[1] if key_file and Path(key_file).is_file() else ""
     request = {
-        "jupyterlab": VENV, "data_analysis": DATA_ANALYSIS, "imports": list(spec.data_analysis.imports),
-        "config": CONFIG, "port": spec.service.port, "vm": pytestconfig.getoption("--visa-target") == "vm",
+        "jupyterlab": VENV,
+        "data_analysis": DATA_ANALYSIS,
+        "imports": list(spec.data_analysis.imports),
+        "config": CONFIG,
+        "port": spec.service.port,
+        "vm": pytestconfig.getoption("--visa-target") == "vm",
         "build_key": build_key,
-    }  # fmt: skip
+    }
     encoded = [base64.b64encode(data).decode() for data in (PROBE.read_bytes(), json.dumps(request).encode())]
     with host.sudo():
         result = host.run("python3 -c %s %s %s", RUN_ENCODED, *encoded)
@@ -126,7 +130,7 @@ def browser(jupyter: str) -> requests.Session:
     session = requests.Session()
     response = session.get(f"{jupyter}/lab", timeout=30)
     assert response.status_code == 200, f"GET {jupyter}/lab answered {response.status_code}"
-    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf", "")
+    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf") or ""
     return session
 
 

@@ -11,6 +11,7 @@ for (sudo logs command lines) appears in clear in a command line.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import pwd
@@ -59,9 +60,15 @@ LOAD_CONFIG = (
 
 
 def sh(argv: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
-    done = subprocess.run(argv, capture_output=True, text=True, errors="replace", env={**os.environ, **(env or {})},
-                          timeout=600)  # fmt: skip
+    done = subprocess.run(
+        argv, capture_output=True, text=True, errors="replace", env={**os.environ, **(env or {})}, timeout=600
+    )
     return {"rc": done.returncode, "stdout": done.stdout.strip(), "stderr": done.stderr.strip()[-3000:]}
+
+
+def importer(python: str, module: str) -> Callable[[], dict[str, object]]:
+    """A probe that imports `module` with `python`, headless (no display, no Qt platform)."""
+    return lambda: sh([python, "-c", f"import {module}"], env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"})
 
 
 def output(argv: list[str]) -> str:
@@ -99,10 +106,22 @@ def debian_packages() -> dict[str, str]:
 
 def kernelspecs(venv: str) -> dict[str, dict[str, str]]:
     """The image's kernelspecs as its server finds them (the launcher's JUPYTER_PATH): name, display name, argv[0]."""
-    listed = json.loads(output(["env", "JUPYTER_PATH=/opt/visa/jupyter/share/jupyter", f"{venv}/bin/jupyter",
-                                "kernelspec", "list", "--json"]))  # fmt: skip
-    return {name: {"display_name": found["spec"]["display_name"], "argv0": found["spec"]["argv"][0]}
-            for name, found in listed["kernelspecs"].items()}  # fmt: skip
+    listed = json.loads(
+        output(
+            [
+                "env",
+                "JUPYTER_PATH=/opt/visa/jupyter/share/jupyter",
+                f"{venv}/bin/jupyter",
+                "kernelspec",
+                "list",
+                "--json",
+            ]
+        )
+    )
+    return {
+        name: {"display_name": found["spec"]["display_name"], "argv0": found["spec"]["argv"][0]}
+        for name, found in listed["kernelspecs"].items()
+    }
 
 
 def apt_sources() -> list[str]:
@@ -124,8 +143,15 @@ def metadata() -> dict[str, str]:
 
 
 def unit() -> dict[str, str]:
-    properties = ("UnitFileState", "ActiveState", "After", "Restart", "MainPID", "StartLimitIntervalUSec",
-                  "StartLimitBurst")  # fmt: skip
+    properties = (
+        "UnitFileState",
+        "ActiveState",
+        "After",
+        "Restart",
+        "MainPID",
+        "StartLimitIntervalUSec",
+        "StartLimitBurst",
+    )
     shown = output(["systemctl", "show", UNIT, *(f"--property={name}" for name in properties)])
     return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
 
@@ -176,8 +202,9 @@ def direct_status(port: int, path: str) -> int:
 
 def labextensions(venv: str) -> str:
     """`jupyter labextension list` as a user reads it (it writes to stderr), colours removed."""
-    listed = subprocess.run([f"{venv}/bin/jupyter", "labextension", "list"], capture_output=True, text=True,
-                            errors="replace", timeout=600)  # fmt: skip
+    listed = subprocess.run(
+        [f"{venv}/bin/jupyter", "labextension", "list"], capture_output=True, text=True, errors="replace", timeout=600
+    )
     return ANSI.sub("", listed.stdout + listed.stderr)
 
 
@@ -233,15 +260,16 @@ def main() -> None:
                 raise RuntimeError(f"the owner is not known: the metadata could not be gathered ({found})")
             return str(found["owner"])
 
-        probes = {  # the slowest first, so four at a time finish together
-            **{f"env:{prefix}": (lambda p=prefix: environment(p, p == venv)) for prefix in (venv, data_analysis)},
+        probes: dict[str, Callable[[], object]] = {  # the slowest first, so four at a time finish together
+            **{
+                f"env:{prefix}": functools.partial(environment, prefix, prefix == venv)
+                for prefix in (venv, data_analysis)
+            },
             "labextensions": lambda: labextensions(venv),
             "debian_packages": debian_packages,
             "apt_sources": apt_sources,
             "kernelspecs": lambda: kernelspecs(venv),
-            **{f"import:{module}": (lambda m=module: sh([f"{data_analysis}/bin/python", "-c", f"import {m}"],
-                                                        env={"MPLBACKEND": "Agg", "QT_QPA_PLATFORM": "offscreen"}))
-               for module in request["imports"]},
+            **{f"import:{module}": importer(f"{data_analysis}/bin/python", module) for module in request["imports"]},
             "server_list": lambda: server_list(owner(), venv),
             "server_process": lambda: server_process(owner()),
             "owner_writable": lambda: owner_writable(owner()),
@@ -251,18 +279,23 @@ def main() -> None:
             "failed_units": lambda: output(["systemctl", "list-units", "--failed", "--plain", "--no-legend"]),
             "cloud_init_status": lambda: sh(["cloud-init", "status", "--long"])["stdout"],
             "direct_status": lambda: {path: direct_status(request["port"], path) for path in ("/api/status",)},
-        }  # fmt: skip
+        }
         if request["vm"]:
-            probes.update({
-                "build_user": build_user,
-                "build_key_files": lambda: files_holding(request["build_key"], ["/root", "/home", "/etc/ssh"])
-                if request["build_key"] else None,
-                "cloud_instance_id": lambda: output(["cloud-init", "query", "instance_id"]),
-                "cloud_instances": lambda: sorted(os.listdir("/var/lib/cloud/instances")),
-                "machine_id_initialised": lambda: journal_count("Initializing machine ID"),
-                "unit_verify": lambda: sh(["systemd-analyze", "verify", f"/etc/systemd/system/{UNIT}"]),
-                "ordering_cycles": lambda: journal_count("ordering cycle"),
-            })  # fmt: skip
+            probes.update(
+                {
+                    "build_user": build_user,
+                    "build_key_files": lambda: (
+                        files_holding(request["build_key"], ["/root", "/home", "/etc/ssh"])
+                        if request["build_key"]
+                        else None
+                    ),
+                    "cloud_instance_id": lambda: output(["cloud-init", "query", "instance_id"]),
+                    "cloud_instances": lambda: sorted(os.listdir("/var/lib/cloud/instances")),
+                    "machine_id_initialised": lambda: journal_count("Initializing machine ID"),
+                    "unit_verify": lambda: sh(["systemd-analyze", "verify", f"/etc/systemd/system/{UNIT}"]),
+                    "ordering_cycles": lambda: journal_count("ordering cycle"),
+                }
+            )
         running = {name: pool.submit(gather, name, probe) for name, probe in probes.items()}
         facts = {"metadata": meta.result(), **{name: future.result() for name, future in running.items()}}
     facts["probe_seconds"] = seconds  # how long each fact took, for a slow target's diagnosis

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.infra.conftest import DATA_ANALYSIS, VENV, Facts
-from visa_build.config import ImageSpec, Pin
+from visa_build.image_spec import ImageSpec, Pin
 
 
 def test_jupyterlab_venv_is_a_real_venv_with_pip(facts: Facts, spec: ImageSpec) -> None:
@@ -63,7 +63,7 @@ def test_bytecode_is_compiled(facts: Facts, prefix: str) -> None:
 
 @pytest.mark.parametrize("suffix", ["", "-updates", "-security"])
 def test_apt_sources_name_the_release_its_updates_and_security(facts: Facts, spec: ImageSpec, suffix: str) -> None:
-    suite = f"{spec.debian}{suffix}"
+    suite = f"{spec.distro.codename}{suffix}"
     lines = facts["apt_sources"]
     assert any(line.split()[2:3] == [suite] for line in lines), (
         f"the image's apt sources do not name {suite}: instances could not install its updates; sources: {lines}"

@@ -13,7 +13,7 @@ import requests
 import websocket
 
 from tests.infra.conftest import DATA_ANALYSIS, Instance, as_owner
-from visa_build.config import ImageSpec
+from visa_build.image_spec import ImageSpec
 
 
 def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> str:
@@ -30,13 +30,31 @@ def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> 
         )
         try:
             msg_id = uuid.uuid4().hex
-            channel.send(json.dumps({
-                "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "visa-build",
-                           "session": uuid.uuid4().hex, "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                            "allow_stdin": False, "stop_on_error": True},
-            }))  # fmt: skip
+            channel.send(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "msg_type": "execute_request",
+                            "username": "visa-build",
+                            "session": uuid.uuid4().hex,
+                            "version": "5.3",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": False,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
             stdout = []
             while True:
                 message = json.loads(channel.recv())
@@ -71,8 +89,11 @@ def test_python3_is_data_analysis(jupyter: str, spec: ImageSpec) -> None:
 
 
 def test_only_one_data_analysis_kernel(jupyter: str, spec: ImageSpec) -> None:
-    names = [name for name, item in kernelspecs(jupyter).items()
-             if item["spec"]["display_name"] in (spec.data_analysis.display_name, "Python 3 (ipykernel)")]  # fmt: skip
+    names = [
+        name
+        for name, item in kernelspecs(jupyter).items()
+        if item["spec"]["display_name"] in (spec.data_analysis.display_name, "Python 3 (ipykernel)")
+    ]
     assert names == ["python3"], f"kernels that look like the default python3: {names}"
 
 
@@ -93,11 +114,17 @@ def user_env(host: Any, instance: Instance, spec: ImageSpec) -> Iterator[str]:
     Without pip: the kernel needs none, and ensurepip alone takes half a minute in a TCG guest."""
     env = f"{instance.home}/visa-test-env"
     site = f"lib/python{'.'.join(spec.python.split('.')[:2])}/site-packages"  # the image's interpreter
-    owner_output(host, instance, f"python3 -m venv --without-pip {env} && "
-                             f"echo {DATA_ANALYSIS}/{site} > {env}/{site}/data-analysis.pth")  # fmt: skip
+    owner_output(
+        host,
+        instance,
+        f"python3 -m venv --without-pip {env} && echo {DATA_ANALYSIS}/{site} > {env}/{site}/data-analysis.pth",
+    )
     yield env
-    owner_output(host, instance, f"rm -rf {env} ~/.local/share/jupyter/kernels/visa-test-env "
-                             "~/.local/share/jupyter/kernels/python3")  # fmt: skip
+    owner_output(
+        host,
+        instance,
+        f"rm -rf {env} ~/.local/share/jupyter/kernels/visa-test-env ~/.local/share/jupyter/kernels/python3",
+    )
 
 
 def test_user_kernel_appears_and_starts(

@@ -22,8 +22,9 @@ def test_override_is_served_as_the_default(browser: requests.Session, jupyter: s
     assert served == value, f"{plugin} {key} is served as {served!r}, the spec's overrides say {value!r}"
 
 
-def test_disabled_extension_is_disabled_and_locked(browser: requests.Session, jupyter: str,
-                                                   disabled_extension: str) -> None:  # fmt: skip
+def test_disabled_extension_is_disabled_and_locked(
+    browser: requests.Session, jupyter: str, disabled_extension: str
+) -> None:
     page = browser.get(f"{jupyter}/lab", timeout=30).text
     found = CONFIG_DATA.search(page)
     assert found, f"{jupyter}/lab carries no jupyter-config-data"

@@ -40,9 +40,12 @@ def limit(pytestconfig: pytest.Config) -> float:
 
 
 def test_shut_down_from_jupyterlab_comes_back(
-    host: Any, browser: requests.Session, jupyter: str, pytestconfig: pytest.Config,
+    host: Any,
+    browser: requests.Session,
+    jupyter: str,
+    pytestconfig: pytest.Config,
     record_property: Callable[[str, object], None],
-) -> None:  # fmt: skip
+) -> None:
     old = main_pid(host)
     started = time.monotonic()
     answer = browser.post(f"{jupyter}/api/shutdown", timeout=30)

@@ -21,10 +21,18 @@ UNIT = "visa-jupyter.service"
 #: The exposure `systemd-analyze security` gave the unit with the sandbox (9.6 without; README, Sandboxing).
 EXPOSURE_AT_MOST = 7.3
 SANDBOX = (
-    "ProtectKernelTunables=", "ProtectKernelModules=", "ProtectKernelLogs=", "ProtectControlGroups=",
-    "ProtectHostname=", "LockPersonality=", "RestrictRealtime=", "CapabilityBoundingSet=~CAP_SYS_TIME",
-    "CapabilityBoundingSet=~CAP_WAKE_ALARM", "SystemCallFilter=~@clock", "SystemCallFilter=~@module",
-)  # fmt: skip
+    "ProtectKernelTunables=",
+    "ProtectKernelModules=",
+    "ProtectKernelLogs=",
+    "ProtectControlGroups=",
+    "ProtectHostname=",
+    "LockPersonality=",
+    "RestrictRealtime=",
+    "CapabilityBoundingSet=~CAP_SYS_TIME",
+    "CapabilityBoundingSet=~CAP_WAKE_ALARM",
+    "SystemCallFilter=~@clock",
+    "SystemCallFilter=~@module",
+)
 CAPABILITIES_TAKEN = {"CAP_SYS_MODULE": 16, "CAP_SYS_TIME": 25, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35}
 
 

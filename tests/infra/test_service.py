@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.infra.conftest import CONFIG, Facts, Instance
-from visa_build.config import ImageSpec
+from visa_build.image_spec import ImageSpec
 
 EXPECTED_CONFIG = {
     "ServerApp.ip": "0.0.0.0",

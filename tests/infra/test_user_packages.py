@@ -17,7 +17,7 @@ import requests
 
 from tests.infra.conftest import DATA_ANALYSIS, Facts, Instance, as_owner
 from tests.infra.test_kernels import execute
-from visa_build.config import ImageSpec
+from visa_build.image_spec import ImageSpec
 
 #: What under the image's folders had its content or status (mode, owner, links) changed since the marker file.
 CHANGED_SINCE = "find /opt/visa /etc/visa -cnewer %s"

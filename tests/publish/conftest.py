@@ -23,8 +23,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def small_qcow2(path: Path, *, pattern: int, megabytes: float) -> Path:
     """A real qcow2 (Glance inspects uploads) holding `megabytes` of the byte `pattern`."""
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "1G"], check=True, timeout=60)
-    subprocess.run(["qemu-io", "-c", f"write -P {pattern} 0 {int(megabytes * 1024)}k", str(path)], check=True,
-                   timeout=60, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["qemu-io", "-c", f"write -P {pattern} 0 {int(megabytes * 1024)}k", str(path)],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     return path
 
 
@@ -36,17 +40,24 @@ def make_release(tmp_path: Path) -> MakeRelease:
     def make(spec: str, when: str, *, pattern: int = 1, megabytes: float = 0.2, debian: str = "bookworm") -> Path:
         image = small_qcow2(tmp_path / f"{spec}-{when}.qcow2", pattern=pattern, megabytes=megabytes)
         digest = subprocess.run(["sha256sum", str(image)], check=True, capture_output=True, text=True).stdout
-        build = {"schema": 1, "verdict": "passed", "spec": {"name": spec, "debian": debian, "python": "3.11.2"},
-                 "sizes": {"qcow2_bytes": image.stat().st_size, "virtual_bytes": 1 << 30}}  # fmt: skip
+        build = {
+            "schema": 1,
+            "verdict": "passed",
+            "spec": {"name": spec, "debian": debian, "python": "3.11.2"},
+            "sizes": {"qcow2_bytes": image.stat().st_size, "virtual_bytes": 1 << 30},
+        }
         manifest = {
-            "image": spec, "debian": {"release": debian, "packages": {"linux-image-cloud-amd64": "6.1.158-1"}},
+            "image": spec,
+            "debian": {"release": debian, "packages": {"linux-image-cloud-amd64": "6.1.158-1"}},
             "python": {"/opt/visa/jupyter/jupyterlab": {"jupyterlab": {"version": "4.2.5"}}},
             "kernelspecs": {"python3": {"display_name": "Data Analysis", "argv0": "/opt/visa/envs/x/bin/python"}},
-        }  # fmt: skip
+        }
         files: dict[str, str | Path] = {
-            image.name: image, f"{image.name}.sha256": f"{digest.split()[0]}  {image.name}\n",
-            "build.json": json.dumps(build), "manifest.json": json.dumps(manifest),
-        }  # fmt: skip
+            image.name: image,
+            f"{image.name}.sha256": f"{digest.split()[0]}  {image.name}\n",
+            "build.json": json.dumps(build),
+            "manifest.json": json.dumps(manifest),
+        }
         folder = record.write(tmp_path / "releases" / spec, f"{when}-{pattern:012x}", files)
         record.set_latest(folder.parent, folder.name)
         return folder

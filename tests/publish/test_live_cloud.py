@@ -9,6 +9,7 @@ import secrets
 import pytest
 
 from visa_build import publish
+from visa_build.release import record
 from visa_build.settings import make_publishing
 
 from .conftest import MakeRelease
@@ -23,10 +24,10 @@ pytestmark = [
 
 def test_publish_and_promote_on_a_live_cloud(make_release: MakeRelease) -> None:
     spec = f"visa-live-test-{secrets.token_hex(3)}"
-    settings = make_publishing(cloud=CLOUD, visibility="shared")
+    settings = make_publishing(cloud=CLOUD, publish_visibility="shared")
     conn = publish.connect(CLOUD)
     try:
-        release = publish.read_release(make_release(spec, "20261101T010000Z"))
+        release = record.read_release(make_release(spec, "20261101T010000Z"))
         image, uploaded = publish.publish(conn, release, settings)
         assert uploaded and image.status == "active" and image.visibility == "private"
         again, uploaded_again = publish.publish(conn, release, settings)

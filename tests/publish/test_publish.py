@@ -12,11 +12,12 @@ import requests
 
 from visa_build import publish
 from visa_build.errors import VisaBuildError
+from visa_build.release import record
 from visa_build.settings import make_publishing
 
 from .conftest import MakeRelease, small_qcow2
 
-SETTINGS = make_publishing(cloud="glance-test", visibility="community", keep_archived=1)
+SETTINGS = make_publishing(cloud="glance-test", publish_visibility="community", publish_keep_archived=1)
 
 
 def glance_image(endpoint: str, image_id: str) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def listed_ids(endpoint: str, **query: str) -> set[str]:
 
 
 def test_a_release_goes_up_as_a_private_checked_candidate(clouds: dict[str, str], make_release: MakeRelease) -> None:
-    release = publish.read_release(make_release("visa-pub-a", "20261101T010000Z").parent)  # via `latest`
+    release = record.read_release(make_release("visa-pub-a", "20261101T010000Z").parent)  # via `latest`
     conn = publish.connect("glance-test")
     image, uploaded = publish.publish(conn, release, SETTINGS)
     assert uploaded, "the first publish of a release must upload it"
@@ -44,15 +45,22 @@ def test_a_release_goes_up_as_a_private_checked_candidate(clouds: dict[str, str]
     assert (seen["disk_format"], seen["container_format"]) == ("qcow2", "bare")
     assert seen["os_hash_value"] == hashlib.new(seen["os_hash_algo"], release.qcow2.read_bytes()).hexdigest()
     assert seen["min_disk"] == 1 and seen["min_ram"] == 2048, (seen["min_disk"], seen["min_ram"])
-    expected = {"os_distro": "debian", "os_version": "12", "os_type": "linux", "visa_image": "visa-pub-a",
-                "visa_release": release.name, "visa_sha256": release.sha256, "visa_jupyterlab": "4.2.5",
-                "visa_kernels": "Data Analysis"}  # fmt: skip
+    expected = {
+        "os_distro": "debian",
+        "os_version": "12",
+        "os_type": "linux",
+        "visa_image": "visa-pub-a",
+        "visa_release": release.name,
+        "visa_sha256": release.sha256,
+        "visa_jupyterlab": "4.2.5",
+        "visa_kernels": "Data Analysis",
+    }
     assert {key: seen.get(key) for key in expected} == expected
     assert "hw_qemu_guest_agent" not in seen, "the image carries no guest agent, so Glance must not promise one"
 
 
 def test_publishing_the_same_release_again_changes_nothing(clouds: dict[str, str], make_release: MakeRelease) -> None:
-    release = publish.read_release(make_release("visa-pub-b", "20261101T010000Z"))
+    release = record.read_release(make_release("visa-pub-b", "20261101T010000Z"))
     conn = publish.connect("glance-test")
     first, _ = publish.publish(conn, release, SETTINGS)
     before = glance_image(clouds["glance-test"], first.id)
@@ -66,8 +74,9 @@ def test_promote_makes_current_archives_hides_and_retires(clouds: dict[str, str]
     endpoint, conn = clouds["glance-test"], publish.connect("glance-test")
     ids = []
     for night, pattern in (("20261101T010000Z", 1), ("20261102T010000Z", 2), ("20261103T010000Z", 3)):
-        image, _ = publish.publish(conn, publish.read_release(make_release("visa-pub-c", night, pattern=pattern)),
-                                   SETTINGS)  # fmt: skip
+        image, _ = publish.publish(
+            conn, record.read_release(make_release("visa-pub-c", night, pattern=pattern)), SETTINGS
+        )
         ids.append(image.id)
         promoted = publish.promote(conn, "visa-pub-c", SETTINGS)
         assert promoted.current.id == image.id
@@ -88,11 +97,11 @@ def test_promote_makes_current_archives_hides_and_retires(clouds: dict[str, str]
 
 def test_a_protected_archived_image_is_never_deleted(clouds: dict[str, str], make_release: MakeRelease) -> None:
     conn = publish.connect("glance-test")
-    old, _ = publish.publish(conn, publish.read_release(make_release("visa-pub-d", "20261101T010000Z")), SETTINGS)
+    old, _ = publish.publish(conn, record.read_release(make_release("visa-pub-d", "20261101T010000Z")), SETTINGS)
     publish.promote(conn, "visa-pub-d", SETTINGS)
     conn.image.update_image(old, is_protected=True)
     for night, pattern in (("20261102T010000Z", 2), ("20261103T010000Z", 3)):
-        publish.publish(conn, publish.read_release(make_release("visa-pub-d", night, pattern=pattern)), SETTINGS)
+        publish.publish(conn, record.read_release(make_release("visa-pub-d", night, pattern=pattern)), SETTINGS)
         promoted = publish.promote(conn, "visa-pub-d", SETTINGS)
     assert [(image.id, why) for image, why in promoted.kept] == [(old.id, "protected")]
     assert glance_image(clouds["glance-test"], old.id)["status"] == "active"
@@ -101,15 +110,15 @@ def test_a_protected_archived_image_is_never_deleted(clouds: dict[str, str], mak
 
 def test_public_visibility_needs_the_admin_role(clouds: dict[str, str], make_release: MakeRelease) -> None:
     conn = publish.connect("glance-test")
-    publish.publish(conn, publish.read_release(make_release("visa-pub-e", "20261101T010000Z")), SETTINGS)
-    public = make_publishing(cloud="glance-test", visibility="public")
+    publish.publish(conn, record.read_release(make_release("visa-pub-e", "20261101T010000Z")), SETTINGS)
+    public = make_publishing(cloud="glance-test", publish_visibility="public")
     with pytest.raises(VisaBuildError, match=r"does not allow this \(HTTP 403\)") as error:
         publish.promote(conn, "visa-pub-e", public)
     assert "community or shared" in error.value.tip
 
 
 def test_an_interrupted_upload_leaves_no_image(clouds: dict[str, str], make_release: MakeRelease) -> None:
-    release = publish.read_release(make_release("visa-pub-f", "20261101T010000Z", megabytes=40))
+    release = record.read_release(make_release("visa-pub-f", "20261101T010000Z", megabytes=40))
     conn = publish.connect("glance-test")
 
     def interrupt(sent: int, total: int) -> None:
@@ -126,7 +135,7 @@ def test_an_interrupted_upload_leaves_no_image(clouds: dict[str, str], make_rele
 def test_an_image_glance_stored_differently_is_refused_and_deleted(
     clouds: dict[str, str], make_release: MakeRelease
 ) -> None:
-    release = publish.read_release(make_release("visa-pub-g", "20261101T010000Z"))
+    release = record.read_release(make_release("visa-pub-g", "20261101T010000Z"))
     small_qcow2(release.qcow2, pattern=9, megabytes=0.2)  # the file changes after it was checked
     conn = publish.connect("glance-test")
     with pytest.raises(VisaBuildError, match="Glance stored something else"):
@@ -151,7 +160,7 @@ def test_an_unknown_cloud_is_a_config_error(clouds: dict[str, str]) -> None:
 
 
 def test_a_full_quota_is_named_and_leaves_no_image(clouds: dict[str, str], make_release: MakeRelease) -> None:
-    release = publish.read_release(make_release("visa-pub-h", "20261101T010000Z", megabytes=3))
+    release = record.read_release(make_release("visa-pub-h", "20261101T010000Z", megabytes=3))
     settings = make_publishing(cloud="glance-quota")
     conn = publish.connect("glance-quota")
     with pytest.raises(VisaBuildError, match="quota"):
@@ -163,12 +172,12 @@ def test_a_failed_record_is_never_published(tmp_path: Path, make_release: MakeRe
     folder = make_release("visa-pub-i", "20261101T010000Z")
     failed = folder.rename(folder.with_name(folder.name + "-failed"))
     with pytest.raises(VisaBuildError, match="failed night"):
-        publish.read_release(failed)
+        record.read_release(failed)
 
 
 def test_promoting_again_without_a_candidate_changes_nothing(clouds: dict[str, str], make_release: MakeRelease) -> None:
     conn = publish.connect("glance-test")
-    image, _ = publish.publish(conn, publish.read_release(make_release("visa-pub-j", "20261101T010000Z")), SETTINGS)
+    image, _ = publish.publish(conn, record.read_release(make_release("visa-pub-j", "20261101T010000Z")), SETTINGS)
     publish.promote(conn, "visa-pub-j", SETTINGS)
     before = glance_image(clouds["glance-test"], image.id)
     again = publish.promote(conn, "visa-pub-j", SETTINGS)

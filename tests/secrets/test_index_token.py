@@ -27,11 +27,20 @@ def test_an_index_token_is_in_no_log_of_a_real_build(pytestconfig: pytest.Config
     build = Path(pytestconfig.getoption("--visa-build-dir")).resolve()
     token = f"visa-token-{secrets.token_hex(8)}"
     started = time.time()
-    env = {**os.environ, "INVOKE_VISA_BUILD_DIR": str(build), "INVOKE_VISA_INDEX_URL":
-           f"https://visa-user:{token}@127.0.0.1:9/simple", "NO_COLOR": "1"}  # fmt: skip
-    run = subprocess.run(["./visa-build", "build-qcow2", "--image", "images/ci", "--fill", "guest",
-                          "--installer", "pip-index"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=3600)  # fmt: skip
+    env = {
+        **os.environ,
+        "INVOKE_VISA_BUILD_DIR": str(build),
+        "INVOKE_VISA_INDEX_URL": f"https://visa-user:{token}@127.0.0.1:9/simple",
+        "NO_COLOR": "1",
+    }
+    run = subprocess.run(
+        ["./visa-build", "build-qcow2", "--image", "images/ci", "--fill", "guest", "--installer", "pip-index"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 1, f"the install from a closed port must fail the build:\n{output[-3000:]}"
     assert "with pip-index" in output, f"the build did not reach the pip-index install:\n{output[-3000:]}"

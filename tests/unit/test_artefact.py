@@ -1,4 +1,4 @@
-"""Content-keyed artefacts: published with a sha256 sidecar, verified before use, removed when damaged."""
+"""Content-keyed artefacts: stored with a sha256 sidecar, verified before use, removed when damaged."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from visa_build import artefact
 
 
-def test_published_file_is_intact_until_damaged(tmp_path: Path) -> None:
+def test_stored_file_is_intact_until_damaged(tmp_path: Path) -> None:
     partial = tmp_path / "x.partial"
     partial.write_bytes(b"image")
     final = tmp_path / "out" / "x.qcow2"
-    artefact.publish(partial, final)
+    artefact.store(partial, final)
     assert not partial.exists() and artefact.is_intact(final)
     final.write_bytes(b"imagf")  # one byte flipped
     assert not artefact.is_intact(final)

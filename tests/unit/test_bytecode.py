@@ -53,8 +53,13 @@ def test_modules_get_bytecode_listed_in_record(tmp_path: Path) -> None:
 
 def _import_log(site: Path) -> str:
     """What `python -v` says when importing pkg.mod from `site` without writing bytecode."""
-    result = subprocess.run([sys.executable, "-v", "-B", "-c", "import pkg.mod; assert pkg.mod.VALUE == 42"],
-                            env={"PYTHONPATH": str(site)}, capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-v", "-B", "-c", "import pkg.mod; assert pkg.mod.VALUE == 42"],
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.stderr
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from visa_build.config import load_image_spec, normalise
 from visa_build.errors import ConfigError
+from visa_build.image_spec import load_image_spec, normalise
 
 IMAGES = Path(__file__).resolve().parents[2] / "images"
 
@@ -53,10 +53,16 @@ def spec_copy(tmp_path: Path) -> Path:
     ("old", "new", "expected"),
     [
         (
-            'debian = "bookworm"',
-            'debian = "buster"',
-            "[image] debian = 'buster' is not valid; allowed: bookworm, trixie",
+            'release = "bookworm"',
+            'release = "buster"',
+            "[image] release = 'buster' is not a release visa-build knows; known: bookworm (debian 12), trixie",
         ),
+        (
+            'release = "bookworm"',
+            'debian = "bookworm"',
+            "[image] debian = 'bookworm' is not valid; write distribution = \"debian\" and release = 'bookworm'",
+        ),
+        ('distribution = "debian"', 'distribution = "ubuntu"', "[image] distribution = 'ubuntu' is not valid"),
         ('python = "3.11.2"', 'python = "3.11"', "[image] python = '3.11' is not valid"),
         ('name = "visa-jupyter"', 'name = "Visa Jupyter"', "[image] name = 'Visa Jupyter' is not valid"),
         ("port = 8888", "port = 70000", "[service] port = 70000 is not valid"),
@@ -121,11 +127,13 @@ def test_lab_settings_are_read_from_the_spec() -> None:
         ('{"fetchNews": "false"', "jupyterlab-settings.json is not valid JSON"),
         ('["@jupyterlab/apputils-extension:notification"]', "must hold a JSON object"),
         ('{"fetchNews": {"x": 1}}', "'fetchNews' is not a JupyterLab settings plugin id"),
-        ('{"@jupyterlab/apputils-extension": {"fetchNews": "false"}}',
-         "'@jupyterlab/apputils-extension' is not a JupyterLab settings plugin id"),
+        (
+            '{"@jupyterlab/apputils-extension": {"fetchNews": "false"}}',
+            "'@jupyterlab/apputils-extension' is not a JupyterLab settings plugin id",
+        ),
         ('{"@jupyterlab/apputils-extension:notification": "false"}', "must map to an object of settings"),
     ],
-)  # fmt: skip
+)
 def test_bad_lab_settings_name_the_file_and_key(spec_copy: Path, settings: str, expected: str) -> None:
     (spec_copy / "jupyterlab-settings.json").write_text(settings)
     with pytest.raises(ConfigError, match=re.escape(expected)) as error:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from visa_build import image_files
+from visa_build import mounts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,10 +38,15 @@ SCRIPT = textwrap.dedent(
 
 
 def start(cleanup_seconds: float, **popen: object) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(cleanup_seconds)], cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)}, **popen,  # type: ignore[call-overload]
-    )  # fmt: skip
+    proc: subprocess.Popen[str] = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(cleanup_seconds)],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        **popen,  # type: ignore[call-overload]
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "working\n"
     return proc
@@ -101,8 +106,13 @@ def test_a_signal_during_a_shielded_cleanup_of_a_normal_run_takes_effect_after_i
             sys.exit(exc.exit_code)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True, stdout=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.stdout is not None and proc.stdout.readline() == "cleaning\n"
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
@@ -124,11 +134,12 @@ def test_release_all_under_unmounts_and_detaches_what_a_killed_run_left(tmp_path
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(outside)], check=True)
     loop = subprocess.run(["losetup", "--find", "--show", str(disk)], check=True, capture_output=True, text=True)
     try:
-        released = image_files.release_all_under(build)
-        mounts = subprocess.run(["findmnt", "--list", "--noheadings", "--output", "TARGET"], capture_output=True,
-                                text=True, check=True).stdout.split()  # fmt: skip
-        assert not [m for m in mounts if m.startswith(str(build))], f"still mounted under build: {mounts}"
-        assert str(outside) in mounts, "a mount outside the build folder was touched"
+        released = mounts.release_all_under(build)
+        targets = subprocess.run(
+            ["findmnt", "--list", "--noheadings", "--output", "TARGET"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert not [m for m in targets if m.startswith(str(build))], f"still mounted under build: {targets}"
+        assert str(outside) in targets, "a mount outside the build folder was touched"
         attached = subprocess.run(["losetup", "-j", str(disk)], capture_output=True, text=True).stdout
         assert not attached, f"the loop device is still attached: {attached}"
         assert released == [str(build / "fill/root/proc"), str(build / "fill/root"), loop.stdout.strip()]

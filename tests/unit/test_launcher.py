@@ -13,8 +13,13 @@ LAUNCHER = Path(__file__).resolve().parents[2] / "provision/files/visa-jupyter-l
 META = {"id": "1234", "owner": "alice"}
 
 
-def launch(tmp_path: Path, *, meta: dict[str, str] | None = META, cloud_init_up: bool = True,
-           passwd: str = "alice:x:1001:1001::{home}:/bin/bash") -> tuple[int, str, list[str]]:  # fmt: skip
+def launch(
+    tmp_path: Path,
+    *,
+    meta: dict[str, str] | None = META,
+    cloud_init_up: bool = True,
+    passwd: str = "alice:x:1001:1001::{home}:/bin/bash",
+) -> tuple[int, str, list[str]]:
     """Run the launcher; returns its exit code, its log and the argv it gave setpriv (empty if none). In
     `passwd`, {home} is a home folder that exists."""
     stubs = tmp_path / "stubs"
@@ -36,9 +41,12 @@ case "$2" in ds.meta_data) exit 0 ;; ds.meta_data.meta) [ -s {tmp_path}/meta.jso
     env_file = tmp_path / "visa-jupyter.env"
     env_file.write_text("VISA_JUPYTER_PORT=8888\nVISA_OWNER_WAIT_SECONDS=2\nVISA_JUPYTER_LOG_LEVEL=INFO\n")
     ran = subprocess.run(
-        ["bash", str(LAUNCHER)], capture_output=True, text=True, timeout=60,
+        ["bash", str(LAUNCHER)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": f"{stubs}:/usr/bin:/bin", "VISA_JUPYTER_ENV": str(env_file)},
-    )  # fmt: skip
+    )
     args_file = tmp_path / "setpriv.args"
     return ran.returncode, ran.stderr, args_file.read_text().splitlines() if args_file.exists() else []
 

@@ -27,8 +27,10 @@ def test_plugin_block_only_from_packer_1_7(text: str, needed: bool) -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("1700000000,qemu.visa,ui,say,==> qemu.visa: Starting VM%!(PACKER_COMMA) booting",
-         packer.Event("step", "Starting VM, booting")),
+        (
+            "1700000000,qemu.visa,ui,say,==> qemu.visa: Starting VM%!(PACKER_COMMA) booting",
+            packer.Event("step", "Starting VM, booting"),
+        ),
         ("1700000000,qemu.visa,ui,message,    qemu.visa: installing", packer.Event("message", "installing")),
         ("1700000000,qemu.visa,ui,error,==> qemu.visa: cp: no such file", packer.Event("error", "cp: no such file")),
         ("1700000000,,ui,say,==> qemu.visa: Connected to SSH!", packer.Event("step", "Connected to SSH!")),
@@ -36,7 +38,7 @@ def test_plugin_block_only_from_packer_1_7(text: str, needed: bool) -> None:
         ("not,a machine line", None),
         ("2021/01/01 12:00:00 plain log", None),
     ],
-)  # fmt: skip
+)
 def test_parse_line(line: str, expected: packer.Event | None) -> None:
     assert packer.parse_line(line) == expected
 

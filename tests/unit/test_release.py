@@ -13,6 +13,7 @@ import pytest
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
 from visa_build.release import changes, manifest, record, sbom
+from visa_build.release.build_json import junit_counts
 
 LAB, ANALYSIS = manifest.ENVIRONMENTS
 LISTING = """JupyterLab v4.6.6
@@ -38,9 +39,13 @@ def _facts(numpy: str = "2.4.6", bash: str = "5.2.15-2+b7") -> dict[str, Any]:
 
 @pytest.fixture
 def wheelhouse(tmp_path: Path) -> Path:
-    wheels = ["jupyterlab-4.6.6-py3-none-any.whl", "numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.whl",
-              "numpy-2.4.5-cp311-cp311-manylinux_2_17_x86_64.whl", "pip-26.3-py3-none-any.whl",
-              "ipykernel-7.4.0-py3-none-any.whl"]  # fmt: skip
+    wheels = [
+        "jupyterlab-4.6.6-py3-none-any.whl",
+        "numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "numpy-2.4.5-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "pip-26.3-py3-none-any.whl",
+        "ipykernel-7.4.0-py3-none-any.whl",
+    ]
     lines = [f"{letter * 64}  {wheel}" for letter, wheel in zip("abcde", wheels, strict=True)]
     (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     return tmp_path
@@ -50,8 +55,10 @@ def test_manifest_holds_every_part_with_wheel_digests(wheelhouse: Path) -> None:
     image = manifest.from_facts("visa-ci", "bookworm", _facts(), wheelhouse)
     assert image["debian"]["packages"]["bash"] == "5.2.15-2+b7"
     assert image["python"][ANALYSIS]["numpy"] == {
-        "version": "2.4.6", "wheel": "numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.whl", "sha256": "b" * 64,
-    }  # fmt: skip
+        "version": "2.4.6",
+        "wheel": "numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "sha256": "b" * 64,
+    }
     assert image["kernelspecs"]["python3"]["display_name"] == "Data Analysis"
     assert image["labextensions"]["installed"]["jupyter-matplotlib"] == {"version": "0.12.0", "enabled": True}
     assert image["labextensions"]["disabled"] == ["@jupyterlab/extensionmanager-extension"]
@@ -74,10 +81,21 @@ def test_a_fact_the_probe_could_not_gather_is_a_clear_error(wheelhouse: Path) ->
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("1.0", "1.0-1"), ("1.0~rc1", "1.0"), ("1:0.1", "2.0"), ("2.36-9+deb12u9", "2.36-9+deb12u10"), ("1.0a", "1.0"),
-     ("1.0", "1.0+"), ("1.10", "1.9"), ("6.1.0-40", "6.1.0-41"), ("1.0-0", "1.0"), ("2.0~~a", "2.0~"),
-     ("3.0.13-1~deb12u1", "3.0.13-1"), ("1:2.38.1-5+deb12u3", "1:2.38.1-5+b1")],
-)  # fmt: skip
+    [
+        ("1.0", "1.0-1"),
+        ("1.0~rc1", "1.0"),
+        ("1:0.1", "2.0"),
+        ("2.36-9+deb12u9", "2.36-9+deb12u10"),
+        ("1.0a", "1.0"),
+        ("1.0", "1.0+"),
+        ("1.10", "1.9"),
+        ("6.1.0-40", "6.1.0-41"),
+        ("1.0-0", "1.0"),
+        ("2.0~~a", "2.0~"),
+        ("3.0.13-1~deb12u1", "3.0.13-1"),
+        ("1:2.38.1-5+deb12u3", "1:2.38.1-5+b1"),
+    ],
+)
 def test_debian_versions_are_ordered_as_dpkg_orders_them(a: str, b: str) -> None:
     ours = changes.compare_debian(a, b)
     for relation, holds in (("lt", ours < 0), ("eq", ours == 0), ("gt", ours > 0)):
@@ -165,8 +183,6 @@ def test_retention_keeps_the_newest_and_never_the_latest(tmp_path: Path) -> None
 
 
 def test_junit_counts_read_pytest_xml(tmp_path: Path) -> None:
-    from visa_build.nightly import junit_counts
-
     path = tmp_path / "junit.xml"
     path.write_text('<testsuites><testsuite name="pytest" tests="7" failures="1" errors="0" skipped="2"/></testsuites>')
     assert junit_counts(path) == {"tests": 7, "failures": 1, "errors": 0, "skipped": 2}

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from visa_build import render
-from visa_build.config import load_image_spec
+from visa_build.image_spec import load_image_spec
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"

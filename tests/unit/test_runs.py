@@ -15,14 +15,17 @@ from pathlib import Path
 import pytest
 
 from visa_build import runs
+from visa_build.errors import VisaBuildError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def other_run(build_dir: Path, code: str) -> subprocess.Popen[str]:
     """Another visa-build process: registers as a run of `build_dir`, prints its id, then runs `code`."""
-    script = (f"import sys, time; from pathlib import Path; from visa_build import runs\n"
-              f"print(runs.register(Path({str(build_dir)!r})), flush=True)\n{code}")  # fmt: skip
+    script = (
+        f"import sys, time; from pathlib import Path; from visa_build import runs\n"
+        f"print(runs.register(Path({str(build_dir)!r})), flush=True)\n{code}"
+    )
     return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
 
 
@@ -50,8 +53,11 @@ def test_a_run_that_ends_normally_leaves_no_lock_file(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def spec_held_by_another_run(build_dir: Path, seconds: int) -> Iterator[None]:
     """Another run holds the spec lock of visa-ci for `seconds` (from when the block starts)."""
-    holder = other_run(build_dir, f"with runs.spec_lock(Path({str(build_dir)!r}), 'visa-ci'):\n"
-                                  f"    print('held', flush=True); time.sleep({seconds})")  # fmt: skip
+    holder = other_run(
+        build_dir,
+        f"with runs.spec_lock(Path({str(build_dir)!r}), 'visa-ci'):\n"
+        f"    print('held', flush=True); time.sleep({seconds})",
+    )
     try:
         holder.stdout.readline()  # type: ignore[union-attr]  # its run id
         assert holder.stdout.readline().strip() == "held"  # type: ignore[union-attr]
@@ -80,6 +86,6 @@ def test_other_specs_do_not_wait_and_the_lock_is_reentrant(tmp_path: Path) -> No
 
 def test_a_lock_held_too_long_is_a_clear_error(tmp_path: Path) -> None:
     lock = tmp_path / "locks" / "spec-visa-ci.lock"
-    with spec_held_by_another_run(tmp_path, 30), pytest.raises(runs.VisaBuildError, match="gave up waiting"):  # noqa: SIM117
+    with spec_held_by_another_run(tmp_path, 30), pytest.raises(VisaBuildError, match="gave up waiting"):  # noqa: SIM117
         with runs.exclusive(lock, "spec visa-ci", timeout=1):
             pass

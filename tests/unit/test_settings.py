@@ -7,12 +7,18 @@ import pytest
 from visa_build.errors import ConfigError
 from visa_build.settings import make_settings
 
-VALID = {"image": "images/ci", "build_dir": "build", "installer": "uv", "base_image": "",
-         "mirror": "http://deb.debian.org/debian", "wheelhouse_port": 8765}  # fmt: skip
+VALID = {
+    "image": "images/ci",
+    "build_dir": "build",
+    "installer": "uv",
+    "base_image": "",
+    "mirror": "http://deb.debian.org/debian",
+    "wheelhouse_port": 8765,
+}
 
 
 def test_defaults_fill_natively_and_compress_with_zlib() -> None:
-    settings = make_settings(**VALID)  # type: ignore[arg-type]
+    settings = make_settings(**VALID)
     assert (settings.fill, settings.compression) == ("native", "zlib")
 
 
@@ -28,22 +34,22 @@ def test_defaults_fill_natively_and_compress_with_zlib() -> None:
 )
 def test_bad_settings_name_the_key(overrides: dict[str, str], complaint: str) -> None:
     with pytest.raises(ConfigError, match=complaint) as raised:
-        make_settings(**{**VALID, **overrides})  # type: ignore[arg-type]
+        make_settings(**{**VALID, **overrides})
     assert raised.value.tip, "a settings error must say how to fix it"
 
 
 @pytest.mark.parametrize("overrides", [{"installer": "pip-index"}, {"base_qcow2": "/images/debian.qcow2"}])
 def test_in_guest_builds_take_what_native_ones_cannot(overrides: dict[str, str]) -> None:
-    assert make_settings(**{**VALID, **overrides, "fill": "guest"}).fill == "guest"  # type: ignore[arg-type]
+    assert make_settings(**{**VALID, **overrides, "fill": "guest"}).fill == "guest"
 
 
 @pytest.mark.parametrize("folder", ["/srv/visa build", "/srv/visa,build", "/srv/visa;build", "/srv/visa'build"])
 def test_a_build_folder_that_option_strings_would_split_is_refused(folder: str) -> None:
     with pytest.raises(ConfigError, match="visa.build_dir = .* holds a character") as raised:
-        make_settings(**{**VALID, "build_dir": folder})  # type: ignore[arg-type]
+        make_settings(**{**VALID, "build_dir": folder})
     assert "INVOKE_VISA_BUILD_DIR" in raised.value.tip
 
 
 def test_a_plain_http_index_needs_an_explicit_setting() -> None:
-    settings = make_settings(**{**VALID, "index_url": "http://pypi.example.org/simple", "index_allow_http": True})  # type: ignore[arg-type]
+    settings = make_settings(**{**VALID, "index_url": "http://pypi.example.org/simple", "index_allow_http": True})
     assert settings.index_url.startswith("http://")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from visa_build.ports import free_port
 from visa_build.process import Result, run
-from visa_build.wheelhouse import serving, write_manifest
+from visa_build.wheelhouse import write_manifest
+from visa_build.wheelhouse_server import serving
 
 PROVISION = Path(__file__).resolve().parents[2] / "provision"
 
@@ -27,8 +28,13 @@ def hashed_pins(wheelhouse: Path, pins: str, tmp_path: Path) -> Result:
     (tmp_path / "pins.txt").write_text(pins)
     script = f'source provision/lib.sh && fetch_sums "{tmp_path}/sums" && hashed_pins "{tmp_path}/sums" "$1"'
     with serving(wheelhouse, port=free_port()) as url:
-        return run(["bash", "-c", script, "hashed_pins", str(tmp_path / "pins.txt")], timeout=60, check=False,
-                   cwd=str(PROVISION.parent), env={"VISA_WHEELHOUSE_URL": url})  # fmt: skip
+        return run(
+            ["bash", "-c", script, "hashed_pins", str(tmp_path / "pins.txt")],
+            timeout=60,
+            check=False,
+            cwd=str(PROVISION.parent),
+            env={"VISA_WHEELHOUSE_URL": url},
+        )
 
 
 def test_the_installers_take_hashed_wheels_only(tmp_path: Path) -> None:
@@ -84,8 +90,13 @@ def pip_index_install(tmp_path: Path, files: dict[str, bytes], lock: str) -> Res
     script = f'source provision/lib.sh && install_locked "{tmp_path}/venv" "{tmp_path}/pins.txt" "$1"'
     with serving(index, port=free_port()) as url:
         env = {"VISA_INSTALLER": "pip-index", "VISA_INDEX_URL": f"{url}simple/"}
-        return run(["bash", "-c", script, "install", str(tmp_path / "pins.lock")], timeout=300, check=False,
-                   cwd=str(PROVISION.parent), env=env)  # fmt: skip
+        return run(
+            ["bash", "-c", script, "install", str(tmp_path / "pins.lock")],
+            timeout=300,
+            check=False,
+            cwd=str(PROVISION.parent),
+            env=env,
+        )
 
 
 def test_pip_index_installs_what_the_lock_hashes(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from visa_build import qcow2, stages
-from visa_build.config import ImageSpec, load_image_spec
+from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.settings import Settings, make_settings
 
 IMAGES = Path(__file__).resolve().parents[2] / "images"
@@ -25,10 +25,17 @@ def images(tmp_path: Path) -> Path:
 
 
 def _settings(tmp_path: Path, **overrides: str) -> Settings:
-    values = {"image": "images/ci", "build_dir": str(tmp_path / "build"), "installer": "uv", "base_image": "",
-              "mirror": "http://deb.debian.org/debian", "wheelhouse_port": 8765, "fill": "guest",
-              **overrides}  # fmt: skip
-    return make_settings(**values)  # type: ignore[arg-type]
+    values = {
+        "image": "images/ci",
+        "build_dir": str(tmp_path / "build"),
+        "installer": "uv",
+        "base_image": "",
+        "mirror": "http://deb.debian.org/debian",
+        "wheelhouse_port": 8765,
+        "fill": "guest",
+        **overrides,
+    }
+    return make_settings(**values)
 
 
 def _keys(images: Path, settings: Settings, base: tuple[str, str] = BASE, state: str = "s1") -> dict[str, str]:
@@ -108,7 +115,7 @@ def _native_key(images: Path, settings: Settings, state: str = "s1") -> str:
 
 @pytest.mark.parametrize(
     ("edits", "overrides"),
-    [  # fmt: skip
+    [
         (
             (
                 ("ci/data-analysis.lock", "numpy==2.4.6", "numpy==2.4.5"),

@@ -7,17 +7,18 @@ from typing import Any
 import pytest
 import requests
 
-from visa_build import rootfs, upstream
+from visa_build import archive_state, base_rootfs
+from visa_build.distros import DISTROS
 from visa_build.errors import VisaBuildError
 
-SOURCES = rootfs.Sources("trixie", "http://mirror/debian", "http://mirror/debian-security")
+SOURCES = base_rootfs.Sources(DISTROS["trixie"], "http://mirror/debian", "http://mirror/debian-security")
 
 
 class FakeMirror:
     """Answers GETs like a mirror: InRelease text per URL, or an error."""
 
     def __init__(self, files: dict[str, bytes | int | Exception]) -> None:
-        self.files, self.asked = files, []
+        self.files, self.asked = files, list[str]()
 
     def get(self, url: str, timeout: float) -> Any:
         self.asked.append(url)
@@ -34,25 +35,29 @@ def _inrelease(suite: str, date: str) -> bytes:
 
 
 def _mirror(security_date: str = "Wed, 25 Nov 2026 02:22:31 UTC") -> FakeMirror:
-    return FakeMirror({
-        "http://mirror/debian/dists/trixie/InRelease": _inrelease("trixie", "Sat, 21 Nov 2026"),
-        "http://mirror/debian/dists/trixie-updates/InRelease": _inrelease("trixie-updates", "Wed, 25 Nov 2026"),
-        "http://mirror/debian-security/dists/trixie-security/InRelease": _inrelease("trixie-security", security_date),
-    })  # fmt: skip
+    return FakeMirror(
+        {
+            "http://mirror/debian/dists/trixie/InRelease": _inrelease("trixie", "Sat, 21 Nov 2026"),
+            "http://mirror/debian/dists/trixie-updates/InRelease": _inrelease("trixie-updates", "Wed, 25 Nov 2026"),
+            "http://mirror/debian-security/dists/trixie-security/InRelease": _inrelease(
+                "trixie-security", security_date
+            ),
+        }
+    )
 
 
 def test_state_covers_the_release_its_updates_and_security() -> None:
     mirror = _mirror()
-    states = upstream.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
+    states = archive_state.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
     assert [s.suite for s in states] == ["trixie", "trixie-updates", "trixie-security"]
     assert states[2].date == "Wed, 25 Nov 2026 02:22:31 UTC"
     assert len(mirror.asked) == 3
 
 
 def test_a_security_update_changes_the_key_and_nothing_else_does_not() -> None:
-    key = upstream.state_key(upstream.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
-    same = upstream.state_key(upstream.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
-    newer = upstream.state_key(upstream.read_state(SOURCES, session=_mirror("Thu, 26 Nov 2026")))  # type: ignore[arg-type]
+    key = archive_state.state_key(archive_state.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
+    same = archive_state.state_key(archive_state.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
+    newer = archive_state.state_key(archive_state.read_state(SOURCES, session=_mirror("Thu, 26 Nov 2026")))  # type: ignore[arg-type]
     assert key == same and key != newer
 
 
@@ -64,12 +69,12 @@ def test_a_mirror_that_fails_is_named(answer: bytes | int | Exception, complaint
     mirror = _mirror()
     mirror.files["http://mirror/debian-security/dists/trixie-security/InRelease"] = answer
     with pytest.raises(VisaBuildError, match=complaint) as raised:
-        upstream.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
+        archive_state.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
     assert "debian-security/dists/trixie-security/InRelease" in str(raised.value) and raised.value.tip
 
 
 def test_the_base_generation_changes_every_rebase_period() -> None:
     day = 86400
-    assert rootfs.generation(7, 10 * 7 * day) == rootfs.generation(7, 10 * 7 * day + 6 * day)
-    assert rootfs.generation(7, 10 * 7 * day) != rootfs.generation(7, 11 * 7 * day)
-    assert rootfs.generation(0, 10 * 7 * day) == "", "rebase_days 0 never rebuilds the base by age"
+    assert base_rootfs.generation(7, 10 * 7 * day) == base_rootfs.generation(7, 10 * 7 * day + 6 * day)
+    assert base_rootfs.generation(7, 10 * 7 * day) != base_rootfs.generation(7, 11 * 7 * day)
+    assert base_rootfs.generation(0, 10 * 7 * day) == "", "rebase_days 0 never rebuilds the base by age"

@@ -39,8 +39,12 @@ def environment(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     venv = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     site_packages = Path(purelib)
     shutil.copy(FILES / "visa_site.py", site_packages)
     (site_packages / "visa-site.pth").write_text("import visa_site\n")
@@ -50,15 +54,25 @@ def environment(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     )
     home = tmp_path / "home"
     env = {"HOME": str(home), "PATH": os.environ["PATH"]}
-    user_site = subprocess.run([python, "-c", "import site; print(site.getusersitepackages())"], env=env,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    user_site = subprocess.run(
+        [python, "-c", "import site; print(site.getusersitepackages())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(user_site).mkdir(parents=True)
     return python, site_packages, env
 
 
 def sys_path(python: Path, env: dict[str, str], *flags: str) -> list[str]:
-    shown = subprocess.run([python, *flags, "-c", "import json, sys; print(json.dumps(sys.path))"], env=env,
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    shown = subprocess.run(
+        [python, *flags, "-c", "import json, sys; print(json.dumps(sys.path))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [str(Path(p)) for p in json.loads(shown.stdout) if p]
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from visa_build import base_disk, disk, host, qcow2, rootfs, runs, vm
+from visa_build import accelerator, base_qcow2, base_rootfs, disk, qcow2, runs, vm
+from visa_build.distros import DISTROS
 from visa_build.errors import ConfigError
 from visa_build.process import Result, run
 from visa_build.seed import QEMU_MAC, Login, build_seed, nocloud_seed, visa_meta
@@ -32,29 +34,44 @@ def test_boot_config_names_the_root_filesystem_and_serial_console() -> None:
 
 def test_base_key_changes_with_its_inputs() -> None:
     def key(suite: str = "bookworm", mirror: str = "http://a", security: str = "http://s") -> str:
-        return base_disk.cache_key(rootfs.Sources(suite, mirror, security))
+        return base_qcow2.cache_key(base_rootfs.Sources(DISTROS[suite], mirror, security))
 
     assert key() == key(), "the same inputs must give the same key"
     assert len({key(), key(suite="trixie"), key(mirror="http://b"), key(security="http://t")}) == 4
 
 
 def test_qemu_argv_under_tcg_uses_cpu_max_and_forwards_to_loopback_only() -> None:
-    argv = vm.qemu_argv(name="t", disk=Path("/d.qcow2"), seed_iso=Path("/s.iso"), accel=vm.Accel("tcg"),
-                        ssh_port=2222, http_port=8080, guest_http_port=8888, serial_log=Path("/s.log"))  # fmt: skip
+    argv = vm.qemu_argv(
+        name="t",
+        disk=Path("/d.qcow2"),
+        seed_iso=Path("/s.iso"),
+        accel=accelerator.Accel("tcg"),
+        ssh_port=2222,
+        http_port=8080,
+        guest_http_port=8888,
+        serial_log=Path("/s.log"),
+    )
     joined = " ".join(argv)
     assert argv[3:5] == ["-accel", "tcg"] and "-cpu max" in joined and "-cpu host" not in joined
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined and "hostfwd=tcp:127.0.0.1:8080-:8888" in joined
     assert f"-name visa-build-{runs.RUN_ID}-t " in joined, "the VM's name must carry the run id: runs reap by it"
-    assert vm.Accel("kvm").cpu == "host" and vm.Accel("tcg").slowdown > vm.Accel("kvm").slowdown
+    assert (
+        accelerator.Accel("kvm").cpu == "host" and accelerator.Accel("tcg").slowdown > accelerator.Accel("kvm").slowdown
+    )
 
 
 def test_build_seed_makes_only_the_build_user_with_its_key() -> None:
     seed = build_seed(Login("visa-build", "ssh-ed25519 AAAA build"), name="visa-ci")
     users = yaml.safe_load(seed.user_data)["users"]
     assert users == [
-        {"name": "visa-build", "shell": "/bin/bash", "sudo": "ALL=(ALL) NOPASSWD:ALL", "lock_passwd": True,
-         "ssh_authorized_keys": ["ssh-ed25519 AAAA build"]}
-    ]  # fmt: skip
+        {
+            "name": "visa-build",
+            "shell": "/bin/bash",
+            "sudo": "ALL=(ALL) NOPASSWD:ALL",
+            "lock_passwd": True,
+            "ssh_authorized_keys": ["ssh-ed25519 AAAA build"],
+        }
+    ]
     assert "meta" not in yaml.safe_load(seed.meta_data)
 
 
@@ -67,8 +84,15 @@ def test_test_seed_keeps_visa_metadata_and_creates_the_owner_late() -> None:
 
 
 def test_ssh_config_shares_one_connection_per_target(tmp_path: Path) -> None:
-    guest = vm.BootedVM("visa-build-test", 2222, 8888, tmp_path / "serial.log", tmp_path / "key", "visa-test",
-                        qemu=None)  # fmt: skip
+    guest = vm.BootedVM(
+        "visa-build-test",
+        2222,
+        8888,
+        tmp_path / "serial.log",
+        tmp_path / "key",
+        "visa-test",
+        qemu=subprocess.Popen(["true"]),
+    )
     config = guest.ssh_config(tmp_path / "ssh_config", tmp_path / "control").read_text()
     assert f"ControlPath {tmp_path / 'control'}/%C" in config
     assert "ServerAliveInterval 5" in config and "StrictHostKeyChecking no" in config
@@ -77,8 +101,9 @@ def test_ssh_config_shares_one_connection_per_target(tmp_path: Path) -> None:
 def test_ssh_control_dir_closes_its_connections_and_is_removed() -> None:
     calls: list[list[str]] = []
 
-    def runner(argv: list[str], **_: object) -> None:
+    def runner(argv: list[str], **_: object) -> Result:
         calls.append(argv)
+        return Result(argv, 0, [])
 
     with vm.ssh_control_dir(runner=runner) as control:
         (control / "abc123").touch()  # stands for a master's socket
@@ -87,10 +112,12 @@ def test_ssh_control_dir_closes_its_connections_and_is_removed() -> None:
 
 
 def test_kvm_needs_vmx_or_svm_in_the_cpu_flags() -> None:
-    assert host.has_virtualisation("flags\t\t: fpu vme de pse tsc msr vmx ept")
-    assert host.has_virtualisation("flags\t\t: fpu svm npt")
-    assert not host.has_virtualisation("flags\t\t: fpu vme de pse tsc msr hypervisor"), "no vmx/svm: no KVM guest"
-    assert not host.has_virtualisation("")
+    assert accelerator.has_virtualisation("flags\t\t: fpu vme de pse tsc msr vmx ept")
+    assert accelerator.has_virtualisation("flags\t\t: fpu svm npt")
+    assert not accelerator.has_virtualisation("flags\t\t: fpu vme de pse tsc msr hypervisor"), (
+        "no vmx/svm: no KVM guest"
+    )
+    assert not accelerator.has_virtualisation("")
 
 
 def test_vm_seeds_give_dhcp4_on_the_nic_qemu_makes(tmp_path: Path) -> None:
@@ -98,8 +125,16 @@ def test_vm_seeds_give_dhcp4_on_the_nic_qemu_makes(tmp_path: Path) -> None:
     network = yaml.safe_load(seed.network_config)
     nic = network["config"][0]
     assert nic["mac_address"] == QEMU_MAC and nic["subnets"] == [{"type": "dhcp"}], "DHCPv4 only (no DHCPv6 wait)"
-    argv = vm.qemu_argv(name="t", disk=tmp_path / "d.qcow2", seed_iso=tmp_path / "s.iso", accel=vm.Accel("tcg"),
-                        ssh_port=2222, http_port=8888, guest_http_port=8888, serial_log=tmp_path / "s.log")  # fmt: skip
+    argv = vm.qemu_argv(
+        name="t",
+        disk=tmp_path / "d.qcow2",
+        seed_iso=tmp_path / "s.iso",
+        accel=accelerator.Accel("tcg"),
+        ssh_port=2222,
+        http_port=8888,
+        guest_http_port=8888,
+        serial_log=tmp_path / "s.log",
+    )
     assert f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}" in argv
     assert (vm.write_seed(seed, tmp_path / "seed") / "network-config").read_text() == seed.network_config
 
@@ -118,8 +153,7 @@ def test_a_qcow2_to_test_must_hold_the_whole_image(info: dict[str, str], message
 
     with pytest.raises(ConfigError, match=message):
         qcow2.require_standalone(Path("/images/x.qcow2"), runner=qemu_img_info)
-    qcow2.require_standalone(Path("/images/x.qcow2"),
-                             runner=lambda argv, **_: Result(argv, 0, ['{"format": "qcow2"}']))  # fmt: skip
+    qcow2.require_standalone(Path("/images/x.qcow2"), runner=lambda argv, **_: Result(argv, 0, ['{"format": "qcow2"}']))
 
 
 def test_a_qcow2_path_with_a_comma_space_or_semicolon_boots_through_its_overlay(tmp_path: Path) -> None:
@@ -133,6 +167,14 @@ def test_a_qcow2_path_with_a_comma_space_or_semicolon_boots_through_its_overlay(
     run(vm.overlay_argv(image, overlay), timeout=60)
     chain = json.loads(run(["qemu-img", "info", "--backing-chain", "--output=json", str(overlay)], timeout=60).output)
     assert [layer["filename"] for layer in chain] == [str(overlay), str(image)], chain
-    argv = vm.qemu_argv(name="t", disk=overlay, seed_iso=tmp_path / "s.iso", accel=vm.Accel("tcg"), ssh_port=1,
-                        http_port=2, guest_http_port=3, serial_log=tmp_path / "serial.log")  # fmt: skip
+    argv = vm.qemu_argv(
+        name="t",
+        disk=overlay,
+        seed_iso=tmp_path / "s.iso",
+        accel=accelerator.Accel("tcg"),
+        ssh_port=1,
+        http_port=2,
+        guest_http_port=3,
+        serial_log=tmp_path / "serial.log",
+    )
     assert not any(str(folder) in arg for arg in argv), "QEMU's options must not carry the --qcow2 path"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from visa_build import sdists
-from visa_build.config import FromSource, load_image_spec
 from visa_build.errors import CommandError, VisaBuildError
+from visa_build.image_spec import FromSource, load_image_spec
 from visa_build.process import Result
 from visa_build.wheelhouse import (
     UV_VERSION,
@@ -76,9 +76,12 @@ def test_a_planted_wheel_makes_the_wheelhouse_damaged(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "finding"),
-    [("", "SHA256SUMS (lists no wheel)"), ("0123", "SHA256SUMS (line 1 is damaged)"),
-     ("a" * 64 + "  ../a-1-py3-none-any.whl\n", "SHA256SUMS (line 1 is damaged)")],
-)  # fmt: skip
+    [
+        ("", "SHA256SUMS (lists no wheel)"),
+        ("0123", "SHA256SUMS (line 1 is damaged)"),
+        ("a" * 64 + "  ../a-1-py3-none-any.whl\n", "SHA256SUMS (line 1 is damaged)"),
+    ],
+)
 def test_a_truncated_or_garbled_manifest_is_damage_not_a_crash(tmp_path: Path, text: str, finding: str) -> None:
     (tmp_path / "a-1-py3-none-any.whl").write_bytes(b"one")
     write_manifest(tmp_path)
@@ -119,8 +122,12 @@ def without_a_wheel(package: str) -> object:
 def test_a_package_without_a_wheel_that_the_spec_does_not_allow_stops_the_build(tmp_path: Path) -> None:
     spec = replace(load_image_spec(IMAGES / "visa-jupyter"), from_source=FromSource(("nglview",), None))
     with pytest.raises(VisaBuildError) as error:
-        _download(spec, tmp_path, without_a_wheel("ufit"),  # type: ignore[arg-type]
-                  source_image=lambda: pytest.fail("nothing may be built"))  # fmt: skip
+        _download(
+            spec,
+            tmp_path,
+            without_a_wheel("ufit"),  # type: ignore[arg-type]
+            source_image=lambda: pytest.fail("nothing may be built"),
+        )
     assert "ufit (locked) has no wheel" in str(error.value) and "does not allow building it from source" in str(
         error.value
     ), str(error.value)

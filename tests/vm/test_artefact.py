@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from visa_build.image_files import mounted_root
+from visa_build.mounts import mounted_root
 
 pytestmark = pytest.mark.vm_only
 

@@ -7,13 +7,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import docker.errors
 import pytest
+from docker.client import from_env
 
-import docker
 from tests.infra.conftest import DATA_ANALYSIS, VENV, Facts, packages
 from tests.infra.probe import DPKG_QUERY, parse_dpkg
-from visa_build.config import normalise
-from visa_build.container import LABEL
+from visa_build.docker_engine import LABEL
+from visa_build.image_spec import normalise
 
 pytestmark = pytest.mark.vm_only
 
@@ -26,13 +27,14 @@ def double(pytestconfig: pytest.Config) -> Iterator[Any]:
     image = pytestconfig.getoption("--double-image")
     if not image:
         pytest.skip("no --double-image: the qcow2 was not filled from a double (visa.fill = guest, or --qcow2)")
-    client = docker.from_env()
+    client = from_env()
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
         pytest.fail(f"the double {image} this qcow2 was filled with is gone from Docker; build-qcow2 again")
-    container = client.containers.run(image, ["sleep", "infinity"], entrypoint=[], detach=True,
-                                      labels={LABEL: "double-files"})  # fmt: skip
+    container = client.containers.run(
+        image, ["sleep", "infinity"], entrypoint=[], detach=True, labels={LABEL: "double-files"}
+    )
     try:
         yield container
     finally:
@@ -47,8 +49,11 @@ def _output(container: Any, argv: list[str]) -> str:
 
 def _difference(double: dict[str, str], vm: dict[str, str]) -> list[str]:
     names = sorted(set(double) | set(vm))
-    return [f"{name}: double {double.get(name, '-')}, VM {vm.get(name, '-')}" for name in names
-            if double.get(name) != vm.get(name)]  # fmt: skip
+    return [
+        f"{name}: double {double.get(name, '-')}, VM {vm.get(name, '-')}"
+        for name in names
+        if double.get(name) != vm.get(name)
+    ]
 
 
 def test_debian_packages_are_the_doubles(double: Any, facts: Facts) -> None:

@@ -91,8 +91,10 @@ def between(old: Manifest, new: Manifest) -> dict[str, PartChanges]:
     """{"Debian": ..., <environment>: ...} for every part of the manifests."""
     parts = {"Debian": diff(old["debian"]["packages"], new["debian"]["packages"], compare_debian)}
     for prefix in sorted(set(old["python"]) | set(new["python"])):
-        versions = [{name: entry["version"] for name, entry in manifest["python"].get(prefix, {}).items()}
-                    for manifest in (old, new)]  # fmt: skip
+        versions = [
+            {name: entry["version"] for name, entry in manifest["python"].get(prefix, {}).items()}
+            for manifest in (old, new)
+        ]
         parts[f"Python {prefix}"] = diff(versions[0], versions[1], compare_python)
     return parts
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import normalise
 from ..errors import VisaBuildError
+from ..image_spec import normalise
 
 Manifest = dict[str, Any]
 ENVIRONMENTS = ("/opt/visa/jupyter/jupyterlab", "/opt/visa/envs/data-analysis")
@@ -45,8 +45,10 @@ def parse_labextensions(listing: str) -> dict[str, Any]:
 def _fact(facts: dict[str, Any], name: str) -> Any:
     value = facts.get(name)
     if value is None or (isinstance(value, dict) and set(value) == {"error"}):
-        raise VisaBuildError(f"the image's {name} could not be read for the manifest: {value}",
-                             tip="see the test suite's output of the booted VM")  # fmt: skip
+        raise VisaBuildError(
+            f"the image's {name} could not be read for the manifest: {value}",
+            tip="see the test suite's output of the booted VM",
+        )
     return value
 
 
@@ -74,20 +76,32 @@ def to_json(manifest: Manifest) -> str:
 
 def to_markdown(manifest: Manifest) -> str:
     """The manifest for people: one table per part."""
-    lines = [f"# Manifest of {manifest['image']}", "", f"## Debian {manifest['debian']['release']}", "",
-             "| package | version |", "|---|---|"]  # fmt: skip
+    lines = [
+        f"# Manifest of {manifest['image']}",
+        "",
+        f"## Debian {manifest['debian']['release']}",
+        "",
+        "| package | version |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {version} |" for name, version in sorted(manifest["debian"]["packages"].items())]
     for prefix, packages in sorted(manifest["python"].items()):
         lines += ["", f"## Python environment {prefix}", "", "| package | version | wheel sha256 |", "|---|---|---|"]
-        lines += [f"| {name} | {entry['version']} | {entry['sha256'] or '(not from a wheel)'} |"
-                  for name, entry in sorted(packages.items())]  # fmt: skip
+        lines += [
+            f"| {name} | {entry['version']} | {entry['sha256'] or '(not from a wheel)'} |"
+            for name, entry in sorted(packages.items())
+        ]
     lines += ["", "## Kernelspecs", "", "| name | display name | interpreter |", "|---|---|---|"]
-    lines += [f"| {name} | {spec['display_name']} | {spec['argv0']} |"
-              for name, spec in sorted(manifest["kernelspecs"].items())]  # fmt: skip
+    lines += [
+        f"| {name} | {spec['display_name']} | {spec['argv0']} |"
+        for name, spec in sorted(manifest["kernelspecs"].items())
+    ]
     lines += ["", "## JupyterLab extensions", "", "| extension | version | enabled |", "|---|---|---|"]
     extensions = manifest["labextensions"]
-    lines += [f"| {name} | {entry['version']} | {'yes' if entry['enabled'] else 'no'} |"
-              for name, entry in sorted(extensions["installed"].items())]  # fmt: skip
+    lines += [
+        f"| {name} | {entry['version']} | {'yes' if entry['enabled'] else 'no'} |"
+        for name, entry in sorted(extensions["installed"].items())
+    ]
     lines += [
         f"| {name} | (JupyterLab's own) | no (disabled and locked by the spec) |" for name in extensions["disabled"]
     ]

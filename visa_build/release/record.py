@@ -4,20 +4,24 @@ passed; retention keeps the newest `keep` releases (and as many failed records),
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import VisaBuildError
+from .. import progress
+from ..errors import ConfigError, VisaBuildError
 
 PARTIAL = ".partial-"
 LATEST = "latest"
 LAST_CHECK = "last-check.json"
 FAILED = "-failed"
+CHUNK = 8 << 20
 
 Copy = Callable[[Path, Path], Any]
 
@@ -44,8 +48,9 @@ def write(root: Path, name: str, files: Mapping[str, str | Path], *, copy: Copy 
     except OSError as exc:
         raise VisaBuildError(
             f"the release {root / name} could not be written ({exc.strerror or exc}): nothing of it was kept, and "
-            f"{root / LATEST} is unchanged", tip=f"free space under {root} (or set visa.release_dir) and run again",
-        ) from None  # fmt: skip
+            f"{root / LATEST} is unchanged",
+            tip=f"free space under {root} (or set visa.release_dir) and run again",
+        ) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return root / name
@@ -114,3 +119,62 @@ def copy_without_image(folder: Path, destination: Path) -> Path:
     shutil.rmtree(destination, ignore_errors=True)
     shutil.copytree(folder, destination, ignore=shutil.ignore_patterns("*.qcow2"))
     return destination
+
+
+@dataclass(frozen=True)
+class Release:
+    """A passed release record, checked: its qcow2 matches the sha256 the record holds."""
+
+    folder: Path
+    spec_name: str
+    qcow2: Path
+    sha256: str
+    sha512: str
+    md5: str
+    build: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+def read_release(folder: Path) -> Release:
+    """The release in `folder` (or the one `folder/latest` names), its qcow2 verified against its sha256."""
+    folder = latest(folder) or folder
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{folder} is not a release folder",
+            tip="run the nightly first, or name a release: --release build/releases/<spec>/<name>",
+        )
+    try:
+        build = json.loads((folder / "build.json").read_text())
+        manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").exists() else {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{folder}/build.json is missing or damaged ({exc})", tip="publish a release the nightly wrote"
+        ) from None
+    if folder.name.endswith(FAILED) or build.get("verdict") != "passed" or not manifest:
+        raise ConfigError(
+            f"{folder} is the record of a failed night, not a release: it is never published",
+            tip="publish the release `latest` names, or fix the failure its ERROR.txt shows",
+        )
+    images = sorted(folder.glob("*.qcow2"))
+    if len(images) != 1:
+        raise ConfigError(f"{folder} holds {len(images)} qcow2 files; a release holds one", tip="publish another")
+    sidecar = images[0].with_name(images[0].name + ".sha256")
+    expected = sidecar.read_text().split()[0] if sidecar.is_file() and sidecar.read_text().split() else ""
+    sha256, sha512, md5 = hashlib.sha256(), hashlib.sha512(), hashlib.md5(usedforsecurity=False)
+    with progress.step(f"Checking {images[0].name} against its sha256"), images[0].open("rb") as data:
+        while chunk := data.read(CHUNK):
+            for digest in (sha256, sha512, md5):
+                digest.update(chunk)
+    if sha256.hexdigest() != expected:
+        raise VisaBuildError(
+            f"{images[0]} does not match its release's sha256 ({expected or 'missing'}): the file "
+            "changed or is damaged since the release was written; it is not published",
+            tip="publish another release, or run the nightly again",
+        )
+    return Release(
+        folder, build["spec"]["name"], images[0], expected, sha512.hexdigest(), md5.hexdigest(), build, manifest
+    )

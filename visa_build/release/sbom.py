@@ -9,33 +9,42 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
+from ..distros import DISTROS
 from .manifest import Manifest
-
-#: Debian's version of each release, for the purls' distro qualifier.
-DEBIAN_VERSION = {"bookworm": "12", "trixie": "13"}
 
 
 def bom(manifest: Manifest) -> Bom:
     document = Bom()
-    release = manifest["debian"]["release"]
-    distro = f"debian-{DEBIAN_VERSION.get(release, release)}"
+    distro = DISTROS[manifest["debian"]["release"]]
     root = Component(name=manifest["image"], type=ComponentType.OPERATING_SYSTEM, bom_ref=manifest["image"])
     document.metadata.component = root
     for name, version in sorted(manifest["debian"]["packages"].items()):
         package, _, arch = name.partition(":")
         purl = PackageURL(
-            "deb", "debian", package, version, qualifiers={"distro": distro, **({"arch": arch} if arch else {})}
+            "deb",
+            distro.distribution,
+            package,
+            version,
+            qualifiers={"distro": distro.purl_distro, **({"arch": arch} if arch else {})},
         )
-        document.components.add(Component(name=package, version=version, type=ComponentType.LIBRARY, purl=purl,
-                                          bom_ref=purl.to_string()))  # fmt: skip
+        document.components.add(
+            Component(name=package, version=version, type=ComponentType.LIBRARY, purl=purl, bom_ref=purl.to_string())
+        )
     for prefix, packages in sorted(manifest["python"].items()):
         for name, entry in sorted(packages.items()):
             purl = PackageURL("pypi", None, name, entry["version"])
             hashes = [HashType(alg=HashAlgorithm.SHA_256, content=entry["sha256"])] if entry["sha256"] else []
-            document.components.add(Component(
-                name=name, version=entry["version"], type=ComponentType.LIBRARY, purl=purl, hashes=hashes,
-                bom_ref=f"{purl.to_string()}#{prefix}", properties=[Property(name="visa:environment", value=prefix)],
-            ))  # fmt: skip
+            document.components.add(
+                Component(
+                    name=name,
+                    version=entry["version"],
+                    type=ComponentType.LIBRARY,
+                    purl=purl,
+                    hashes=hashes,
+                    bom_ref=f"{purl.to_string()}#{prefix}",
+                    properties=[Property(name="visa:environment", value=prefix)],
+                )
+            )
     document.register_dependency(root, list(document.components))  # the image holds every package
     return document
 

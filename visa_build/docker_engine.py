@@ -1,17 +1,12 @@
-"""The container double: build its image and run it with systemd as PID 1 and a NoCloud seed (docker SDK)."""
+"""The Docker engine through its SDK: the client, image builds stopped when silent, and removing a run's containers."""
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import logging
 import re
-import tarfile
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +15,8 @@ import requests
 import urllib3
 from docker.client import from_env
 
-from . import interrupts, progress, runs
-from .errors import ImageTestError, VisaBuildError
-from .seed import Seed
+from . import progress
+from .errors import VisaBuildError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -58,9 +52,16 @@ def image_exists(client: Any, tag: str) -> bool:
 
 
 def build_image(
-    context: Path, tag: str, buildargs: dict[str, str], *, hosts: dict[str, str], log_path: Path,
-    target: str | None = None, dockerfile: str = "docker/Dockerfile", silence: float = BUILD_SILENCE_SECONDS,
-) -> str:  # fmt: skip
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    *,
+    hosts: dict[str, str],
+    log_path: Path,
+    target: str | None = None,
+    dockerfile: str = "docker/Dockerfile",
+    silence: float = BUILD_SILENCE_SECONDS,
+) -> str:
     """docker build of context/`dockerfile` (up to its stage `target`, or all of it) on the host network, with
     `hosts` in its /etc/hosts (to reach the wheelhouse); returns the image id. A build silent for `silence`
     seconds is stopped (the engine cancels it when the client goes) with the log's tail."""
@@ -70,10 +71,19 @@ def build_image(
     # Closing the client ends the build's connection: on an error or a stop signal the engine cancels the build.
     with contextlib.closing(client), log_path.open("w") as log:
         stream = client.api.build(
-            path=str(context), dockerfile=dockerfile, tag=tag, buildargs=buildargs,
-            network_mode="host", extra_hosts=hosts, rm=True, forcerm=True, decode=True, pull=False, target=target,
+            path=str(context),
+            dockerfile=dockerfile,
+            tag=tag,
+            buildargs=buildargs,
+            network_mode="host",
+            extra_hosts=hosts,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            pull=False,
+            target=target,
             timeout=silence,
-        )  # fmt: skip
+        )
         for chunk in _until_silent(stream, silence, tag, tail, log_path):
             text = chunk.get("stream") or chunk.get("status") or ""
             for line in _ANSI.sub("", text).splitlines():
@@ -104,25 +114,6 @@ def _until_silent(
         ) from None
 
 
-@dataclass(frozen=True)
-class RunningDouble:
-    name: str
-    address: str  # IP on the Docker bridge
-    container: Any
-
-
-def _seed_archive(seed: Seed) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, text in (("meta-data", seed.meta_data), ("user-data", seed.user_data)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o600
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def remove_containers_of(run_id: str) -> int:
     """Remove the containers of run `run_id` (a killed run's); returns how many."""
     client = docker_client()
@@ -130,62 +121,3 @@ def remove_containers_of(run_id: str) -> int:
     for container in leftovers:
         container.remove(force=True)
     return len(leftovers)
-
-
-def keep_journal(container: Any, name: str, log_dir: Path) -> Path:
-    """Save the container's journal of this boot under log_dir; returns the file."""
-    result = container.exec_run(["journalctl", "--no-pager", "-b", "-o", "short-precise"])
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"{name}-journal.txt"
-    path.write_bytes(result.output)
-    progress.note(f"journal of {name} kept: {path}")
-    return path
-
-
-@contextlib.contextmanager
-def running_double(image: str, seed: Seed, *, log_dir: Path, purpose: str) -> Iterator[RunningDouble]:
-    """Boot the double with `seed`; always removed afterwards. On an error its journal is kept in log_dir."""
-    client = docker_client()
-    name = f"visa-double-{purpose}-{uuid.uuid4().hex[:8]}"
-    container = client.containers.create(
-        image, name=name, hostname=name, detach=True, labels={LABEL: "double", RUN_LABEL: runs.RUN_ID},
-        tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
-        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
-    )  # fmt: skip
-    try:
-        container.put_archive("/var/lib/cloud/seed/nocloud", _seed_archive(seed))
-        container.start()
-        container.reload()
-        address = container.attrs["NetworkSettings"]["IPAddress"]
-        yield RunningDouble(name=name, address=address, container=container)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the original error matters more than a lost journal
-            keep_journal(container, name, log_dir)
-        raise
-    finally:
-        with interrupts.shielded(), contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-
-
-def status_code(url: str) -> int | None:
-    """The HTTP status of one GET of `url`; None when nothing answers."""
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.RequestException:
-        return None
-
-
-def wait_for_status(url: str, *, timeout: float) -> float:
-    """Poll `url` until it answers 200; returns the seconds waited, ImageTestError after `timeout`."""
-    start = time.monotonic()
-    last = "no answer"
-    while time.monotonic() - start < timeout:
-        code = status_code(url)
-        if code == 200:
-            return time.monotonic() - start
-        last = f"HTTP {code}" if code is not None else "no answer"
-        time.sleep(1)
-    raise ImageTestError(
-        f"{url} did not answer 200 within {timeout:.0f} s (last: {last})",
-        tip="see the kept journal: journalctl -u visa-jupyter shows why the server did not start",
-    )

@@ -19,8 +19,17 @@ from .process import Runner, run
 def loop_device(raw: Path, *, offset: int, size: int, read_only: bool, runner: Runner = run) -> Iterator[str]:
     """A loop device over `size` bytes of `raw` from `offset` (partition device nodes do not appear in every
     sandbox); always detached afterwards."""
-    argv = ["losetup", "--find", "--show", *(["--read-only"] if read_only else []),
-            "--offset", str(offset), "--sizelimit", str(size), str(raw)]  # fmt: skip
+    argv = [
+        "losetup",
+        "--find",
+        "--show",
+        *(["--read-only"] if read_only else []),
+        "--offset",
+        str(offset),
+        "--sizelimit",
+        str(size),
+        str(raw),
+    ]
     loop = runner(argv, timeout=60).lines[-1].strip()
     try:
         yield loop
@@ -54,10 +63,11 @@ def mounted_root(qcow2: Path, *, scratch: Path, runner: Runner = run) -> Iterato
         part = max(table["partitions"], key=lambda p: p["size"])  # the root filesystem
         root.mkdir()
         with (
-            loop_device(raw, offset=part["start"] * 512, size=part["size"] * 512, read_only=True,
-                        runner=runner) as loop,
+            loop_device(
+                raw, offset=part["start"] * 512, size=part["size"] * 512, read_only=True, runner=runner
+            ) as loop,
             mounted(loop, root, options="ro,noload", runner=runner),
-        ):  # fmt: skip
+        ):
             yield root
     finally:
         if not root.is_mount():

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from . import render
-from .config import ImageSpec
+from .image_spec import ImageSpec
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES_FILE = REPO / "provision" / "packages.txt"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import requests
 
+from .base_rootfs import Sources
 from .errors import VisaBuildError
-from .rootfs import Sources
 
 TIMEOUT = 30
 
@@ -38,13 +38,18 @@ def read_state(sources: Sources, *, session: requests.Session | None = None) -> 
         try:
             response = http.get(url, timeout=TIMEOUT)
         except requests.RequestException as exc:
-            raise VisaBuildError(f"the Debian mirror did not answer for {url}: {exc}",
-                                 tip="check the network and visa.mirror / visa.security_mirror") from None  # fmt: skip
+            raise VisaBuildError(
+                f"the Debian mirror did not answer for {url}: {exc}",
+                tip="check the network and visa.mirror / visa.security_mirror",
+            ) from None
         if response.status_code != 200 or b"Codename:" not in response.content:
-            raise VisaBuildError(f"{url} answered HTTP {response.status_code}, not an InRelease file",
-                                 tip="check visa.mirror / visa.security_mirror and the release name")  # fmt: skip
-        date = next((line.split(":", 1)[1].strip() for line in response.text.splitlines()
-                     if line.startswith("Date:")), "")  # fmt: skip
+            raise VisaBuildError(
+                f"{url} answered HTTP {response.status_code}, not an InRelease file",
+                tip="check visa.mirror / visa.security_mirror and the release name",
+            )
+        date = next(
+            (line.split(":", 1)[1].strip() for line in response.text.splitlines() if line.startswith("Date:")), ""
+        )
         states.append(SuiteState(suite, url, date, hashlib.sha256(response.content).hexdigest()))
     return tuple(states)
 
@@ -64,8 +69,9 @@ def security_versions(sources: Sources, *, session: requests.Session | None = No
         response.raise_for_status()
         text = lzma.decompress(response.content).decode(errors="replace")
     except (requests.RequestException, lzma.LZMAError) as exc:
-        raise VisaBuildError(f"the security suite's package list {url} could not be read: {exc}",
-                             tip="check visa.security_mirror") from None  # fmt: skip
+        raise VisaBuildError(
+            f"the security suite's package list {url} could not be read: {exc}", tip="check visa.security_mirror"
+        ) from None
     versions: dict[str, str] = {}
     for stanza in text.split("\n\n"):
         fields = dict(row.split(": ", 1) for row in stanza.splitlines() if ": " in row and not row.startswith(" "))

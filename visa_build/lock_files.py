@@ -8,12 +8,11 @@ from pathlib import Path
 from uv import find_uv_bin
 
 from . import progress
-from .config import ImageSpec
 from .errors import ConfigError
+from .image_spec import ImageSpec
 from .process import Runner, run
 
-#: glibc of the image's Debian release: wheels must be installable there (bookworm: 2.36).
-DEBIAN_GLIBC: dict[str, str] = {"bookworm": "2.36", "trixie": "2.41"}
+#: glibc of the image's release (releases.py): wheels must be installable there (bookworm: 2.36).
 #: The newest manylinux platform the pinned uv resolves for; a newer glibc still installs every wheel of it.
 NEWEST_RESOLVER_GLIBC = (2, 40)
 
@@ -22,14 +21,20 @@ def compile_argv(requirements: Path, output: Path, *, python: str, glibc: str) -
     """uv pip compile resolving `requirements` for CPython `python` on manylinux `glibc`, with hashes."""
     major, minor = min(tuple(int(part) for part in glibc.split(".")), NEWEST_RESOLVER_GLIBC)
     return [
-        find_uv_bin(), "pip", "compile", str(requirements),
-        "--output-file", str(output),
-        "--python-version", python,
-        "--python-platform", f"x86_64-manylinux_{major}_{minor}",
+        find_uv_bin(),
+        "pip",
+        "compile",
+        str(requirements),
+        "--output-file",
+        str(output),
+        "--python-version",
+        python,
+        "--python-platform",
+        f"x86_64-manylinux_{major}_{minor}",
         "--generate-hashes",
         "--no-header",
         "--quiet",
-    ]  # fmt: skip
+    ]
 
 
 def lock_image(spec: ImageSpec, *, runner: Runner = run) -> list[Path]:
@@ -37,7 +42,7 @@ def lock_image(spec: ImageSpec, *, runner: Runner = run) -> list[Path]:
     blockers = [reason for reason in spec.build_blockers() if "lock file" not in reason]
     if blockers:
         raise ConfigError(f"cannot lock {spec.name}: " + "; ".join(blockers), tip="lock a buildable spec")
-    glibc = DEBIAN_GLIBC[spec.debian]
+    glibc = spec.distro.glibc
     analysis = spec.data_analysis
     with tempfile.TemporaryDirectory() as scratch:
         analysis_in = Path(scratch) / "data-analysis.in"

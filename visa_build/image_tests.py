@@ -11,18 +11,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import context, host, leftovers, packer_build, progress, vm
-from .config import ImageSpec
-from .container import running_double, status_code, wait_for_status
-from .double import build_container
+from . import accelerator, build_context, leftovers, packer_build, progress, vm
+from .double_boot import running_double, status_code, wait_for_status
+from .double_build import build_container
 from .errors import ConfigError, ImageTestError
+from .image_spec import ImageSpec
 from .process import run
 from .proxy import reverse_proxy
-from .qcow2 import build_qcow2, double_record, require_standalone
+from .qcow2 import build_qcow2, double_image_file, require_standalone
 from .seed import Login, nocloud_seed, random_instance_id, visa_meta
 from .settings import Settings
 
-REPO = context.REPO
+REPO = build_context.REPO
 #: How long the double may take from start to answering /jupyter/<id>/api/status.
 SERVER_START_TIMEOUT = 300
 
@@ -69,8 +69,17 @@ TEST_USER = "visa-test"
 def _suite(
     target_args: list[str], suites: list[str], logs: Path, spec: ImageSpec, url: str, extra: list[str]
 ) -> SuiteRun:
-    argv = [sys.executable, "-m", "pytest", *(str(REPO / suite) for suite in suites), *target_args,
-            f"--jupyter-url={url}", f"--image-spec={spec.directory}", f"--visa-log-dir={logs}", *extra]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(str(REPO / suite) for suite in suites),
+        *target_args,
+        f"--jupyter-url={url}",
+        f"--image-spec={spec.directory}",
+        f"--visa-log-dir={logs}",
+        *extra,
+    ]
     started = time.monotonic()
     with progress.step(f"Running the infra suite ({', '.join(suites)})"):
         result = run(argv, timeout=3600 * 3, cwd=str(REPO), on_line=progress.passthrough, check=False)
@@ -105,22 +114,27 @@ def _wait_for_server(guest: vm.BootedVM, status_url: str, *, timeout: float) -> 
             time.sleep(1)
             continue
         unit_checked = now
-        shown = run(guest.ssh_argv("systemctl show -p UnitFileState -p ActiveState visa-jupyter.service"),
-                    timeout=60, check=False)  # fmt: skip
+        shown = run(
+            guest.ssh_argv("systemctl show -p UnitFileState -p ActiveState visa-jupyter.service"),
+            timeout=60,
+            check=False,
+        )
         state = dict(line.strip().split("=", 1) for line in shown.lines if "=" in line)
         if shown.returncode == 0 and (state.get("UnitFileState") != "enabled" or state.get("ActiveState") == "failed"):
             raise ImageTestError(
                 f"visa-jupyter.service will not serve {status_url}: {state}",
                 tip="the image's service is not enabled or failed for good; see the kept serial log",
             )
-    raise ImageTestError(f"{status_url} did not answer 200 within {timeout:.0f} s",
-                         tip="see the kept serial console log and journalctl -u visa-jupyter")  # fmt: skip
+    raise ImageTestError(
+        f"{status_url} did not answer 200 within {timeout:.0f} s",
+        tip="see the kept serial console log and journalctl -u visa-jupyter",
+    )
 
 
 @dataclass(frozen=True)
 class Instance:
     guest: vm.BootedVM
-    accel: vm.Accel
+    accel: accelerator.Accel
     instance_id: str
     owner: str
     status_url: str
@@ -133,7 +147,7 @@ class Instance:
 def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterator[Instance]:
     """Boot `qcow2` through an overlay as VISA does (metadata id and owner, the owner created late) with a
     visa-test ssh user, and wait until ssh answers and the server answers at /jupyter/<id>/api/status."""
-    accel = host.resolve_accelerator(settings.accelerator, probe_disk=qcow2, cache_dir=settings.cache_dir)
+    accel = accelerator.resolve_accelerator(settings.accelerator, probe_disk=qcow2, cache_dir=settings.cache_dir)
     leftovers.reap(settings.build_dir)
     instance_id, owner = random_instance_id(), "visauser"
     logs, work_root = settings.log_dir, settings.build_dir / "vm"
@@ -143,8 +157,16 @@ def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterato
         private_key, public = vm.keypair(keys)
         login = Login(TEST_USER, public)
         seed = nocloud_seed(visa_meta(instance_id, owner), create_user=owner, login=login)
-        boot = vm.booted_vm(qcow2, seed, (login, private_key), accel=accel, name=f"test-{spec.name}",
-                            work_root=work_root, log_dir=logs, guest_http_port=spec.service.port)  # fmt: skip
+        boot = vm.booted_vm(
+            qcow2,
+            seed,
+            (login, private_key),
+            accel=accel,
+            name=f"test-{spec.name}",
+            work_root=work_root,
+            log_dir=logs,
+            guest_http_port=spec.service.port,
+        )
         with boot as guest:
             started = time.monotonic()
             with progress.step(f"Booting {qcow2.name} (QEMU {accel.name}) until ssh answers"):
@@ -171,14 +193,21 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
     with booted_instance(spec, settings, qcow2) as instance, vm.ssh_control_dir() as control:
         guest = instance.guest
         ssh_config = guest.ssh_config(instance.keys / "ssh_config", control)
-        target = [f"--hosts=ssh://{TEST_USER}@127.0.0.1:{guest.ssh_port}", f"--ssh-config={ssh_config}",
-                  f"--ssh-identity-file={guest.private_key}", "--sudo", "--visa-target=vm",
-                  f"--build-public-key={build_key}", f"--qcow2={qcow2}",
-                  f"--boot-timeout={300 * instance.accel.slowdown}"]  # fmt: skip
-        record = double_record(qcow2)
+        target = [
+            f"--hosts=ssh://{TEST_USER}@127.0.0.1:{guest.ssh_port}",
+            f"--ssh-config={ssh_config}",
+            f"--ssh-identity-file={guest.private_key}",
+            "--sudo",
+            "--visa-target=vm",
+            f"--build-public-key={build_key}",
+            f"--qcow2={qcow2}",
+            f"--boot-timeout={300 * instance.accel.slowdown}",
+        ]
+        record = double_image_file(qcow2)
         if record.is_file():  # natively filled: its container double can be compared with it
             target.append(f"--double-image={record.read_text().strip()}")
         with reverse_proxy(f"127.0.0.1:{guest.http_port}", workdir=settings.build_dir / "proxy") as url:
             suite = _suite(target, ["tests/infra", "tests/vm"], settings.log_dir, spec, url, pytest_args)
-    return TestReport(qcow2.name, instance.instance_id, instance.owner, instance.seconds_to_status, suite,
-                      instance.seconds_to_ssh)  # fmt: skip
+    return TestReport(
+        qcow2.name, instance.instance_id, instance.owner, instance.seconds_to_status, suite, instance.seconds_to_ssh
+    )

@@ -7,17 +7,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import artefact, disk, interrupts, progress, rootfs, runs
+from . import artefact, base_rootfs, disk, interrupts, progress, runs
 from .process import Runner, run
 
 DISK_BYTES = 3 * 2**30  # grown by Packer (disk_size) and by cloud-init's growpart at first boot
 
 
-def cache_key(sources: rootfs.Sources) -> str:
-    return artefact.key_of(*rootfs.key_inputs(sources), str(DISK_BYTES), *disk.layout_inputs())
+def cache_key(sources: base_rootfs.Sources) -> str:
+    return artefact.key_of(*base_rootfs.key_inputs(sources), str(DISK_BYTES), *disk.layout_inputs())
 
 
-def ensure_base_qcow2(sources: rootfs.Sources, cache_dir: Path, *, runner: Runner = run) -> Path:
+def ensure_base_qcow2(sources: base_rootfs.Sources, cache_dir: Path, *, runner: Runner = run) -> Path:
     """Path of the verified base qcow2 of `sources`, building it from the mirrors when absent or damaged (one run
     at a time)."""
     final = cache_dir / "base" / f"debian-{sources.suite}-{cache_key(sources)}.qcow2"
@@ -25,7 +25,7 @@ def ensure_base_qcow2(sources: rootfs.Sources, cache_dir: Path, *, runner: Runne
         return _ensure_base_qcow2(sources, final, runner)
 
 
-def _ensure_base_qcow2(sources: rootfs.Sources, final: Path, runner: Runner) -> Path:
+def _ensure_base_qcow2(sources: base_rootfs.Sources, final: Path, runner: Runner) -> Path:
     if artefact.is_intact(final):
         progress.note(f"base qcow2 {final.name}: cached, checksum verified")
         return final
@@ -35,10 +35,14 @@ def _ensure_base_qcow2(sources: rootfs.Sources, final: Path, runner: Runner) -> 
         try:
             raw, partial = work / "disk.raw", work / "disk.qcow2"
             with disk.root_filesystem(raw, DISK_BYTES, work / "root", runner=runner) as root:
-                runner(rootfs.mmdebstrap_argv(sources, root, tar=False), timeout=1800, on_line=progress.line,
-                       tip="check that the Debian mirrors answer (visa.mirror, visa.security_mirror)")  # fmt: skip
+                runner(
+                    base_rootfs.mmdebstrap_argv(sources, root, tar=False),
+                    timeout=1800,
+                    on_line=progress.line,
+                    tip="check that the Debian mirrors answer (visa.mirror, visa.security_mirror)",
+                )
             runner(disk.convert_argv(raw, partial), timeout=600)
-            artefact.publish(partial, final)
+            artefact.store(partial, final)
         finally:
             with interrupts.shielded():
                 if not (work / "root").is_mount():  # never delete through a mount that failed to go

@@ -6,15 +6,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .context import image_packages
+from .build_context import image_packages
+from .distros import Distro
 
-#: What a cloud instance needs before provisioning: kernel, init, cloud-init (with growpart), ssh, DHCP;
-#: plus the image's own packages, installed here natively instead of by apt later.
-PACKAGES = tuple(dict.fromkeys((
-    "linux-image-cloud-amd64", "initramfs-tools", "systemd-sysv", "udev", "dbus", "kmod", "cloud-init",
-    "cloud-guest-utils", "openssh-server", "sudo", "locales", "ca-certificates", "python3", "ifupdown",
-    "isc-dhcp-client", "netbase", "iproute2", "e2fsprogs", "procps", *image_packages(),
-)))  # fmt: skip
+#: What a cloud instance needs before provisioning besides its kernel: init, cloud-init (with growpart), ssh,
+#: DHCP; plus the image's own packages, installed here natively instead of by apt later.
+SYSTEM_PACKAGES = tuple(
+    dict.fromkeys(
+        (
+            "initramfs-tools",
+            "systemd-sysv",
+            "udev",
+            "dbus",
+            "kmod",
+            "cloud-init",
+            "cloud-guest-utils",
+            "openssh-server",
+            "sudo",
+            "locales",
+            "ca-certificates",
+            "python3",
+            "ifupdown",
+            "isc-dhcp-client",
+            "netbase",
+            "iproute2",
+            "e2fsprogs",
+            "procps",
+            *image_packages(),
+        )
+    )
+)
 #: Like distribution cloud images: the instance's own hostname resolves.
 CLOUD_CFG = "manage_etc_hosts: true"
 #: cloud-init's locale module sets en_US.UTF-8 and fails when it was not generated.
@@ -33,17 +54,28 @@ class Sources:
     """Where a release's packages come from: the release, its -updates and its -security suites. They are
     what mmdebstrap installs from and the image's /etc/apt/sources.list, so instances can upgrade too."""
 
-    suite: str  # the Debian release, e.g. bookworm
+    distro: Distro
     mirror: str  # e.g. http://deb.debian.org/debian
     security_mirror: str  # e.g. http://deb.debian.org/debian-security
     generation: str = ""  # the base's rebuild period (visa.rebase_days): a new one builds a fresh base
 
+    @property
+    def suite(self) -> str:
+        return self.distro.codename
+
     def lines(self) -> tuple[str, ...]:
+        components = " ".join(self.distro.components)
+        main, updates, security = self.distro.suites
         return (
-            f"deb {self.mirror} {self.suite} main",
-            f"deb {self.mirror} {self.suite}-updates main",
-            f"deb {self.security_mirror} {self.suite}-security main",
+            f"deb {self.mirror} {main} {components}",
+            f"deb {self.mirror} {updates} {components}",
+            f"deb {self.security_mirror} {security} {components}",
         )
+
+
+def packages(distro: Distro) -> tuple[str, ...]:
+    """Everything the root filesystem of `distro` installs: its kernel and SYSTEM_PACKAGES."""
+    return (distro.kernel_package, *SYSTEM_PACKAGES)
 
 
 def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
@@ -52,7 +84,7 @@ def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
         "mmdebstrap",
         "--variant=minbase",
         *(["--format=tar"] if tar else []),
-        f"--include={','.join(PACKAGES)}",
+        f"--include={','.join(packages(sources.distro))}",
         *(f"--customize-hook={hook}" for hook in CUSTOMIZE_HOOKS),
         sources.suite,
         str(target),
@@ -62,7 +94,7 @@ def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
 
 def key_inputs(sources: Sources) -> tuple[str, ...]:
     """Everything that decides the root filesystem, for the cache keys of what is built from it."""
-    return (*sources.lines(), sources.generation, repr(PACKAGES), repr(CUSTOMIZE_HOOKS), "minbase")
+    return (*sources.lines(), sources.generation, repr(packages(sources.distro)), repr(CUSTOMIZE_HOOKS), "minbase")
 
 
 def generation(rebase_days: int, now: float) -> str:

