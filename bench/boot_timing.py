@@ -20,9 +20,9 @@ from visa_build import image_tests
 from visa_build import qcow2 as qcow2_build
 from visa_build.image_spec import load_image_spec
 from visa_build.process import run
+from visa_build.settings import PROJECT as REPO
 from visa_build.settings import make_settings
 
-REPO = Path(__file__).resolve().parent.parent
 READY = "is running at"
 BARE_UNIT = "visa-bench-bare-jupyter"
 

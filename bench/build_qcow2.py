@@ -24,10 +24,10 @@ from visa_build import base_docker, base_rootfs, double_build, image_inputs, loc
 from visa_build.docker_engine import docker_client, image_exists
 from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.process import run
+from visa_build.settings import PROJECT as REPO
 from visa_build.settings import Settings, make_settings
 from visa_build.wheelhouse import ensure_wheelhouse
 
-REPO = Path(__file__).resolve().parent.parent
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"

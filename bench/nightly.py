@@ -15,13 +15,11 @@ import argparse
 import shutil
 import time
 import uuid
-from pathlib import Path
 
 from visa_build import nightly, progress, qcow2
 from visa_build.image_spec import load_image_spec
+from visa_build.settings import PROJECT as REPO
 from visa_build.settings import make_settings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -22,10 +22,9 @@ from build_qcow2 import MIRROR, remove_images  # bench/ is the script folder
 
 from visa_build import image_inputs, progress
 from visa_build.image_spec import load_image_spec
+from visa_build.settings import PROJECT as REPO
 from visa_build.settings import make_settings
 from visa_build.wheelhouse import ensure_wheelhouse
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def build(images: list[str], build_dir: Path) -> dict[str, float]:

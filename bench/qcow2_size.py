@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from visa_build.mounts import mounted_root
-
-REPO = Path(__file__).resolve().parent.parent
+from visa_build.settings import PROJECT as REPO
 
 
 def bytes_in_use(root: Path) -> int:

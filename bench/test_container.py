@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from pathlib import Path
 
 from visa_build import base_docker, base_rootfs, double_build, image_tests, progress
 from visa_build.docker_engine import docker_client, image_exists
 from visa_build.image_spec import load_image_spec
+from visa_build.settings import PROJECT as REPO
 from visa_build.settings import make_settings
 
-REPO = Path(__file__).resolve().parent.parent
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from visa_build import image_tests
 from visa_build.image_spec import load_image_spec
+from visa_build.settings import PROJECT as REPO
 from visa_build.settings import make_settings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -35,7 +34,8 @@ def main() -> None:
     )
     figures = []
     double = image_tests.test_container(spec, settings, pytest_args=["-q"])
-    figures.append(f"container suite (tests/infra + tests/boot): {double.suite.seconds:.0f} s, {double.suite.summary}")
+    suite = double.suite
+    figures.append(f"container suite (tests/infra + tests/double): {suite.seconds:.0f} s, {suite.summary}")
     if not args.container_only:
         qcow2 = Path(args.qcow2) if args.qcow2 else None
         vm = image_tests.test_qcow2(spec, settings, qcow2=qcow2, pytest_args=["-q"])

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from pathlib import Path
 
 import pytest
 
-from visa_build.image_spec import ImageSpec, load_image_spec
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO, image_spec
+from visa_build.image_spec import ImageSpec
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -18,7 +16,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--image-spec", default=str(REPO / "images/visa-jupyter"), help="image spec the target was built from"
     )
-    group.addoption("--visa-image", help="container image of the double (tests/boot boot their own doubles)")
+    group.addoption("--visa-image", help="container image of the double (tests/double boot their own doubles)")
     group.addoption("--visa-log-dir", default=str(REPO / "build/logs"), help="where failed targets' logs are kept")
     group.addoption(
         "--visa-target",
@@ -50,10 +48,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "vm_only" in item.keywords:
             item.add_marker(skip)
-
-
-def image_spec(config: pytest.Config) -> ImageSpec:
-    return load_image_spec(Path(config.getoption("--image-spec")))
 
 
 @pytest.fixture(scope="session")

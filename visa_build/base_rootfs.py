@@ -10,31 +10,26 @@ from .build_context import image_packages
 from .distros import Distro
 
 #: What a cloud instance needs before provisioning besides its kernel: init, cloud-init (with growpart), ssh,
-#: DHCP; plus the image's own packages, installed here natively instead of by apt later.
-SYSTEM_PACKAGES = tuple(
-    dict.fromkeys(
-        (
-            "initramfs-tools",
-            "systemd-sysv",
-            "udev",
-            "dbus",
-            "kmod",
-            "cloud-init",
-            "cloud-guest-utils",
-            "openssh-server",
-            "sudo",
-            "locales",
-            "ca-certificates",
-            "python3",
-            "ifupdown",
-            "isc-dhcp-client",
-            "netbase",
-            "iproute2",
-            "e2fsprogs",
-            "procps",
-            *image_packages(),
-        )
-    )
+#: DHCP. The image's own packages (provision/packages.txt) come with them, natively instead of by apt later.
+SYSTEM_PACKAGES = (
+    "initramfs-tools",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "kmod",
+    "cloud-init",
+    "cloud-guest-utils",
+    "openssh-server",
+    "sudo",
+    "locales",
+    "ca-certificates",
+    "python3",
+    "ifupdown",
+    "isc-dhcp-client",
+    "netbase",
+    "iproute2",
+    "e2fsprogs",
+    "procps",
 )
 #: Like distribution cloud images: the instance's own hostname resolves.
 CLOUD_CFG = "manage_etc_hosts: true"
@@ -74,8 +69,8 @@ class Sources:
 
 
 def packages(distro: Distro) -> tuple[str, ...]:
-    """Everything the root filesystem of `distro` installs: its kernel and SYSTEM_PACKAGES."""
-    return (distro.kernel_package, *SYSTEM_PACKAGES)
+    """Everything the root filesystem of `distro` installs: its kernel, SYSTEM_PACKAGES and the image's own."""
+    return tuple(dict.fromkeys((distro.kernel_package, *SYSTEM_PACKAGES, *image_packages())))
 
 
 def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:

@@ -47,7 +47,7 @@ def test_container(
     spec: ImageSpec, settings: Settings, *, pytest_args: list[str], state: str | None = None
 ) -> TestReport:
     """Build the double (with Debian's updates of archive `state`, read from the mirrors when not given), boot it
-    with VISA-shaped metadata and run tests/infra and tests/boot against it."""
+    with VISA-shaped metadata and run tests/infra and tests/double against it."""
     tag = build_container(spec, settings, state=state).tag
     leftovers.reap(settings.build_dir)
     instance_id, owner = random_instance_id(), "visauser"
@@ -59,7 +59,7 @@ def test_container(
             waited = wait_for_status(status_url, timeout=SERVER_START_TIMEOUT)
         with reverse_proxy(f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy") as url:
             target = [f"--hosts=docker://{double.name}", f"--visa-image={tag}", "--visa-target=container"]
-            suite = _suite(target, ["tests/infra", "tests/boot"], logs, spec, url, pytest_args)
+            suite = _suite(target, ["tests/infra", "tests/double"], logs, spec, url, pytest_args)
     return TestReport(tag, instance_id, owner, waited, suite)
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import REPO
 from visa_build import runs
 from visa_build.docker_engine import LABEL, RUN_LABEL, docker_client
 
-REPO = Path(__file__).resolve().parents[2]
 DEAD_RUN = "deadbeef"
 
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import image_spec
-from visa_build.image_spec import ImageSpec, normalise
+from tests.helpers import CONFIG, DATA_ANALYSIS, VENV, Facts, Instance, image_spec, packages
+from visa_build.image_spec import ImageSpec
 
-VENV = "/opt/visa/jupyter/jupyterlab"
-DATA_ANALYSIS = "/opt/visa/envs/data-analysis"
-CONFIG = "/etc/visa/jupyter_server_config.py"
 PROBE = Path(__file__).with_name("probe.py")
 #: Runs the probe sent base64-encoded as the first argument (see probe.py for why).
 RUN_ENCODED = "import base64, sys; exec(compile(base64.b64decode(sys.argv[1]), 'probe.py', 'exec'))"
@@ -38,25 +34,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("lab_override", cases, ids=[f"{plugin}.{key}" for plugin, key, _ in cases])
     if "disabled_extension" in metafunc.fixturenames:
         metafunc.parametrize("disabled_extension", spec.lab_settings.disabled)
-
-
-class Facts:
-    """What probe.py gathered on the target; a fact it could not gather fails the tests that read it."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.raw = raw
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self.raw:
-            pytest.fail(f"the probe gathered no fact '{name}' on the target (facts: {sorted(self.raw)})")
-        value = self.raw[name]
-        if isinstance(value, dict) and set(value) == {"error"}:
-            pytest.fail(f"the fact '{name}' could not be gathered on the target: {value['error']}")
-        return value
-
-    def environment(self, prefix: str) -> dict[str, Any]:
-        found: dict[str, Any] = self[f"env:{prefix}"]
-        return found
 
 
 def probe(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
@@ -101,13 +78,6 @@ def facts(host: Any, pytestconfig: pytest.Config, spec: ImageSpec) -> Facts:
     return gathered[target]
 
 
-@dataclass(frozen=True)
-class Instance:
-    id: str
-    owner: str
-    home: str
-
-
 @pytest.fixture(scope="module")
 def instance(facts: Facts) -> Instance:
     """The instance's id and owner, as the launcher reads them (cloud-init metadata), and the owner's home."""
@@ -132,18 +102,6 @@ def browser(jupyter: str) -> requests.Session:
     assert response.status_code == 200, f"GET {jupyter}/lab answered {response.status_code}"
     session.headers["X-XSRFToken"] = session.cookies.get("_xsrf") or ""
     return session
-
-
-def as_owner(host: Any, instance: Instance, command: str) -> Any:
-    """Run `command` with bash as the owner, in their home, as a JupyterLab terminal does; the result (rc too)."""
-    with host.sudo():
-        return host.run("runuser -u %s -- bash -c %s", instance.owner, f"cd && {command}")
-
-
-def packages(facts: Facts, prefix: str) -> dict[str, str]:
-    """{normalised name: version} of what `prefix`'s pip sees installed."""
-    listing = facts.environment(prefix)["packages"]
-    return {normalise(name): version for name, version in listing.items()}
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.infra.conftest import Facts, Instance
+from tests.helpers import Facts, Instance
 
 
 def test_status_under_base_url(jupyter: str) -> None:

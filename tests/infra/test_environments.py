@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.conftest import DATA_ANALYSIS, VENV, Facts
+from tests.helpers import DATA_ANALYSIS, VENV, Facts
 from visa_build.image_spec import ImageSpec, Pin
 
 

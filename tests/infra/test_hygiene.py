@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infra.conftest import Facts
+from tests.helpers import Facts
 
 pytestmark = pytest.mark.vm_only
 BUILD_USER = "visa-build"

@@ -3,74 +3,14 @@ proxy (REST + websocket), and users' own kernelspecs appear without a restart.""
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-import websocket
 
-from tests.infra.conftest import DATA_ANALYSIS, Instance, as_owner
+from tests.helpers import DATA_ANALYSIS, Instance, as_owner, execute
 from visa_build.image_spec import ImageSpec
-
-
-def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> str:
-    """Start `kernel` over REST, run `code` over the kernel websocket, return its stdout; the kernel is removed."""
-    response = browser.post(f"{jupyter}/api/kernels", json={"name": kernel}, timeout=60)
-    assert response.status_code == 201, f"starting kernel {kernel} answered {response.status_code}: {response.text}"
-    kernel_id = response.json()["id"]
-    try:
-        cookies = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
-        channel = websocket.create_connection(
-            f"{jupyter.replace('http', 'ws', 1)}/api/kernels/{kernel_id}/channels",
-            timeout=120,
-            cookie=cookies,
-        )
-        try:
-            msg_id = uuid.uuid4().hex
-            channel.send(
-                json.dumps(
-                    {
-                        "header": {
-                            "msg_id": msg_id,
-                            "msg_type": "execute_request",
-                            "username": "visa-build",
-                            "session": uuid.uuid4().hex,
-                            "version": "5.3",
-                        },
-                        "parent_header": {},
-                        "metadata": {},
-                        "channel": "shell",
-                        "buffers": [],
-                        "content": {
-                            "code": code,
-                            "silent": False,
-                            "store_history": False,
-                            "user_expressions": {},
-                            "allow_stdin": False,
-                            "stop_on_error": True,
-                        },
-                    }
-                )
-            )
-            stdout = []
-            while True:
-                message = json.loads(channel.recv())
-                if message.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = message["msg_type"]
-                if kind == "stream":
-                    stdout.append(message["content"]["text"])
-                elif kind == "error":
-                    pytest.fail(f"kernel {kernel} raised {message['content']['ename']}: {message['content']['evalue']}")
-                elif kind == "status" and message["content"]["execution_state"] == "idle":
-                    return "".join(stdout).strip()
-        finally:
-            channel.close()
-    finally:
-        browser.delete(f"{jupyter}/api/kernels/{kernel_id}", timeout=60)
 
 
 def kernelspecs(jupyter: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.infra.conftest import Facts
+from tests.helpers import Facts
 
 CONFIG_DATA = re.compile(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', re.S)
 

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.infra.conftest import Instance
-from tests.infra.test_kernels import execute
+from tests.helpers import Instance, execute
 
 UNIT = "visa-jupyter.service"
 #: The exposure `systemd-analyze security` gave the unit with the sandbox (9.6 without; README, Sandboxing).

@@ -7,7 +7,7 @@ import re
 import pytest
 import requests
 
-from tests.infra.conftest import CONFIG, Facts, Instance
+from tests.helpers import CONFIG, Facts, Instance
 from visa_build.image_spec import ImageSpec
 
 EXPECTED_CONFIG = {

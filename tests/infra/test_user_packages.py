@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.infra.conftest import DATA_ANALYSIS, Facts, Instance, as_owner
-from tests.infra.test_kernels import execute
+from tests.helpers import DATA_ANALYSIS, Facts, Instance, as_owner, execute
 from visa_build.image_spec import ImageSpec
 
 #: What under the image's folders had its content or status (mode, owner, links) changed since the marker file.

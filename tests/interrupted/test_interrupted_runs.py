@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from visa_build import artefact, fill
 from visa_build.docker_engine import docker_client
 from visa_build.image_spec import load_image_spec
 
-REPO = Path(__file__).resolve().parents[2]
 SPEC = "images/ci"
 #: Process names (the kernel keeps 15 characters) of what visa-build starts in these steps.
 WATCHED = {"packer", "qemu-system-x86", "nginx", "mmdebstrap", "apt-get", "dpkg", "cp", "qemu-img", "mkfs.ext4"}

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from visa_build import nightly, publish
 from visa_build.image_spec import load_image_spec
 from visa_build.release import record
 from visa_build.settings import make_settings
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_once(

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from tasks import ns
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 GITLAB = REPO / "ci/visa-build.gitlab-ci.yml"
 GITHUB = REPO / "ci/visa-build-nightly.github.yml"
 SPECS = ["images/visa-jupyter", "images/visa-jupyter-trixie"]

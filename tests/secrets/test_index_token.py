@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("VISA_SLOW_BUILD_TESTS") != "1", reason="a TCG build of minutes: set VISA_SLOW_BUILD_TESTS=1"

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import IMAGES
 from visa_build.errors import ConfigError
 from visa_build.image_spec import load_image_spec, normalise
-
-IMAGES = Path(__file__).resolve().parents[2] / "images"
 
 
 def test_visa_jupyter_spec_is_buildable() -> None:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from visa_build import mounts
-
-REPO = Path(__file__).resolve().parents[2]
 
 # Shielded cleanup with a stop signal sent from outside: it writes "cleaned" when it completed.
 SCRIPT = textwrap.dedent(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.helpers import REPO
 from visa_build import render
 from visa_build.image_spec import load_image_spec
 
-REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 SPEC = load_image_spec(REPO / "images/visa-jupyter")
 

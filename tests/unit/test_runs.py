@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from visa_build import runs
 from visa_build.errors import VisaBuildError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def other_run(build_dir: Path, code: str) -> subprocess.Popen[str]:

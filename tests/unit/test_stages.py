@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import IMAGES
 from visa_build import qcow2, stages
 from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.settings import Settings, make_settings
 
-IMAGES = Path(__file__).resolve().parents[2] / "images"
 BASE = ("/cache/debian-bookworm.qcow2", "sha256:" + "1" * 64)
 
 

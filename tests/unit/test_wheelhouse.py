@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import IMAGES
 from visa_build import sdists
 from visa_build.errors import CommandError, VisaBuildError
 from visa_build.image_spec import FromSource, load_image_spec
@@ -21,8 +22,6 @@ from visa_build.wheelhouse import (
     platform_tags,
     write_manifest,
 )
-
-IMAGES = Path(__file__).resolve().parents[2] / "images"
 
 LOCK = """\
 anyio==4.16.0 \\

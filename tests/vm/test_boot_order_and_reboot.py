@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.infra.conftest import Facts
+from tests.helpers import Facts
 
 pytestmark = pytest.mark.vm_only
 

@@ -11,7 +11,7 @@ import docker.errors
 import pytest
 from docker.client import from_env
 
-from tests.infra.conftest import DATA_ANALYSIS, VENV, Facts, packages
+from tests.helpers import DATA_ANALYSIS, VENV, Facts, packages
 from tests.infra.probe import DPKG_QUERY, parse_dpkg
 from visa_build.docker_engine import LABEL
 from visa_build.image_spec import normalise

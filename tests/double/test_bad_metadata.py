@@ -1,4 +1,4 @@
-"""C6, C7: doubles booted with crafted VISA metadata (tests/boot/conftest.py starts them all at once). Bad values
+"""C6, C7: doubles booted with crafted VISA metadata (tests/double/conftest.py starts them all at once). Bad values
 must give a clear log line, a non-zero exit and nothing listening; an owner created late must still be served."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.boot.conftest import LATE_SECONDS
+from tests.helpers import LATE_SECONDS
 from visa_build.double_boot import RunningDouble, wait_for_status
 
 pytestmark = pytest.mark.slow

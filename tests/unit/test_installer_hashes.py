@@ -1,6 +1,5 @@
-"""Provisioning scripts are shellcheck-clean (shellcheck is installed by ./visa-build doctor --fix), the
-installers take only the wheels the wheelhouse lists, by hash, and the pip-index installer only what the lock
-lists, by hash, wheels only."""
+"""The installers take only the wheels the wheelhouse lists, by hash, and the pip-index installer only what the
+lock lists, by hash, wheels only."""
 
 from __future__ import annotations
 
@@ -9,18 +8,11 @@ import io
 import zipfile
 from pathlib import Path
 
+from tests.helpers import REPO
 from visa_build.ports import free_port
 from visa_build.process import Result, run
 from visa_build.wheelhouse import write_manifest
 from visa_build.wheelhouse_server import serving
-
-PROVISION = Path(__file__).resolve().parents[2] / "provision"
-
-
-def test_provision_scripts_pass_shellcheck() -> None:
-    scripts = sorted(str(p) for p in PROVISION.glob("*.sh")) + [str(PROVISION / "files/visa-jupyter-launch")]
-    result = run(["shellcheck", "-x", *scripts], timeout=60, check=False, cwd=str(PROVISION.parent))
-    assert result.returncode == 0, result.output
 
 
 def hashed_pins(wheelhouse: Path, pins: str, tmp_path: Path) -> Result:
@@ -32,7 +24,7 @@ def hashed_pins(wheelhouse: Path, pins: str, tmp_path: Path) -> Result:
             ["bash", "-c", script, "hashed_pins", str(tmp_path / "pins.txt")],
             timeout=60,
             check=False,
-            cwd=str(PROVISION.parent),
+            cwd=str(REPO),
             env={"VISA_WHEELHOUSE_URL": url},
         )
 
@@ -49,7 +41,7 @@ def test_the_installers_take_hashed_wheels_only(tmp_path: Path) -> None:
     digest = hashlib.sha256(b"numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.whl").hexdigest()
     assert result.lines[0] == f"numpy==2.4.6 --hash=sha256:{digest}", result.lines
     assert result.lines[1].startswith("typing-extensions==4.1 --hash=sha256:") and len(result.lines) == 2
-    lib = (PROVISION / "lib.sh").read_text()
+    lib = (REPO / "provision" / "lib.sh").read_text()
     assert lib.count("--require-hashes") >= 2 and "--no-build" in lib and "--only-binary=:all:" in lib
 
 
@@ -94,7 +86,7 @@ def pip_index_install(tmp_path: Path, files: dict[str, bytes], lock: str) -> Res
             ["bash", "-c", script, "install", str(tmp_path / "pins.lock")],
             timeout=300,
             check=False,
-            cwd=str(PROVISION.parent),
+            cwd=str(REPO),
             env=env,
         )
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from visa_build import process, sdists
 from visa_build.image_spec import load_image_spec
-
-REPO = Path(__file__).resolve().parents[2]
 
 #: The probe's build backend (setuptools) runs this: what the build could do ends up in the wheel.
 SETUP = """

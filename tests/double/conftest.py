@@ -1,4 +1,4 @@
-"""The crafted doubles of tests/boot. Each boots with its own VISA metadata; all of them start right after
+"""The crafted doubles of tests/double. Each boots with its own VISA metadata; all of them start right after
 collection, in the background, so their boots (one waits 30 s for its owner) overlap each other and the infra
 suite. Each test then examines its own double; all are removed when the session ends."""
 
@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import LATE_SECONDS
 from visa_build.double_boot import RunningDouble, keep_journal, running_double
 from visa_build.seed import nocloud_seed, random_instance_id, visa_meta
 
-#: The case of the double whose owner account is created late (test_owner_created_30s_late_is_served), and how
-#: late: well past what a restart-based retry survives (systemd gives up after 5 starts in 10 s, ILL's
-#: supervisor example after 3 tries), yet short, since the whole container suite waits for it.
+#: The case of the double whose owner account is created late (test_owner_created_30s_late_is_served).
 LATE_OWNER = "owner created 30s late"
-LATE_SECONDS = 30
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,128 @@
+"""What the test folders share: the project's paths, the image's fixed paths, the facts gathered on a target,
+and running things on it as its owner or in its kernels."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import websocket
+
+from visa_build.image_spec import ImageSpec, load_image_spec, normalise
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = REPO / "images"
+#: How late the owner account of tests/double's late-owner double is created: well past what a restart-based
+#: retry survives (systemd gives up after 5 starts in 10 s, ILL's supervisor example after 3 tries), yet short,
+#: since the whole container suite waits for it.
+LATE_SECONDS = 30
+
+
+def image_spec(config: pytest.Config) -> ImageSpec:
+    """The spec the target was built from (--image-spec)."""
+    return load_image_spec(Path(config.getoption("--image-spec")))
+
+
+VENV = "/opt/visa/jupyter/jupyterlab"
+DATA_ANALYSIS = "/opt/visa/envs/data-analysis"
+CONFIG = "/etc/visa/jupyter_server_config.py"
+
+
+class Facts:
+    """What probe.py gathered on the target; a fact it could not gather fails the tests that read it."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.raw:
+            pytest.fail(f"the probe gathered no fact '{name}' on the target (facts: {sorted(self.raw)})")
+        value = self.raw[name]
+        if isinstance(value, dict) and set(value) == {"error"}:
+            pytest.fail(f"the fact '{name}' could not be gathered on the target: {value['error']}")
+        return value
+
+    def environment(self, prefix: str) -> dict[str, Any]:
+        found: dict[str, Any] = self[f"env:{prefix}"]
+        return found
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    owner: str
+    home: str
+
+
+def as_owner(host: Any, instance: Instance, command: str) -> Any:
+    """Run `command` with bash as the owner, in their home, as a JupyterLab terminal does; the result (rc too)."""
+    with host.sudo():
+        return host.run("runuser -u %s -- bash -c %s", instance.owner, f"cd && {command}")
+
+
+def packages(facts: Facts, prefix: str) -> dict[str, str]:
+    """{normalised name: version} of what `prefix`'s pip sees installed."""
+    listing = facts.environment(prefix)["packages"]
+    return {normalise(name): version for name, version in listing.items()}
+
+
+def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> str:
+    """Start `kernel` over REST, run `code` over the kernel websocket, return its stdout; the kernel is removed."""
+    response = browser.post(f"{jupyter}/api/kernels", json={"name": kernel}, timeout=60)
+    assert response.status_code == 201, f"starting kernel {kernel} answered {response.status_code}: {response.text}"
+    kernel_id = response.json()["id"]
+    try:
+        cookies = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+        channel = websocket.create_connection(
+            f"{jupyter.replace('http', 'ws', 1)}/api/kernels/{kernel_id}/channels",
+            timeout=120,
+            cookie=cookies,
+        )
+        try:
+            msg_id = uuid.uuid4().hex
+            channel.send(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "msg_type": "execute_request",
+                            "username": "visa-build",
+                            "session": uuid.uuid4().hex,
+                            "version": "5.3",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": False,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
+            stdout = []
+            while True:
+                message = json.loads(channel.recv())
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = message["msg_type"]
+                if kind == "stream":
+                    stdout.append(message["content"]["text"])
+                elif kind == "error":
+                    pytest.fail(f"kernel {kernel} raised {message['content']['ename']}: {message['content']['evalue']}")
+                elif kind == "status" and message["content"]["execution_state"] == "idle":
+                    return "".join(stdout).strip()
+        finally:
+            channel.close()
+    finally:
+        browser.delete(f"{jupyter}/api/kernels/{kernel_id}", timeout=60)

@@ -1,0 +1,27 @@
+"""`clean` removes caches, images and logs, and keeps the release records, at the default place and elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visa_build import jobs
+from visa_build.settings import make_settings
+
+
+@pytest.mark.parametrize("release_dir", ["", "history/releases"])
+def test_clean_keeps_the_release_records(tmp_path: Path, release_dir: str) -> None:
+    build = tmp_path / "build"
+    settings = make_settings(build_dir=str(build), release_dir=str(build / release_dir) if release_dir else "")
+    record = settings.release_dir / "visa-ci" / "20261127T010000Z-abc" / "build.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    for generated in ("cache/base/disk.qcow2", "images/visa-ci/visa-ci-1.qcow2", "logs/build.log", "history/x.txt"):
+        (build / generated).parent.mkdir(parents=True, exist_ok=True)
+        (build / generated).write_text("x")
+    jobs.clean(settings)
+    assert record.read_text() == "{}", "clean removed a release record"
+    left = sorted(str(p.relative_to(build)) for p in build.rglob("*") if p.is_file())
+    kept_beside = ["history/x.txt"] if release_dir else []  # a folder holding the release folder is kept whole
+    assert left == sorted([str(record.relative_to(build)), *kept_beside]), f"clean left {left}"
