@@ -342,14 +342,14 @@ def test(c: Context) -> None:
     _pytest_step("The nightly of images/ci, twice, then publishing (tests/nightly)", ["tests/nightly"], build_dir)
 
 
-@task
-def clean(c: Context) -> None:
+@task(help={"caches-only": "delete only build/cache (bases, wheelhouses, fills, stages); keep images and logs"})
+def clean(c: Context, caches_only: bool = False) -> None:
     """Remove what interrupted runs left, then build/ except the release records.
 
     Containers and VMs of dead runs are removed, their mounts and loop devices released, then caches, images and
-    logs under build/ are deleted; refused while another run uses build/."""
+    logs under build/ are deleted (--caches-only: build/cache alone); refused while another run uses build/."""
     with _user_errors():
-        jobs.clean(_settings(c))
+        jobs.clean(_settings(c), caches_only=caches_only)
 
 
 ns = Collection(

@@ -85,7 +85,8 @@ def examine(build_dir: Path, *, for_tests: bool = False) -> list[Finding]:
             "free disk",
             free >= MIN_FREE_GIB,
             f"{free:.0f} GiB under {probe}",
-            f"free at least {MIN_FREE_GIB} GiB (./visa-build clean removes caches, images and logs, not releases)",
+            f"free at least {MIN_FREE_GIB} GiB: ./visa-build clean --caches-only deletes build/cache; clean also "
+            "images and logs; neither deletes release records",
         )
     )
     return findings

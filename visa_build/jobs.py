@@ -111,9 +111,9 @@ def promote(spec_name: str, publishing: Publishing, release: str = "") -> None:
         progress.result(f"{spec_name}: kept {image.id} past visa.publish_keep_archived: {why}")
 
 
-def clean(settings: Settings) -> None:
+def clean(settings: Settings, *, caches_only: bool = False) -> None:
     """Remove what interrupted runs left (VMs, containers, mounts, loop devices), then everything under build_dir
-    but the release records; refused while another run uses build_dir."""
+    but the release records (only build_dir/cache when `caches_only`); refused while another run uses build_dir."""
     leftovers.reap(settings.build_dir)
     active = runs.live_runs(settings.build_dir)
     if active:
@@ -121,9 +121,13 @@ def clean(settings: Settings) -> None:
             f"visa-build runs {', '.join(active)} are using {settings.build_dir}; clean removes nothing while they run",
             tip=f"wait for them (pids in {runs.runs_dir(settings.build_dir)})",
         )
-    with progress.step(f"Removing {settings.build_dir} (release records are kept)"):
+    target = settings.cache_dir if caches_only else settings.build_dir
+    with progress.step(f"Removing {target}" + ("" if caches_only else " (release records are kept)")):
         for released in mounts.release_all_under(settings.build_dir):
             progress.note(f"released {released}, left by an interrupted run")
+        if caches_only:
+            shutil.rmtree(target, ignore_errors=True)
+            return
         keep = settings.release_dir.resolve()
         for entry in sorted(settings.build_dir.iterdir()) if settings.build_dir.is_dir() else []:
             if entry.resolve() == keep:

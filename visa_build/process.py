@@ -59,6 +59,12 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A child's environment: this process's without the OpenStack credentials (OS_*), which no child needs (Glance
+    is reached in-process), plus `env`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("OS_")}, **(env or {})}
+
+
 def run(
     argv: list[str],
     *,
@@ -86,7 +92,7 @@ def run(
         stdin=subprocess.DEVNULL,
         text=True,
         errors="replace",
-        env=None if env is None else {**os.environ, **env},
+        env=child_env(env),
         cwd=cwd,
         start_new_session=True,  # Ctrl-C reaches us only; we stop the child group ourselves
     )
@@ -129,6 +135,7 @@ def background(argv: list[str], *, log_path: str, cwd: str | None = None) -> Ite
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
+            env=child_env(),
             start_new_session=True,
         )
     try:
@@ -143,7 +150,12 @@ def daemon(argv: list[str], *, log_path: str) -> int:
     LOGGER.info("starting daemon: %s (log %s)", " ".join(argv), log_path)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+            start_new_session=True,
         )
     return proc.pid
 

@@ -1,16 +1,20 @@
-"""Locked packages published only as source (sdists), built into the wheels the image installs. Nothing is built on
-the host or as root: the sdists and the build tools (a hash-pinned lock) are downloaded by hash, then built in a
-throw-away container of the image's Debian base, as nobody, with no network and a read-only root filesystem. The
-wheels therefore match the image's own Python and glibc."""
+"""Locked packages published only as source (sdists), built into the wheels the image installs. Nothing of them runs
+on the host or as root: each sdist is fetched as a plain file (its URL from the package index's simple API, its
+sha256 from the lock, checked before the file is kept: pip download would run its build hooks to read metadata),
+the build tools' wheels by hash, and the build runs in a throw-away container of the image's base, as nobody,
+with no network and a read-only root filesystem. The wheels therefore match the image's own Python and glibc."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urljoin
 
 import docker.errors
 import requests
@@ -18,9 +22,17 @@ import requests
 from . import interrupts, progress, runs
 from .docker_engine import LABEL, RUN_LABEL, docker_client
 from .errors import VisaBuildError
+from .image_spec import normalise
 from .process import Runner
 
 NOBODY = 65534
+#: The package index sdists are fetched from (its PEP 691 JSON simple API).
+SIMPLE_INDEX = "https://pypi.org/simple"
+#: What an sdist's file name may be: a plain name (no folder, no link), a source archive.
+_SDIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\.(tar\.gz|zip)")
+_PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+TIMEOUT = 60
 #: Seconds the build container may take.
 BUILD_TIMEOUT = 1800
 #: Run in the container: a venv with the locked build tools (pip from its own wheel), then the wheels.
@@ -34,17 +46,19 @@ for pip_wheel in /build/tools/pip-*.whl; do :; done
 """
 
 
-def download_argv(requirements: Path, dest: Path, *, binary: bool, python: str) -> list[str]:
-    """pip download by hash, without resolving: the sdists (binary=False), or the build tools' wheels."""
-    wheels = ["--only-binary=:all:", "--implementation", "cp", "--python-version", python]
-    kind = wheels if binary else ["--no-binary=:all:"]
+def tools_download_argv(requirements: Path, dest: Path, *, python: str) -> list[str]:
+    """pip download of the build tools' wheels by hash, without resolving (a wheel runs no code to be read)."""
     return [
         sys.executable,
         "-m",
         "pip",
         "download",
         "--no-deps",
-        *kind,
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python,
         "--require-hashes",
         "--progress-bar",
         "off",
@@ -54,6 +68,83 @@ def download_argv(requirements: Path, dest: Path, *, binary: bool, python: str) 
         "-d",
         str(dest),
     ]
+
+
+def pinned_hashes(requirements: str) -> dict[tuple[str, str], set[str]]:
+    """{(normalised name, version): the sha256 digests the lock allows} of hash-pinned requirement blocks."""
+    pins: dict[tuple[str, str], set[str]] = {}
+    current: tuple[str, str] | None = None
+    for line in requirements.splitlines():
+        if match := _PIN_LINE.match(line):
+            current = (normalise(match.group(1)), match.group(2))
+            pins[current] = set()
+        if current is not None:
+            pins[current] |= set(_HASH.findall(line))
+    return pins
+
+
+def fetch_sdists(
+    requirements: str, dest: Path, *, index: str = SIMPLE_INDEX, http: requests.Session | None = None
+) -> list[Path]:
+    """Fetch the sdist of each pin of `requirements` into `dest` as a file: the index names it, its sha256 must be
+    one the lock lists, and only a verified file keeps its name. No code of the package runs."""
+    session = http or requests.Session()
+    dest.mkdir(parents=True, exist_ok=True)
+    fetched = []
+    for (name, version), allowed in pinned_hashes(requirements).items():
+        if not allowed:
+            raise VisaBuildError(
+                f"{name}=={version} has no --hash in the lock: its source is not fetched",
+                tip="lock the spec again: ./visa-build lock-files --image <spec>",
+            )
+        url, filename = _sdist_url(session, index, name, version, allowed)
+        fetched.append(_download_checked(session, url, dest / filename, allowed))
+    return fetched
+
+
+def _sdist_url(session: requests.Session, index: str, name: str, version: str, allowed: set[str]) -> tuple[str, str]:
+    """The URL and file name of the sdist of name==version whose sha256 the lock allows, as the index lists it."""
+    page = f"{index.rstrip('/')}/{name}/"
+    try:
+        response = session.get(page, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=TIMEOUT)
+        response.raise_for_status()
+        files = response.json()["files"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise VisaBuildError(
+            f"the package index did not list {name} at {page}: {exc}",
+            tip="check the network, or that the index serves PEP 691 JSON",
+        ) from None
+    for entry in files:
+        filename, digest = entry.get("filename", ""), entry.get("hashes", {}).get("sha256", "")
+        if digest in allowed and _SDIST_NAME.fullmatch(filename) and f"-{version}." in filename:
+            return urljoin(page, entry["url"]), filename
+    raise VisaBuildError(
+        f"{page} lists no source archive of {name} {version} with a sha256 the lock allows",
+        tip="the lock and the index disagree: lock the spec again, or check the index",
+    )
+
+
+def _download_checked(session: requests.Session, url: str, target: Path, allowed: set[str]) -> Path:
+    """`url` streamed to a partial file beside `target`, renamed to `target` only when its sha256 is allowed."""
+    partial = target.with_name(f".{target.name}.partial")
+    digest = hashlib.sha256()
+    try:
+        with session.get(url, stream=True, timeout=TIMEOUT) as response, partial.open("xb") as out:
+            response.raise_for_status()
+            for chunk in response.iter_content(1 << 16):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() not in allowed:
+            raise VisaBuildError(
+                f"{url} has sha256 {digest.hexdigest()}, which the lock does not allow: not used",
+                tip="the index served other content than was locked; check the index or lock again",
+            )
+        partial.rename(target)
+    except requests.RequestException as exc:
+        raise VisaBuildError(f"downloading {url} failed: {exc}", tip="check the network and try again") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
 
 
 def build_wheels(
@@ -66,13 +157,9 @@ def build_wheels(
     try:
         (work / "sources.txt").write_text(requirements)
         shutil.copyfile(tools_lock, work / "tools.lock")
+        fetch_sdists(requirements, work / "sources")
         runner(
-            download_argv(work / "sources.txt", work / "sources", binary=False, python=python),
-            timeout=1800,
-            on_line=progress.line,
-        )
-        runner(
-            download_argv(work / "tools.lock", work / "tools", binary=True, python=python),
+            tools_download_argv(work / "tools.lock", work / "tools", python=python),
             timeout=600,
             on_line=progress.line,
         )

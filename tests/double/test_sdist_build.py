@@ -64,7 +64,7 @@ def test_sdists_build_as_nobody_offline_on_a_read_only_root(pytestconfig: pytest
     sdist = probe_sdist(work / "sources")
     (work / "sources.txt").write_text(f"probe==1.0 --hash=sha256:{hashlib.sha256(sdist.read_bytes()).hexdigest()}\n")
     (work / "tools.lock").write_text(tools_lock.read_text())
-    process.run(sdists.download_argv(work / "tools.lock", work / "tools", binary=True, python=spec.python), timeout=600)
+    process.run(sdists.tools_download_argv(work / "tools.lock", work / "tools", python=spec.python), timeout=600)
     out = work / "out"
     out.mkdir()
     out.chmod(0o777)

@@ -25,3 +25,14 @@ def test_clean_keeps_the_release_records(tmp_path: Path, release_dir: str) -> No
     left = sorted(str(p.relative_to(build)) for p in build.rglob("*") if p.is_file())
     kept_beside = ["history/x.txt"] if release_dir else []  # a folder holding the release folder is kept whole
     assert left == sorted([str(record.relative_to(build)), *kept_beside]), f"clean left {left}"
+
+
+def test_clean_caches_only_keeps_images_and_logs(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    settings = make_settings(build_dir=str(build))
+    for generated in ("cache/base/disk.qcow2", "images/visa-ci/visa-ci-1.qcow2", "logs/build.log"):
+        (build / generated).parent.mkdir(parents=True, exist_ok=True)
+        (build / generated).write_text("x")
+    jobs.clean(settings, caches_only=True)
+    left = sorted(str(p.relative_to(build)) for p in build.rglob("*") if p.is_file() and p.parent.name != "runs")
+    assert left == ["images/visa-ci/visa-ci-1.qcow2", "logs/build.log"], f"clean --caches-only left {left}"
