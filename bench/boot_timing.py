@@ -71,11 +71,6 @@ def main() -> None:
     spec = load_image_spec((REPO / args.image).resolve())
     settings = make_settings(
         image=args.image,
-        build_dir=str(REPO / "build"),
-        installer="uv",
-        base_image="",
-        mirror="http://deb.debian.org/debian",
-        wheelhouse_port=8765,
     )
     qcow2 = Path(args.qcow2) if args.qcow2 else qcow2_build.build_qcow2(spec, settings).path
     with image_tests.booted_instance(spec, settings, qcow2) as instance:

@@ -32,11 +32,6 @@ def main() -> None:
     shutil.rmtree(releases, ignore_errors=True)
     settings = make_settings(
         image=args.image,
-        build_dir=str(REPO / "build"),
-        installer="uv",
-        base_image="",
-        mirror="http://deb.debian.org/debian",
-        wheelhouse_port=8765,
         release_dir=str(releases),
     )
     try:

@@ -26,11 +26,6 @@ def main() -> None:
     spec = load_image_spec((REPO / args.image).resolve())
     settings = make_settings(
         image=args.image,
-        build_dir=str(REPO / "build"),
-        installer="uv",
-        base_image="",
-        mirror="http://deb.debian.org/debian",
-        wheelhouse_port=8765,
     )
     figures = []
     double = image_tests.test_container(spec, settings, pytest_args=["-q"])

@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import urljoin
@@ -19,7 +18,7 @@ from urllib.parse import urljoin
 import docker.errors
 import requests
 
-from . import interrupts, progress, runs
+from . import interrupts, pip_download, progress, runs
 from .docker_engine import LABEL, RUN_LABEL, docker_client
 from .errors import VisaBuildError
 from .image_spec import normalise
@@ -48,26 +47,7 @@ for pip_wheel in /build/tools/pip-*.whl; do :; done
 
 def tools_download_argv(requirements: Path, dest: Path, *, python: str) -> list[str]:
     """pip download of the build tools' wheels by hash, without resolving (a wheel runs no code to be read)."""
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--python-version",
-        python,
-        "--require-hashes",
-        "--progress-bar",
-        "off",
-        "--disable-pip-version-check",
-        "-r",
-        str(requirements),
-        "-d",
-        str(dest),
-    ]
+    return pip_download.wheels_argv(requirements, dest, "--implementation", "cp", "--python-version", python)
 
 
 def pinned_hashes(requirements: str) -> dict[tuple[str, str], set[str]]:

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import progress, runs, sdists
+from . import pip_download, progress, runs, sdists
 from .artefact import key_of, sha256_of
 from .bytecode import add_bytecode_to_all, host_can_compile_for
 from .errors import CommandError, VisaBuildError
@@ -39,29 +39,10 @@ def platform_tags(glibc: str) -> list[str]:
 
 def download_argv(requirements: Path, dest: Path, *, python: str, glibc: str) -> list[str]:
     """pip download of binary wheels for CPython `python` on `glibc`, hashes required, no resolving."""
-    argv = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--require-hashes",
-        "--progress-bar",
-        "off",
-        "--disable-pip-version-check",
-        "--implementation",
-        "cp",
-        "--python-version",
-        python,
-        "-r",
-        str(requirements),
-        "-d",
-        str(dest),
-    ]
-    for tag in platform_tags(glibc):
-        argv += ["--platform", tag]
-    return argv
+    platforms = [arg for tag in platform_tags(glibc) for arg in ("--platform", tag)]
+    return pip_download.wheels_argv(
+        requirements, dest, "--implementation", "cp", "--python-version", python, *platforms
+    )
 
 
 def lock_entries(text: str) -> dict[str, str]:
@@ -166,24 +147,7 @@ def _download(spec: ImageSpec, dest: Path, runner: Runner, source_image: Callabl
         progress.note(f"built from source in a container, as nobody, offline: {', '.join(built)}")
     requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
     runner(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--progress-bar",
-            "off",
-            "--disable-pip-version-check",
-            "--platform",
-            "manylinux_2_17_x86_64",
-            "--require-hashes",
-            "-r",
-            str(requirements),
-            "-d",
-            str(dest),
-        ],
+        pip_download.wheels_argv(requirements, dest, "--platform", "manylinux_2_17_x86_64"),
         timeout=600,
         on_line=progress.line,
     )
