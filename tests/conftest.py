@@ -1,4 +1,4 @@
-"""Options shared by the infra and boot suites (the tasks pass them; see README, Testing)."""
+"""Options shared by the test folders (the tasks pass them; see tests/README.md)."""
 
 from __future__ import annotations
 

@@ -402,5 +402,5 @@ def require_buildable(spec: ImageSpec) -> None:
     if blockers:
         raise ConfigError(
             f"the image spec {spec.directory} cannot be built here:\n" + "\n".join(f"  - {b}" for b in blockers),
-            tip="build images/visa-jupyter, or adapt the spec (see README, Image specs)",
+            tip="build images/visa-jupyter, or adapt the spec (see docs/image-specs-and-settings.md)",
         )

@@ -19,7 +19,7 @@ from .errors import CommandError, CommandTimeoutError, ToolNotFoundError
 
 LOGGER = logging.getLogger(__name__)
 
-#: Every program visa-build runs is one the doctor installs (host.TOOLS lists them with their packages).
+#: Every program visa-build runs is one the doctor installs (doctor.BUILD_TOOLS and TEST_TOOLS list them).
 INSTALL_HINT = "run ./visa-build doctor --fix (it installs every tool visa-build needs; see README, Requirements)"
 
 LineHandler = Callable[[str], None]

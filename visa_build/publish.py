@@ -78,7 +78,7 @@ def cloud_errors(cloud: str) -> Iterator[None]:
         raise ConfigError(
             f"{where} is not configured: {exc}",
             tip="name a cloud of clouds.yaml with --cloud or OS_CLOUD, or set OS_AUTH_URL and "
-            "the other OS_* variables (see README, Publishing to Glance)",
+            "the other OS_* variables (see docs/nightly-and-publishing.md)",
         ) from None
     except (keystoneauth1.exceptions.Unauthorized, keystoneauth1.exceptions.MissingRequiredOptions) as exc:
         raise VisaBuildError(

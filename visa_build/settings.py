@@ -160,7 +160,7 @@ def make_settings(**given: Any) -> Settings:
     if fill not in get_args(Fill):
         raise ConfigError(
             f"visa.fill = {fill!r} is not valid; allowed: {', '.join(get_args(Fill))}",
-            tip="set INVOKE_VISA_FILL (or pass --fill); see README, How a qcow2 is built",
+            tip="set INVOKE_VISA_FILL (or pass --fill); see docs/how-an-image-is-made.md",
         )
     if fill == "native" and (installer == "pip-index" or base_qcow2):
         why = "the installer pip-index installs" if installer == "pip-index" else "visa.base_qcow2 is provisioned"
@@ -243,7 +243,7 @@ def make_publishing(**given: Any) -> Publishing:
     if visibility not in get_args(Visibility):
         raise ConfigError(
             f"visa.publish_visibility = {visibility!r} is not valid; allowed: {', '.join(get_args(Visibility))}",
-            tip="shared keeps the image to its project and its members; see README, Publishing to Glance",
+            tip="shared keeps the image to its project and its members; see docs/nightly-and-publishing.md",
         )
     if not 0 <= int(keep_archived) <= 100:
         raise ConfigError(

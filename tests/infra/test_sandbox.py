@@ -1,6 +1,7 @@
-"""The server's systemd sandbox: `systemd-analyze security` on the target scores it (README records the figure),
-and no device is put on an allow-list. On the VM, sudo still works in the owner's session inside it, while the
-kernel's tunables, modules, log and the clock are out of reach for the server's processes, sudo included.
+"""The server's systemd sandbox: `systemd-analyze security` on the target scores it (docs/how-an-image-is-made.md
+records the figure), and no device is put on an allow-list. On the VM, sudo still works in the owner's session
+inside it, while the kernel's tunables, modules, log and the clock are out of reach for the server's processes,
+sudo included.
 
 The container double cannot show those two: systemd skips the namespaces there (Docker already withholds those
 capabilities), and without CAP_SYS_ADMIN it sets no_new_privs for the system call filters, which stops sudo."""
@@ -17,7 +18,7 @@ import requests
 from tests.helpers import Instance, execute
 
 UNIT = "visa-jupyter.service"
-#: The exposure `systemd-analyze security` gave the unit with the sandbox (9.6 without; README, Sandboxing).
+#: The exposure `systemd-analyze security` gave the unit with the sandbox (9.6 without; docs/how-an-image-is-made.md).
 EXPOSURE_AT_MOST = 7.3
 SANDBOX = (
     "ProtectKernelTunables=",

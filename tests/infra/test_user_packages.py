@@ -24,7 +24,7 @@ WRITE_FILE = "import base64, sys; open(sys.argv[1], 'wb').write(base64.b64decode
 PROBE = "visa-user-probe"
 #: Pure-Python packages of the data-analysis lock that a kernel does not import when it starts.
 SHADOW_CANDIDATES = ("cycler", "tzdata", "pyparsing")
-#: How a user replaces one of the image's packages (README, Users' own packages).
+#: How a user replaces one of the image's packages (docs/how-an-image-is-made.md, Users' own packages).
 SHADOW_FLAGS = "--user --ignore-installed --no-deps"
 
 
@@ -129,8 +129,8 @@ def test_user_package_shadowing_a_pinned_one_works_and_is_named(
     if name is None:
         pytest.skip(f"the data-analysis lock pins none of {SHADOW_CANDIDATES}")
     wheel = put_wheel(name, "99.0", {f"{name}/__init__.py": "__version__ = '99.0'\n"})
-    # The way the README gives: pip refuses a user install of another version of a package in a venv's own
-    # site-packages unless told to ignore the installed one.
+    # The way docs/how-an-image-is-made.md gives: pip refuses a user install of another version of a package in a
+    # venv's own site-packages unless told to ignore the installed one.
     installed = as_owner(
         host, instance, f"PIP_NO_INDEX=1 {DATA_ANALYSIS}/bin/python -m pip install {SHADOW_FLAGS} {wheel}"
     )

@@ -4,7 +4,7 @@ pip asks), then every file the run wrote under build/logs, its own output and wh
 are searched for the token.
 
 It boots the base qcow2 under TCG (made by mmdebstrap when absent): minutes, too long for CI's budget, so it is
-opt-in: VISA_SLOW_BUILD_TESTS=1 (README, Testing)."""
+opt-in: VISA_SLOW_BUILD_TESTS=1 (docs/testing.md)."""
 
 from __future__ import annotations
 

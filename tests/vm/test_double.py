@@ -1,5 +1,6 @@
 """One image, two targets: the booted VM holds exactly the container double's packages (Debian and both Python
-environments). The documented VM difference (README, How a qcow2 is built) changes files, not packages."""
+environments). The documented VM difference (docs/how-an-image-is-made.md, Decisions for the VM) changes files,
+not packages."""
 
 from __future__ import annotations
 
