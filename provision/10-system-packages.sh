@@ -7,9 +7,15 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 read -r -a packages <<<"$(sed 's/#.*//' "$(dirname "$0")/packages.txt" | tr '\n' ' ')"
+# What is installed, by name and by what it provides (Ubuntu 24.04's libglib2.0-0t64 provides libglib2.0-0).
+declare -A present=()
+while read -r name; do present[$name]=1; done < <(
+  dpkg-query -W -f '${db:Status-Abbrev}|${Package}|${Provides}\n' |
+    awk -F'|' '$1 ~ /^ii/ { print $2; n = split($3, p, ", "); for (i = 1; i <= n; i++) { sub(/ .*/, "", p[i]); if (p[i] != "") print p[i] } }'
+)
 missing=()
 for package in "${packages[@]}"; do
-  dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q ' installed$' || missing+=("$package")
+  [[ -n "${present[$package]:-}" ]] || missing+=("$package")
 done
 if ((${#missing[@]})); then
   log "installing: ${missing[*]}"

@@ -14,9 +14,11 @@ case "$VISA_TARGET" in
 datasource_list: [NoCloud, None]
 network: {config: disabled}
 CFG
-    # Units that cannot work without a kernel or hardware of the container's own.
+    # Units that cannot work without a kernel or hardware of the container's own; Docker owns the network and
+    # its name resolution (Ubuntu's systemd-resolved needs namespaces a container does not give).
     systemctl mask systemd-udevd.service systemd-udev-trigger.service systemd-modules-load.service \
-      getty@tty1.service serial-getty@.service console-getty.service systemd-networkd-wait-online.service
+      getty@tty1.service serial-getty@.service console-getty.service systemd-networkd-wait-online.service \
+      systemd-resolved.service
     ;;
   vm) ;;
   *) die "VISA_TARGET=$VISA_TARGET is not one of: container, vm" ;;

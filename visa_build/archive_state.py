@@ -39,7 +39,7 @@ def read_state(sources: Sources, *, session: requests.Session | None = None) -> 
             response = http.get(url, timeout=TIMEOUT)
         except requests.RequestException as exc:
             raise VisaBuildError(
-                f"the Debian mirror did not answer for {url}: {exc}",
+                f"the mirror did not answer for {url}: {exc}",
                 tip="check the network and visa.mirror / visa.security_mirror",
             ) from None
         if response.status_code != 200 or b"Codename:" not in response.content:
@@ -62,15 +62,22 @@ def state_key(states: tuple[SuiteState, ...]) -> str:
 
 def security_versions(sources: Sources, *, session: requests.Session | None = None) -> dict[str, str]:
     """{package: version} the -security suite offers now (amd64 and all), to mark security updates."""
-    line = sources.lines()[-1].split()
-    url = f"{line[1].rstrip('/')}/dists/{line[2]}/main/binary-amd64/Packages.xz"
+    _, mirror, suite, *components = sources.lines()[-1].split()
+    versions: dict[str, str] = {}
+    for component in components:
+        versions |= _versions(f"{mirror.rstrip('/')}/dists/{suite}/{component}/binary-amd64/Packages.xz", session)
+    return versions
+
+
+def _versions(url: str, session: requests.Session | None) -> dict[str, str]:
+    """{package: version} of one Packages.xz index."""
     try:
         response = (session or requests.Session()).get(url, timeout=TIMEOUT)
         response.raise_for_status()
         text = lzma.decompress(response.content).decode(errors="replace")
     except (requests.RequestException, lzma.LZMAError) as exc:
         raise VisaBuildError(
-            f"the security suite's package list {url} could not be read: {exc}", tip="check visa.security_mirror"
+            f"the security suite's package list {url} could not be read: {exc}", tip="check the security mirror"
         ) from None
     versions: dict[str, str] = {}
     for stanza in text.split("\n\n"):

@@ -20,7 +20,7 @@ def cache_key(sources: base_rootfs.Sources) -> str:
 def ensure_base_qcow2(sources: base_rootfs.Sources, cache_dir: Path, *, runner: Runner = run) -> Path:
     """Path of the verified base qcow2 of `sources`, building it from the mirrors when absent or damaged (one run
     at a time)."""
-    final = cache_dir / "base" / f"debian-{sources.suite}-{cache_key(sources)}.qcow2"
+    final = cache_dir / "base" / f"{sources.distro.distribution}-{sources.suite}-{cache_key(sources)}.qcow2"
     with runs.exclusive(final.with_suffix(".lock"), f"the base qcow2 {final.name}"):
         return _ensure_base_qcow2(sources, final, runner)
 

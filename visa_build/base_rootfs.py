@@ -24,15 +24,14 @@ SYSTEM_PACKAGES = (
     "locales",
     "ca-certificates",
     "python3",
-    "ifupdown",
-    "isc-dhcp-client",
     "netbase",
     "iproute2",
     "e2fsprogs",
     "procps",
 )
-#: Like distribution cloud images: the instance's own hostname resolves.
-CLOUD_CFG = "manage_etc_hosts: true"
+#: Like distribution cloud images: the instance's own hostname resolves. The apt sources stay those the image was
+#: built from (cloud-init would rewrite them on Ubuntu at the first boot).
+CLOUD_CFG = "manage_etc_hosts: true\napt:\n  preserve_sources_list: true"
 #: cloud-init's locale module sets en_US.UTF-8 and fails when it was not generated.
 LOCALE = "en_US.UTF-8 UTF-8"
 #: Run in the finished tree ($1); fixed text only. The hostname is the instance's (cloud-init sets it).
@@ -53,6 +52,7 @@ class Sources:
     mirror: str  # e.g. http://deb.debian.org/debian
     security_mirror: str  # e.g. http://deb.debian.org/debian-security
     generation: str = ""  # the base's rebuild period (visa.rebase_days): a new one builds a fresh base
+    keyring: str = ""  # the archive keyring mmdebstrap verifies with ("" = the host's, for Debian)
 
     @property
     def suite(self) -> str:
@@ -69,8 +69,9 @@ class Sources:
 
 
 def packages(distro: Distro) -> tuple[str, ...]:
-    """Everything the root filesystem of `distro` installs: its kernel, SYSTEM_PACKAGES and the image's own."""
-    return tuple(dict.fromkeys((distro.kernel_package, *SYSTEM_PACKAGES, *image_packages())))
+    """Everything the root filesystem of `distro` installs: its kernel, SYSTEM_PACKAGES, the distribution's own
+    and the image's."""
+    return tuple(dict.fromkeys((distro.kernel_package, *SYSTEM_PACKAGES, *distro.system_packages, *image_packages())))
 
 
 def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
@@ -78,6 +79,7 @@ def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
     return [
         "mmdebstrap",
         "--variant=minbase",
+        *([f"--keyring={sources.keyring}"] if sources.keyring else []),
         *(["--format=tar"] if tar else []),
         f"--include={','.join(packages(sources.distro))}",
         *(f"--customize-hook={hook}" for hook in CUSTOMIZE_HOOKS),

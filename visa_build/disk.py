@@ -19,13 +19,16 @@ START_SECTOR = 2048  # 1 MiB alignment
 MBR_CODE = Path("/usr/lib/syslinux/mbr/mbr.bin")
 MKFS_OPTIONS = ("-O", "^64bit")  # keeps the filesystem readable by every extlinux release
 LABEL = "visa-root"
+#: Where distributions link the current kernel and initrd: Debian in /, Ubuntu in /boot.
+KERNEL_LINKS = ("/", "/boot/")
 
 
-def extlinux_conf(root_uuid: str) -> str:
-    """Boot the kernel Debian links at /vmlinuz (kept current on upgrades) with a serial console."""
+def extlinux_conf(root_uuid: str, links: str = "/") -> str:
+    """Boot the kernel the distribution links in `links` (Debian: /vmlinuz, Ubuntu: /boot/vmlinuz; kept current on
+    upgrades) with a serial console."""
     return (
         "DEFAULT debian\nPROMPT 0\nTIMEOUT 0\n"
-        "LABEL debian\n  LINUX /vmlinuz\n  INITRD /initrd.img\n"
+        f"LABEL debian\n  LINUX {links}vmlinuz\n  INITRD {links}initrd.img\n"
         f"  APPEND root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8\n"
     )
 
@@ -75,15 +78,16 @@ def root_filesystem(raw: Path, size: int, mountpoint: Path, *, runner: Runner) -
 
 
 def _make_bootable(mountpoint: Path, root_uuid: str, runner: Runner) -> None:
-    if not (mountpoint / "vmlinuz").exists():
+    links = next((where for where in KERNEL_LINKS if (mountpoint / where.lstrip("/") / "vmlinuz").exists()), None)
+    if links is None:
         raise VisaBuildError(
-            "the filesystem has no kernel at /vmlinuz: it cannot boot",
-            tip="its packages must include linux-image-cloud-amd64 (visa-build's own base images do)",
+            "the filesystem has no kernel at /vmlinuz or /boot/vmlinuz: it cannot boot",
+            tip="its packages must include a kernel, e.g. linux-image-cloud-amd64 (visa-build's own base images do)",
         )
     (mountpoint / "etc/fstab").write_text(fstab(root_uuid))
     boot = mountpoint / "boot/extlinux"
     boot.mkdir(parents=True, exist_ok=True)
-    (boot / "extlinux.conf").write_text(extlinux_conf(root_uuid))
+    (boot / "extlinux.conf").write_text(extlinux_conf(root_uuid, links))
     runner(["extlinux", "--install", str(boot)], timeout=120)
 
 

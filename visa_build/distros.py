@@ -1,5 +1,5 @@
-"""The distribution releases images are built on (Debian 12, 13, ...), and every fact visa-build needs about each:
-the one place to add one. A spec names one by its codename (image.toml [image] release)."""
+"""The distribution releases images are built on (Debian 12 and 13, Ubuntu 24.04), and every fact visa-build needs
+about each: the one place to add one. A spec names one by its codename (image.toml [image] release)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class Distro:
     python: str  # the release's python3: the interpreter the image's environments use
     glibc: str  # its glibc: which manylinux wheels it accepts (wheelhouse.platform_tags)
     kernel_package: str  # the kernel a cloud instance boots (the base installs it; Glance shows its version)
+    system_packages: tuple[str, ...]  # what differs in the base between distributions (network stack, keyring)
     components: tuple[str, ...] = ("main",)  # the archive areas the image installs from
 
     @property
@@ -31,11 +32,27 @@ class Distro:
         return f"{self.distribution}-{self.version}"
 
 
+#: Debian's network stack, as its cloud images have it: ifupdown with a DHCP client (cloud-init writes its config).
+DEBIAN_NETWORK = ("ifupdown", "isc-dhcp-client")
+
 DISTROS: dict[str, Distro] = {
     distro.codename: distro
     for distro in (
-        Distro("bookworm", "debian", "12", python="3.11.2", glibc="2.36", kernel_package="linux-image-cloud-amd64"),
-        Distro("trixie", "debian", "13", python="3.13.5", glibc="2.41", kernel_package="linux-image-cloud-amd64"),
+        Distro("bookworm", "debian", "12", "3.11.2", "2.36", "linux-image-cloud-amd64", DEBIAN_NETWORK),
+        Distro("trixie", "debian", "13", "3.13.5", "2.41", "linux-image-cloud-amd64", DEBIAN_NETWORK),
+        # Ubuntu's cloud images' network stack (netplan rendering for systemd-networkd, resolved), and apt with
+        # the archive keyring inside the image (minbase has neither), so instances verify Ubuntu's updates.
+        # guacd is in universe.
+        Distro(
+            "noble",
+            "ubuntu",
+            "24.04",
+            "3.12.3",
+            "2.39",
+            "linux-image-virtual",
+            ("apt", "netplan.io", "systemd-resolved", "ubuntu-keyring"),
+            components=("main", "universe"),
+        ),
     )
 }
 

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import time
 
-from . import archive_state, base_docker, base_rootfs, progress
+from . import archive_keyring, archive_state, base_docker, base_rootfs, progress
 from .image_spec import ImageSpec
 from .settings import Settings
 
 
 def sources(spec: ImageSpec, settings: Settings) -> base_rootfs.Sources:
-    """Where the image's Debian packages come from, and which base generation it is built on."""
+    """Where the image's packages come from (the distribution's mirrors, verified with its archive keyring), and
+    which base generation it is built on."""
     generation = base_rootfs.generation(settings.rebase_days, time.time())
+    if spec.distro.distribution == "ubuntu":
+        keyring = archive_keyring.ubuntu_keyring(settings.cache_dir, settings.mirror)
+        mirrors = (settings.ubuntu_mirror, settings.ubuntu_security_mirror)
+        return base_rootfs.Sources(spec.distro, *mirrors, generation, keyring=str(keyring))
     return base_rootfs.Sources(spec.distro, settings.mirror, settings.security_mirror, generation)
 
 
 def archive_key(spec: ImageSpec, settings: Settings) -> str:
-    """Digest of the Debian suites the image installs from, as the mirrors serve them now."""
+    """Digest of the suites the image installs from, as the mirrors serve them now."""
     states = archive_state.read_state(sources(spec, settings))
     progress.note(
         f"{spec.distro.distribution.capitalize()} archive: " + ", ".join(f"{s.suite} of {s.date}" for s in states)
@@ -26,5 +31,5 @@ def archive_key(spec: ImageSpec, settings: Settings) -> str:
 
 
 def base_image(spec: ImageSpec, settings: Settings) -> str:
-    """The Docker base: the site's (visa.base_image) or the VISA root filesystem from the Debian mirror."""
+    """The Docker base: the site's (visa.base_image) or the VISA root filesystem from the mirrors."""
     return settings.base_image or base_docker.ensure_base_image(sources(spec, settings), settings.cache_dir)

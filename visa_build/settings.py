@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "base_image": "",  # "" = build one from the mirror; else an existing Docker image, e.g. debian:bookworm
     "mirror": "http://deb.debian.org/debian",  # the release and its -updates suite
     "security_mirror": "http://deb.debian.org/debian-security",  # the -security suite
+    "ubuntu_mirror": "http://archive.ubuntu.com/ubuntu",  # Ubuntu releases: the release and its -updates suite
+    "ubuntu_security_mirror": "http://security.ubuntu.com/ubuntu",  # Ubuntu releases: the -security suite
     "rebase_days": 7,  # the base is rebuilt from the mirror this often (0: only when its inputs change)
     "wheelhouse_port": 8765,
     "accelerator": "auto",
@@ -78,6 +80,8 @@ class Settings:
     fill: Fill
     compression: Compression
     security_mirror: str
+    ubuntu_mirror: str
+    ubuntu_security_mirror: str
     rebase_days: int
     releases: str
     keep_releases: int
@@ -191,10 +195,9 @@ def make_settings(**given: Any) -> Settings:
             "$, ...) that QEMU's, Packer's or nginx's option strings would split or read: it is refused",
             tip="use a folder path of letters, digits and . _ - / + @ = ~ (INVOKE_VISA_BUILD_DIR)",
         )
-    if not security_mirror.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"visa.security_mirror = {security_mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian-security"
-        )
+    for key in ("security_mirror", "ubuntu_mirror", "ubuntu_security_mirror"):
+        if not str(v[key]).startswith(("http://", "https://")):
+            raise ConfigError(f"visa.{key} = {v[key]!r} is not a URL", tip=f"e.g. {DEFAULTS[key]}")
     return Settings(
         image_dir=Path(image),
         build_dir=Path(build_dir).resolve(),
@@ -211,6 +214,8 @@ def make_settings(**given: Any) -> Settings:
         fill=fill,
         compression=compression,
         security_mirror=security_mirror,
+        ubuntu_mirror=v["ubuntu_mirror"],
+        ubuntu_security_mirror=v["ubuntu_security_mirror"],
         rebase_days=int(rebase_days),
         releases=v["release_dir"],
         keep_releases=int(keep_releases),
