@@ -31,7 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
     group.addoption(
         "--side-by-side",
-        default="images/visa-jupyter,images/ci-trixie",
+        default="images/visa-jupyter,images/ci-trixie,images/ci-noble",
         help="specs tests/concurrency runs test-container of at once (comma-separated)",
     )
     group.addoption(

@@ -50,11 +50,12 @@ def ubuntu_keyring(cache_dir: Path, debian_mirror: str, *, runner: Runner = run)
             (work / "sources.list").write_text(f"deb [signed-by={DEBIAN_KEYRING}] {debian_mirror} {SUITE} main\n")
             options = apt_options(work)
             try:
-                runner(["apt-get", *options, "-q", "update"], timeout=600, on_line=progress.line)
+                runner(["apt-get", *options, "-q", "--error-on=any", "update"], timeout=600, on_line=progress.line)
                 runner(["apt-get", *options, "-q", "download", PACKAGE], timeout=600, cwd=str(work / "deb"))
             except CommandError as exc:
+                said = next((line for line in exc.tail if line.startswith(("E:", "W:"))), "no reason given")
                 raise VisaBuildError(
-                    f"apt could not fetch and verify {PACKAGE} from {debian_mirror} {SUITE}: {exc}",
+                    f"apt could not fetch and verify {PACKAGE} from {debian_mirror} {SUITE}: {said}",
                     tip="check that visa.mirror answers; apt refuses an index whose signature does not verify",
                 ) from None
             (deb,) = (work / "deb").glob(f"{PACKAGE}_*.deb")

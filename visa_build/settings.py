@@ -54,8 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "publish_min_ram": 2048,  # the image's min_ram in MiB: JupyterLab and a data-analysis kernel
     "nightly_publish": False,  # the nightly publishes each spec's latest release as a candidate
     "nightly_promote": False,  # ... and promotes it (a release exists only when its tests passed)
-    "test_container_images": "images/visa-jupyter,images/ci-trixie",
-    "test_qcow2_images": "images/ci,images/ci-trixie",
+    "test_container_images": "images/visa-jupyter,images/ci-trixie,images/ci-noble",
+    "test_qcow2_images": "images/ci,images/ci-trixie,images/ci-noble",
     "auto_fix": True,  # build tasks install missing host tools and start the Docker engine
     "debug": False,  # log every command run
 }

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from visa_build import publish
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
 from visa_build.release import changes, manifest, record, sbom
@@ -187,3 +188,15 @@ def test_junit_counts_read_pytest_xml(tmp_path: Path) -> None:
     path.write_text('<testsuites><testsuite name="pytest" tests="7" failures="1" errors="0" skipped="2"/></testsuites>')
     assert junit_counts(path) == {"tests": 7, "failures": 1, "errors": 0, "skipped": 2}
     assert junit_counts(tmp_path / "missing.xml")["tests"] == 0
+
+
+def test_an_ubuntu_release_is_named_as_ubuntu_in_its_sbom_and_glance_properties(wheelhouse: Path) -> None:
+    image = manifest.from_facts("visa-ci-noble", "noble", _facts(), wheelhouse)
+    purls = {component["purl"] for component in json.loads(sbom.to_json(image))["components"]}
+    assert "pkg:deb/ubuntu/bash@5.2.15-2%2Bb7?distro=ubuntu-24.04" in purls, sorted(purls)[:5]
+    image["debian"]["packages"]["linux-image-virtual"] = "6.8.0-151.151"
+    build = {"spec": {"name": "visa-ci-noble", "debian": "noble", "distribution": "ubuntu"}}
+    release = record.Release(wheelhouse, "visa-ci-noble", wheelhouse / "x.qcow2", "a", "b", "c", build, dict(image))
+    properties = publish.properties(release)
+    assert (properties["os_distro"], properties["os_version"]) == ("ubuntu", "24.04"), properties
+    assert properties["visa_kernel_version"] == "6.8.0-151.151", "Glance shows the version of noble's kernel package"

@@ -1,7 +1,8 @@
-"""The Debian archive's state: read from the three suites' InRelease files; a bad mirror is a clear error."""
+"""The archive's state: read from the three suites' InRelease files; a bad mirror is a clear error."""
 
 from __future__ import annotations
 
+import lzma
 from typing import Any
 
 import pytest
@@ -78,3 +79,19 @@ def test_the_base_generation_changes_every_rebase_period() -> None:
     assert base_rootfs.generation(7, 10 * 7 * day) == base_rootfs.generation(7, 10 * 7 * day + 6 * day)
     assert base_rootfs.generation(7, 10 * 7 * day) != base_rootfs.generation(7, 11 * 7 * day)
     assert base_rootfs.generation(0, 10 * 7 * day) == "", "rebase_days 0 never rebuilds the base by age"
+
+
+def test_ubuntu_security_updates_are_read_from_every_component_the_image_uses() -> None:
+    """noble-security's main and universe both hold security updates (guacd and xrdp are in universe)."""
+    noble = base_rootfs.Sources(DISTROS["noble"], "http://mirror/ubuntu", "http://mirror/ubuntu-security")
+    packages = {
+        "main": b"Package: openssl\nVersion: 3.0.13-0ubuntu3.6\n\nPackage: bash\nVersion: 5.2.21-2ubuntu4\n",
+        "universe": b"Package: guacd\nVersion: 1.3.0-1.1ubuntu0.1\n",
+    }
+    base = "http://mirror/ubuntu-security/dists/noble-security"
+    mirror = FakeMirror(
+        {f"{base}/{area}/binary-amd64/Packages.xz": lzma.compress(text) for area, text in packages.items()}
+    )
+    versions = archive_state.security_versions(noble, session=mirror)  # type: ignore[arg-type]
+    assert versions == {"openssl": "3.0.13-0ubuntu3.6", "bash": "5.2.21-2ubuntu4", "guacd": "1.3.0-1.1ubuntu0.1"}
+    assert [line.split()[3:] for line in noble.lines()] == [["main", "universe"]] * 3, noble.lines()
