@@ -318,8 +318,8 @@ def test(c: Context) -> None:
     In order: the unit tests; publishing through real Glance APIs and the CI templates; the container double of
     each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
     of each visa.test_qcow2_images spec (images/ci, images/ci-trixie and images/ci-noble, whose small data-analysis
-    environments fit CI under TCG); builds of images/ci stopped by signals in each step (tests/interrupted); then the nightly of
-    images/ci twice, publishing its release to Glance (tests/nightly)."""
+    environments fit CI under TCG); builds of images/ci stopped by signals in each step (tests/interrupted); then
+    the nightly of images/ci twice, publishing its release to Glance (tests/nightly)."""
     build_dir = _settings(c).build_dir
     _pytest_step(
         "Publishing to real Glance APIs; the CI templates (tests/publish, tests/pipelines)",
