@@ -28,6 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--double-image", help="Docker image of the container double filled into the qcow2 (tests/vm)")
     group.addoption("--visa-facts-out", help="write what probe.py gathered on the target to this JSON file")
     group.addoption("--build-public-key", help="public key the image build logged in with (must be gone)")
+    group.addoption("--visa-pam-key", help="private key of the target's pamPublicKey (a [desktop] image's tokens)")
+    group.addoption("--guacd-address", help="host:port that reaches the target's guacd (a [desktop] image)")
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
     group.addoption(
         "--side-by-side",

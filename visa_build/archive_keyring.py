@@ -38,8 +38,10 @@ def ubuntu_keyring(cache_dir: Path, debian_mirror: str, *, runner: Runner = run)
     if artefact.is_intact(final):
         return final
     if not DEBIAN_KEYRING.is_file():
-        raise VisaBuildError(f"{DEBIAN_KEYRING} is missing: Ubuntu's keyring cannot be verified without it",
-                             tip="apt-get install debian-archive-keyring")  # fmt: skip
+        raise VisaBuildError(
+            f"{DEBIAN_KEYRING} is missing: Ubuntu's keyring cannot be verified without it",
+            tip="apt-get install debian-archive-keyring",
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".keyring-", dir=final.parent))
     try:

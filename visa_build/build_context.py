@@ -42,6 +42,9 @@ def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") ->
     _write(spec_dir / "visa-jupyter.env", render.service_env(spec))
     _write(spec_dir / "jupyterlab-overrides.json", render.lab_overrides(spec))
     _write(spec_dir / "jupyterlab-disabled.txt", render.disabled_extensions(spec))
+    (spec_dir / "desktop").mkdir()  # always there: the Dockerfile copies it
+    if spec.desktop and spec.desktop.guacd_deb:
+        shutil.copyfile(spec.desktop.guacd_deb, spec_dir / render.GUACD_DEB)
     if index_ca_bundle:
         shutil.copyfile(index_ca_bundle, spec_dir / render.INDEX_CA_FILE)
     return destination

@@ -20,6 +20,7 @@ class Distro:
     kernel_package: str  # the kernel a cloud instance boots (the base installs it; Glance shows its version)
     system_packages: tuple[str, ...]  # what differs in the base between distributions (network stack, keyring)
     components: tuple[str, ...] = ("main",)  # the archive areas the image installs from
+    guacd: bool = False  # the release packages guacd (a [desktop] elsewhere needs a site-built .deb)
 
     @property
     def suites(self) -> tuple[str, str, str]:
@@ -52,6 +53,7 @@ DISTROS: dict[str, Distro] = {
             "linux-image-virtual",
             ("apt", "netplan.io", "systemd-resolved", "ubuntu-keyring"),
             components=("main", "universe"),
+            guacd=True,
         ),
     )
 }

@@ -5,6 +5,7 @@ A bad spec raises ConfigError naming the file, the key, the value and what is al
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tomllib
@@ -19,6 +20,7 @@ from .distros import Distro
 from .errors import ConfigError
 
 ServiceMode = Literal["prod", "dev"]
+DesktopSession = Literal["xfce"]
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -92,6 +94,15 @@ class FromSource:
 
 
 @dataclass(frozen=True)
+class DesktopSpec:
+    """The remote desktop VISA activates an instance by (image.toml [desktop]): xrdp with an XFCE session, guacd,
+    VISA's token login. guacd comes from the release, or from a site-built .deb named by path and sha256."""
+
+    session: DesktopSession = "xfce"
+    guacd_deb: Path | None = None  # verified against its sha256 when the spec is loaded
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     name: str
     directory: Path
@@ -103,6 +114,7 @@ class ImageSpec:
     service: ServiceSpec
     lab_settings: LabSettings = LabSettings()
     from_source: FromSource = FromSource()
+    desktop: DesktopSpec | None = None  # None: no remote desktop layer
 
     def build_blockers(self) -> list[str]:
         """Why this spec cannot be built here; empty when it can."""
@@ -317,7 +329,7 @@ def load_image_spec(directory: Path) -> ImageSpec:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where} is not valid TOML: {exc}", tip=f"fix the syntax of {where}") from None
-    known = {"image", "jupyterlab", "data_analysis", "service", "wheels"}
+    known = {"image", "jupyterlab", "data_analysis", "service", "wheels", "desktop"}
     for section in raw:
         if section not in known:
             raise _err(where, f"[{section}]", "...", f"known sections: {', '.join(sorted(known))}")
@@ -382,7 +394,37 @@ def load_image_spec(directory: Path) -> ImageSpec:
         service=ServiceSpec(port=port, owner_wait_seconds=wait, mode=mode),
         lab_settings=lab_settings,
         from_source=_load_from_source(cast(dict[str, Any], raw.get("wheels", {})), directory, where),
+        desktop=_load_desktop(cast(dict[str, Any], raw.get("desktop", {})), distro, directory, where),
     )
+
+
+def _load_desktop(table: dict[str, Any], distro: Distro, directory: Path, where: str) -> DesktopSpec | None:
+    if not _get(table, "enabled", bool, where, "desktop", default=False):
+        return None
+    session = _literal(
+        _get(table, "session", str, where, "desktop", default="xfce"), DesktopSession, where, "[desktop] session"
+    )
+    if "guacd_deb" not in table:
+        if not distro.guacd:
+            raise ConfigError(
+                f"{where}: [desktop] needs guacd, and {distro.distribution} {distro.version} ({distro.codename}) "
+                "ships no guacd package",
+                tip='name a site-built guacd .deb: guacd_deb = "<file>" and guacd_deb_sha256 = "<sha256>" under '
+                "[desktop], or build on Ubuntu 24.04 (noble), which packages guacd",
+            )
+        return DesktopSpec(session)
+    deb = _spec_path(directory, table, "guacd_deb", where, "desktop")
+    expected = _get(table, "guacd_deb_sha256", str, where, "desktop")
+    if not deb.is_file() or deb.suffix != ".deb":
+        raise _err(where, "[desktop] guacd_deb", deb.name, "name an existing .deb file")
+    actual = hashlib.sha256(deb.read_bytes()).hexdigest()
+    if actual != expected.lower():
+        raise ConfigError(
+            f"{where}: [desktop] guacd_deb {deb.name} has sha256 {actual}, but guacd_deb_sha256 is "
+            f"{expected}: it is not the file the spec names",
+            tip="check the file, then its sha256",
+        )
+    return DesktopSpec(session, deb)
 
 
 def _load_from_source(wheels: dict[str, Any], directory: Path, where: str) -> FromSource:

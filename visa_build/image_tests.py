@@ -19,7 +19,7 @@ from .image_spec import ImageSpec
 from .process import run
 from .proxy import reverse_proxy
 from .qcow2 import build_qcow2, double_image_file, require_standalone
-from .seed import Login, nocloud_seed, random_instance_id, visa_meta
+from .seed import Login, nocloud_seed, pam_keypair, random_instance_id, visa_meta
 from .settings import Settings
 
 REPO = build_context.REPO
@@ -51,19 +51,42 @@ def test_container(
     tag = build_container(spec, settings, state=state).tag
     leftovers.reap(settings.build_dir)
     instance_id, owner = random_instance_id(), "visauser"
-    seed = nocloud_seed(visa_meta(instance_id, owner), create_user=owner)
     logs = settings.log_dir
-    with running_double(tag, seed, log_dir=logs, purpose="suite") as double:
-        status_url = f"http://{double.address}:{spec.service.port}/jupyter/{instance_id}/api/status"
-        with progress.step(f"Booting {double.name} (id {instance_id}, owner {owner} created late) until {status_url}"):
-            waited = wait_for_status(status_url, timeout=SERVER_START_TIMEOUT)
-        with reverse_proxy(f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy") as url:
-            target = [f"--hosts=docker://{double.name}", f"--visa-image={tag}", "--visa-target=container"]
-            suite = _suite(target, ["tests/infra", "tests/double"], logs, spec, url, pytest_args)
+    with _desktop_key(spec, settings) as (meta, desktop_args):
+        seed = nocloud_seed(visa_meta(instance_id, owner, **meta), create_user=owner)
+        with running_double(tag, seed, log_dir=logs, purpose="suite") as double:
+            status_url = f"http://{double.address}:{spec.service.port}/jupyter/{instance_id}/api/status"
+            with progress.step(
+                f"Booting {double.name} (id {instance_id}, owner {owner} created late) until {status_url}"
+            ):
+                waited = wait_for_status(status_url, timeout=SERVER_START_TIMEOUT)
+            with reverse_proxy(f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy") as url:
+                target = [f"--hosts=docker://{double.name}", f"--visa-image={tag}", "--visa-target=container"]
+                if desktop_args:
+                    target += [*desktop_args, f"--guacd-address={double.address}:{vm.GUACD_PORT}"]
+                suite = _suite(target, ["tests/infra", "tests/double"], logs, spec, url, pytest_args)
     return TestReport(tag, instance_id, owner, waited, suite)
 
 
+@contextlib.contextmanager
+def _desktop_key(spec: ImageSpec, settings: Settings) -> Iterator[tuple[dict[str, str], list[str]]]:
+    """For a spec with a [desktop]: a fresh key for VISA's desktop tokens, as metadata (pamPublicKey, and a
+    keyboardLayout other than the default) and as the suite's option; nothing otherwise."""
+    if spec.desktop is None:
+        yield {}, []
+        return
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    keys = Path(tempfile.mkdtemp(prefix="pam-key-", dir=settings.build_dir))
+    try:
+        private, public = pam_keypair(keys)
+        yield {"pam_public_key": public, "keyboard_layout": DESKTOP_TEST_LAYOUT}, [f"--visa-pam-key={private}"]
+    finally:
+        shutil.rmtree(keys, ignore_errors=True)
+
+
 TEST_USER = "visa-test"
+#: The keyboard layout test instances with a desktop get (not VISA's default, so the suite can tell it arrived).
+DESKTOP_TEST_LAYOUT = "fr-fr-azerty"
 
 
 def _suite(
@@ -156,7 +179,10 @@ def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterato
     try:
         private_key, public = vm.keypair(keys)
         login = Login(TEST_USER, public)
-        seed = nocloud_seed(visa_meta(instance_id, owner), create_user=owner, login=login)
+        meta = {}
+        if spec.desktop is not None:
+            meta = {"pam_public_key": pam_keypair(keys)[1], "keyboard_layout": DESKTOP_TEST_LAYOUT}
+        seed = nocloud_seed(visa_meta(instance_id, owner, **meta), create_user=owner, login=login)
         boot = vm.booted_vm(
             qcow2,
             seed,
@@ -203,6 +229,11 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
             f"--qcow2={qcow2}",
             f"--boot-timeout={300 * instance.accel.slowdown}",
         ]
+        if spec.desktop is not None:
+            target += [
+                f"--visa-pam-key={instance.keys / 'visa-pam.key'}",
+                f"--guacd-address=127.0.0.1:{guest.guacd_port}",
+            ]
         record = double_image_file(qcow2)
         if record.is_file():  # natively filled: its container double can be compared with it
             target.append(f"--double-image={record.read_text().strip()}")

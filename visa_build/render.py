@@ -58,6 +58,8 @@ def pins_file(pins: tuple[Pin, ...]) -> str:
 SPEC_DIR = "/opt/visa/build/spec"
 #: The index's CA bundle in the build context's spec/ (installer pip-index); removed with /opt/visa/build.
 INDEX_CA_FILE = "index-ca.crt"
+#: A site-built guacd package ([desktop] guacd_deb), in the build context's spec/ folder.
+GUACD_DEB = "desktop/guacd.deb"
 
 
 #: Provisioning variables whose values may carry credentials: Packer gets them as a sensitive variable, so
@@ -85,6 +87,8 @@ def provision_env(
         "VISA_WHEEL_BYTECODE": "1" if wheel_bytecode else "0",
         "VISA_KERNEL_DISPLAY_NAME": spec.data_analysis.display_name,
         "VISA_DEBIAN_STATE": debian_state,
+        "VISA_DESKTOP": spec.desktop.session if spec.desktop else "",
+        "VISA_GUACD_DEB": f"{SPEC_DIR}/{GUACD_DEB}" if spec.desktop and spec.desktop.guacd_deb else "",
     }
     if installer == "pip-index":
         env["VISA_INDEX_URL"] = index_url

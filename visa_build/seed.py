@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
+
+from .process import Runner, run
 
 #: The NIC of the build and test VMs (QEMU's default MAC, set explicitly by vm.py; Packer uses the same).
 QEMU_MAC = "52:54:00:12:34:56"
@@ -32,7 +35,26 @@ def random_instance_id() -> str:
     return str(secrets.randbelow(9_000_000) + 1_000_000)
 
 
-def visa_meta(instance_id: str, owner: str) -> dict[str, str]:
+#: The pamPublicKey of instances whose desktop is not under test: not a PEM public key, so token login is off.
+NO_PAM_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0visabuildtestkeyonlyforseeds visa@pam"
+#: VISA's token key for test instances: RSA with 1024 bits, as a token must fit xrdp's password limit (255
+#: characters; a 2048-bit signature alone is 344 in base64).
+PAM_KEY_BITS = 1024
+
+
+def pam_keypair(directory: Path, *, runner: Runner = run) -> tuple[Path, str]:
+    """A fresh RSA key VISA would sign desktop tokens with, in `directory`: (private key file, public PEM)."""
+    private = directory / "visa-pam.key"
+    argv = ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{PAM_KEY_BITS}", "-out"]
+    runner([*argv, str(private)], timeout=60)
+    private.chmod(0o600)
+    public = runner(["openssl", "pkey", "-in", str(private), "-pubout"], timeout=60).lines
+    return private, "\n".join(public) + "\n"
+
+
+def visa_meta(
+    instance_id: str, owner: str, *, pam_public_key: str = NO_PAM_KEY, keyboard_layout: str = "en-gb-qwerty"
+) -> dict[str, str]:
     """The `meta` VISA puts on an instance: every value a string, and more keys than id and owner."""
     return {
         "id": instance_id,
@@ -41,10 +63,10 @@ def visa_meta(instance_id: str, owner: str) -> dict[str, str]:
         "homePath": f"/home/{owner}",
         "screenWidth": "1920",
         "screenHeight": "1080",
-        "keyboardLayout": "en-gb-qwerty",
+        "keyboardLayout": keyboard_layout,
         "instruments": "D11,D22",
         "proposals": "9-12-345",
-        "pamPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0visabuildtestkeyonlyforseeds visa@pam",
+        "pamPublicKey": pam_public_key,
     }
 
 

@@ -38,6 +38,9 @@ SSH_OPTIONS = (
     "ConnectTimeout=5",
 )
 
+#: guacd's port in the guest: VISA's API server opens its Guacamole connections there.
+GUACD_PORT = 4822
+
 
 def keypair(directory: Path, *, runner: Runner = run) -> tuple[Path, str]:
     """A fresh ed25519 key in `directory` (private key path, public key line)."""
@@ -80,11 +83,14 @@ def qemu_argv(
     http_port: int,
     guest_http_port: int,
     serial_log: Path,
+    guacd_port: int = 0,
     cpus: int = 2,
     memory_mib: int = 4096,
 ) -> list[str]:
-    """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter to 127.0.0.1."""
+    """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter (and guacd when
+    `guacd_port` is given) to 127.0.0.1."""
     forwards = f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
+    forwards += f",hostfwd=tcp:127.0.0.1:{guacd_port}-:{GUACD_PORT}" if guacd_port else ""
     return [
         "qemu-system-x86_64",
         "-name",
@@ -159,6 +165,7 @@ class BootedVM:
     private_key: Path
     user: str
     qemu: subprocess.Popen[bytes]
+    guacd_port: int = 0  # 127.0.0.1 port forwarded to the guest's guacd (a desktop image's remote desktop)
 
     def alive(self) -> bool:
         return self.qemu.poll() is None
@@ -247,7 +254,7 @@ def booted_vm(
         runner(overlay_argv(qcow2, overlay), timeout=60)
         iso = work / "seed.iso"
         runner(seed_iso_argv(write_seed(seed, work / "seed"), iso), timeout=60)
-        ssh_port, http_port = free_port(), free_port()
+        ssh_port, http_port, guacd_port = free_port(), free_port(), free_port()
         argv = qemu_argv(
             name=name,
             disk=overlay,
@@ -257,9 +264,10 @@ def booted_vm(
             http_port=http_port,
             guest_http_port=guest_http_port,
             serial_log=serial,
+            guacd_port=guacd_port,
         )
         with background(argv, log_path=str(work / "qemu.log")) as qemu:
-            yield BootedVM(name, ssh_port, http_port, serial, login[1], login[0].user, qemu)
+            yield BootedVM(name, ssh_port, http_port, serial, login[1], login[0].user, qemu, guacd_port)
         failed = False
     finally:
         with interrupts.shielded():

@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import LATE_SECONDS
+from tests.helpers import LATE_SECONDS, image_spec
 from visa_build.double_boot import RunningDouble, keep_journal, running_double
-from visa_build.seed import nocloud_seed, random_instance_id, visa_meta
+from visa_build.seed import NO_PAM_KEY, nocloud_seed, random_instance_id, visa_meta
 
 #: The case of the double whose owner account is created late (test_owner_created_30s_late_is_served).
 LATE_OWNER = "owner created 30s late"
+#: The cases of a desktop image's crafted doubles (tests/double/test_desktop_metadata.py): booted only for one.
+NO_DESKTOP_METADATA = "desktop: no pamPublicKey, no keyboardLayout"
+NOT_PEM = "desktop: pamPublicKey not a PEM key"
+DESKTOP_KEYS = ("pamPublicKey", "keyboardLayout")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ def crafted_boots() -> dict[str, Boot]:
     }
     boots = {case: Boot(value, create_user="visauser") for case, value in bad.items()}
     boots[LATE_OWNER] = Boot(visa_meta(random_instance_id(), "lateowner"), create_user="lateowner", delay=LATE_SECONDS)
+    # A desktop image's metadata without pamPublicKey and keyboardLayout, and with a key that is not PEM.
+    bare = {k: v for k, v in visa_meta(random_instance_id(), "visauser").items() if k not in DESKTOP_KEYS}
+    boots[NO_DESKTOP_METADATA] = Boot(bare, create_user="visauser")
+    boots[NOT_PEM] = Boot(
+        visa_meta(random_instance_id(), "visauser", pam_public_key=NO_PAM_KEY), create_user="visauser"
+    )
     return boots
 
 
@@ -68,6 +78,8 @@ def _cases(items: list[pytest.Item]) -> set[str]:
 def pytest_collection_finish(session: pytest.Session) -> None:
     image = session.config.getoption("--visa-image")
     cases = _cases(session.items)
+    if image_spec(session.config).desktop is None:
+        cases -= {NO_DESKTOP_METADATA, NOT_PEM}
     if not image or not cases:
         return
     log_dir = Path(session.config.getoption("--visa-log-dir"))
@@ -105,6 +117,8 @@ def crafted(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iter
     used: list[RunningDouble] = []
 
     def lookup(case: str) -> RunningDouble:
+        if case not in fleet.doubles and case in (NO_DESKTOP_METADATA, NOT_PEM):
+            pytest.skip("the image spec has no [desktop]: no remote desktop to examine")
         used.append(fleet.doubles[case])
         return used[-1]
 

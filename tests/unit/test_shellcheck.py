@@ -1,5 +1,5 @@
 """Every shell script of the project is shellcheck-clean (shellcheck is installed by ./visa-build doctor --fix):
-the provisioning scripts, the launcher, the ./visa-build wrapper and the CI entry point."""
+the provisioning scripts, the launcher and the desktop's helpers, the ./visa-build wrapper and the CI entry point."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from visa_build.process import run
 SCRIPTS = [
     *sorted(str(p.relative_to(REPO)) for p in (REPO / "provision").glob("*.sh")),
     "provision/files/visa-jupyter-launch",
+    *sorted(str(p.relative_to(REPO)) for p in (REPO / "provision/files/desktop").glob("visa-*") if p.suffix == ""),
     "visa-build",
     ".ci/run",
 ]
