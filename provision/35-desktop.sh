@@ -29,8 +29,12 @@ apt-get clean
 rm -rf /var/lib/apt/lists/*
 log "installed xrdp $(dpkg-query -W -f '${Version}' xrdp), guacd $(dpkg-query -W -f '${Version}' guacd)"
 
-# guacd listens on every address: VISA's API server connects to the instance's own address.
+# guacd listens on every address: VISA's API server connects to the instance's own address. Ubuntu's unit
+# passes the address from /etc/default/guacd (loopback there) on the command line, over guacd.conf.
 install -D -m 0644 "$files/guacd.conf" /etc/guacamole/guacd.conf
+if [[ -f /etc/default/guacd ]]; then
+  sed -i 's/^LISTEN_ADDRESS=.*/LISTEN_ADDRESS=0.0.0.0/' /etc/default/guacd
+fi
 # VISA token login: the RDP password is "<user>,<unix seconds>;<base64 SHA256withRSA signature>".
 install -D -m 0755 "$files/visa-token-check" /usr/local/lib/visa/visa-token-check
 install -D -m 0644 "$files/xrdp-sesman.pam" /etc/pam.d/xrdp-sesman

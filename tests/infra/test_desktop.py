@@ -269,9 +269,9 @@ def test_the_owner_gets_an_xfce_desktop_through_guacd_with_the_metadata_layout(
     assert not [op for op in seen if op.startswith("error")], f"guacd reported an error: {seen[-5:]}"
     pid = session_pid(host, instance.owner)
     assert pid, f"no XFCE session runs as {instance.owner} after {SESSION_SECONDS} s of connection"
+    xorg = host.check_output("pgrep -u %s -a Xorg", instance.owner)  # e.g. "455 /usr/lib/xorg/Xorg :10 -auth ..."
+    display = next(arg for arg in xorg.split() if arg.startswith(":"))
     with host.sudo():
-        environment = host.check_output("tr '\\0' '\\n' < /proc/%s/environ", pid.split()[0])
-        display = next(line.split("=", 1)[1] for line in environment.splitlines() if line.startswith("DISPLAY="))
         query = host.check_output(
             "runuser -u %s -- env DISPLAY=%s XAUTHORITY=%s/.Xauthority setxkbmap -query",
             instance.owner,
