@@ -3,7 +3,10 @@ and running things on it as its owner or in its kernels."""
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +129,18 @@ def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> 
             channel.close()
     finally:
         browser.delete(f"{jupyter}/api/kernels/{kernel_id}", timeout=60)
+
+
+def rsa_key(path: Path, bits: int = 1024) -> Path:
+    """A fresh RSA private key at `path`, as VISA signs desktop tokens with (openssl)."""
+    argv = ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}", "-out", str(path)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return path
+
+
+def desktop_token(key: Path, user: str, issued: int | None = None) -> str:
+    """VISA's desktop token: "<user>,<unix seconds>;<base64 SHA256withRSA signature of the part before ';'>"."""
+    payload = f"{user},{int(time.time()) if issued is None else issued}"
+    argv = ["openssl", "dgst", "-sha256", "-sign", str(key), "-binary"]
+    signed = subprocess.run(argv, input=payload.encode(), capture_output=True, check=True).stdout
+    return f"{payload};{base64.b64encode(signed).decode()}"

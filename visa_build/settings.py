@@ -110,48 +110,47 @@ def _values(given: dict[str, Any], setting: str) -> dict[str, Any]:
     return {**DEFAULTS, **given}
 
 
+def _one_of(v: dict[str, Any], key: str, allowed: Any, tip: str) -> Any:
+    """v[key], which must be one of the Literal `allowed`."""
+    if v[key] not in get_args(allowed):
+        raise ConfigError(f"visa.{key} = {v[key]!r} is not valid; allowed: {', '.join(get_args(allowed))}", tip=tip)
+    return v[key]
+
+
+def _within(v: dict[str, Any], key: str, low: int, high: int, what: str) -> int:
+    """v[key] as an int from `low` to `high`; `what` says what to give instead."""
+    if not low <= int(v[key]) <= high:
+        raise ConfigError(f"visa.{key} = {v[key]!r} is not valid; {what}", tip=f"set INVOKE_VISA_{key.upper()}")
+    return int(v[key])
+
+
 def make_settings(**given: Any) -> Settings:
     """Build settings from `given` `visa.*` values (any subset of DEFAULTS), validated once."""
     v = _values(given, "build")
-    image, build_dir, installer, mirror = v["image"], v["build_dir"], v["installer"], v["mirror"]
-    wheelhouse_port, accelerator, disk_size, index_url = (
-        v["wheelhouse_port"],
-        v["accelerator"],
-        v["disk_size"],
-        v["index_url"],
+    installer = _one_of(v, "installer", Installer, "set INVOKE_VISA_INSTALLER=uv (or pass --installer uv)")
+    accelerator = _one_of(
+        v,
+        "accelerator",
+        Accelerator,
+        "auto probes KVM and falls back to TCG; set INVOKE_VISA_ACCELERATOR (or pass --accelerator)",
     )
-    index_ca_bundle, index_allow_http, fill, base_qcow2 = (
-        v["index_ca_bundle"],
-        v["index_allow_http"],
-        v["fill"],
-        v["base_qcow2"],
+    fill = _one_of(v, "fill", Fill, "set INVOKE_VISA_FILL (or pass --fill); see docs/how-an-image-is-made.md")
+    compression = _one_of(
+        v,
+        "compression",
+        Compression,
+        "zlib unless every QEMU that runs the image is 5.1 or newer; set INVOKE_VISA_COMPRESSION",
     )
-    compression, rebase_days, keep_releases, security_mirror = (
-        v["compression"],
-        v["rebase_days"],
-        v["keep_releases"],
-        v["security_mirror"],
-    )
-    if installer not in get_args(Installer):
-        raise ConfigError(
-            f"visa.installer = {installer!r} is not valid; allowed: {', '.join(get_args(Installer))}",
-            tip="set INVOKE_VISA_INSTALLER=uv (or pass --installer uv)",
-        )
-    if not 1024 <= int(wheelhouse_port) <= 65535:
-        raise ConfigError(
-            f"visa.wheelhouse_port = {wheelhouse_port!r} is not valid; use a free port 1024-65535",
-            tip="set INVOKE_VISA_WHEELHOUSE_PORT",
-        )
-    if accelerator not in get_args(Accelerator):
-        raise ConfigError(
-            f"visa.accelerator = {accelerator!r} is not valid; allowed: {', '.join(get_args(Accelerator))}",
-            tip="auto probes KVM and falls back to TCG; set INVOKE_VISA_ACCELERATOR (or pass --accelerator)",
-        )
+    wheelhouse_port = _within(v, "wheelhouse_port", 1024, 65535, "use a free port 1024-65535")
+    rebase_days = _within(v, "rebase_days", 0, 366, "use 0-366 days (0: never by age)")
+    keep_releases = _within(v, "keep_releases", 1, 1000, "keep 1-1000 releases per spec")
+    disk_size, index_url, index_ca_bundle = v["disk_size"], v["index_url"], v["index_ca_bundle"]
     if not disk_size[:-1].isdigit() or disk_size[-1] not in "MGT":
         raise ConfigError(f"visa.disk_size = {disk_size!r} is not a size like 12G", tip="set INVOKE_VISA_DISK_SIZE")
-    if not index_url.startswith(("http://", "https://")):
-        raise ConfigError(f"visa.index_url = {index_url!r} is not a URL", tip="e.g. https://pypi.org/simple")
-    if index_url.startswith("http://") and not index_allow_http:
+    for key in ("index_url", "mirror", "security_mirror", "ubuntu_mirror", "ubuntu_security_mirror"):
+        if not str(v[key]).startswith(("http://", "https://")):
+            raise ConfigError(f"visa.{key} = {v[key]!r} is not a URL", tip=f"e.g. {DEFAULTS[key]}")
+    if index_url.startswith("http://") and not v["index_allow_http"]:
         raise ConfigError(
             f"visa.index_url = {index_url!r} is plain HTTP: anyone on the way can change what the guest installs",
             tip="use https://, or set INVOKE_VISA_INDEX_ALLOW_HTTP=1 for a trusted network",
@@ -161,65 +160,41 @@ def make_settings(**given: Any) -> Settings:
             f"visa.index_ca_bundle = {index_ca_bundle!r} is not a file",
             tip="name a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt, or leave it empty",
         )
-    if fill not in get_args(Fill):
-        raise ConfigError(
-            f"visa.fill = {fill!r} is not valid; allowed: {', '.join(get_args(Fill))}",
-            tip="set INVOKE_VISA_FILL (or pass --fill); see docs/how-an-image-is-made.md",
-        )
-    if fill == "native" and (installer == "pip-index" or base_qcow2):
+    if fill == "native" and (installer == "pip-index" or v["base_qcow2"]):
         why = "the installer pip-index installs" if installer == "pip-index" else "visa.base_qcow2 is provisioned"
         raise ConfigError(
             f"{why} inside the build VM, but visa.fill is native (filled from the Docker image)",
             tip="set INVOKE_VISA_FILL=guest (or pass --fill guest)",
         )
-    if compression not in get_args(Compression):
+    build_dir = Path(v["build_dir"]).resolve()
+    if not re.fullmatch(r"[A-Za-z0-9._/+@=~-]+", str(build_dir)):
         raise ConfigError(
-            f"visa.compression = {compression!r} is not valid; allowed: {', '.join(get_args(Compression))}",
-            tip="zlib unless every QEMU that runs the image is 5.1 or newer; set INVOKE_VISA_COMPRESSION",
-        )
-    if not mirror.startswith(("http://", "https://")):
-        raise ConfigError(f"visa.mirror = {mirror!r} is not a URL", tip="e.g. http://deb.debian.org/debian")
-    if not 0 <= int(rebase_days) <= 366:
-        raise ConfigError(
-            f"visa.rebase_days = {rebase_days!r} is not valid; use 0-366 days (0: never by age)",
-            tip="set INVOKE_VISA_REBASE_DAYS",
-        )
-    if not 1 <= int(keep_releases) <= 1000:
-        raise ConfigError(
-            f"visa.keep_releases = {keep_releases!r} is not valid; keep 1-1000 releases per spec",
-            tip="set INVOKE_VISA_KEEP_RELEASES",
-        )
-    if not re.fullmatch(r"[A-Za-z0-9._/+@=~-]+", str(Path(build_dir).resolve())):
-        raise ConfigError(
-            f"visa.build_dir = {str(Path(build_dir).resolve())!r} holds a character (a comma, space, semicolon, quote, "
-            "$, ...) that QEMU's, Packer's or nginx's option strings would split or read: it is refused",
+            f"visa.build_dir = {str(build_dir)!r} holds a character (a comma, space, semicolon, quote, $, ...) that "
+            "QEMU's, Packer's or nginx's option strings would split or read: it is refused",
             tip="use a folder path of letters, digits and . _ - / + @ = ~ (INVOKE_VISA_BUILD_DIR)",
         )
-    for key in ("security_mirror", "ubuntu_mirror", "ubuntu_security_mirror"):
-        if not str(v[key]).startswith(("http://", "https://")):
-            raise ConfigError(f"visa.{key} = {v[key]!r} is not a URL", tip=f"e.g. {DEFAULTS[key]}")
     return Settings(
-        image_dir=Path(image),
-        build_dir=Path(build_dir).resolve(),
+        image_dir=Path(v["image"]),
+        build_dir=build_dir,
         installer=installer,
         base_image=v["base_image"],
-        mirror=mirror,
-        wheelhouse_port=int(wheelhouse_port),
+        mirror=v["mirror"],
+        wheelhouse_port=wheelhouse_port,
         accelerator=accelerator,
-        base_qcow2=base_qcow2,
+        base_qcow2=v["base_qcow2"],
         base_qcow2_checksum=v["base_qcow2_checksum"],
         disk_size=disk_size,
         index_url=index_url,
         index_ca_bundle=index_ca_bundle,
         fill=fill,
         compression=compression,
-        security_mirror=security_mirror,
+        security_mirror=v["security_mirror"],
         ubuntu_mirror=v["ubuntu_mirror"],
         ubuntu_security_mirror=v["ubuntu_security_mirror"],
-        rebase_days=int(rebase_days),
+        rebase_days=rebase_days,
         releases=v["release_dir"],
-        keep_releases=int(keep_releases),
-        index_allow_http=bool(index_allow_http),
+        keep_releases=keep_releases,
+        index_allow_http=bool(v["index_allow_http"]),
     )
 
 
@@ -243,28 +218,19 @@ class Publishing:
 def make_publishing(**given: Any) -> Publishing:
     """Publishing settings from `given` `visa.*` values (any subset of DEFAULTS), validated once."""
     v = _values(given, "publishing")
-    visibility, keep_archived, min_ram_mib = v["publish_visibility"], v["publish_keep_archived"], v["publish_min_ram"]
-    nightly_publish, nightly_promote = v["nightly_publish"], v["nightly_promote"]
-    if visibility not in get_args(Visibility):
-        raise ConfigError(
-            f"visa.publish_visibility = {visibility!r} is not valid; allowed: {', '.join(get_args(Visibility))}",
-            tip="shared keeps the image to its project and its members; see docs/nightly-and-publishing.md",
-        )
-    if not 0 <= int(keep_archived) <= 100:
-        raise ConfigError(
-            f"visa.publish_keep_archived = {keep_archived!r} is not valid; keep 0-100 images",
-            tip="set INVOKE_VISA_PUBLISH_KEEP_ARCHIVED",
-        )
-    if not 256 <= int(min_ram_mib) <= 1 << 20:
-        raise ConfigError(
-            f"visa.publish_min_ram = {min_ram_mib!r} is not valid; give MiB, e.g. 2048",
-            tip="set INVOKE_VISA_PUBLISH_MIN_RAM",
-        )
-    if nightly_promote and not nightly_publish:
+    visibility = _one_of(
+        v,
+        "publish_visibility",
+        Visibility,
+        "shared keeps the image to its project and its members; see docs/nightly-and-publishing.md",
+    )
+    keep_archived = _within(v, "publish_keep_archived", 0, 100, "keep 0-100 images")
+    min_ram_mib = _within(v, "publish_min_ram", 256, 1 << 20, "give MiB, e.g. 2048")
+    if v["nightly_promote"] and not v["nightly_publish"]:
         raise ConfigError(
             "visa.nightly_promote is on but visa.nightly_publish is off: nothing would be promoted",
             tip="set INVOKE_VISA_NIGHTLY_PUBLISH=1 too, or turn promotion off",
         )
     return Publishing(
-        v["cloud"], visibility, int(keep_archived), int(min_ram_mib), bool(nightly_publish), bool(nightly_promote)
+        v["cloud"], visibility, keep_archived, min_ram_mib, bool(v["nightly_publish"]), bool(v["nightly_promote"])
     )

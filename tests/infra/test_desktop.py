@@ -10,10 +10,8 @@ nothing; on the double it also runs from the host, outside the container.
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Instance
+from tests.helpers import Instance, desktop_token, rsa_key
 from visa_build.image_spec import ImageSpec
 
 VDI_PORTS = (4822, 3389)  # VISA's default VDI protocol GUACD, and its secondary protocol RDP
@@ -174,18 +172,6 @@ class Guacamole:
         self.sock.close()
 
 
-def token(key: Path, user: str, issued: int | None = None) -> str:
-    """VISA's desktop token: "<user>,<unix seconds>;<base64 SHA256withRSA signature of the part before ';'>"."""
-    payload = f"{user},{int(time.time()) if issued is None else issued}"
-    signed = subprocess.run(
-        ["openssl", "dgst", "-sha256", "-sign", str(key), "-binary"],
-        input=payload.encode(),
-        capture_output=True,
-        check=True,
-    ).stdout
-    return f"{payload};{base64.b64encode(signed).decode()}"
-
-
 def rdp(guacd: str, address: str, user: str, password: str, *, until: Callable[[], bool], seconds: float) -> list[str]:
     """Connect to the instance's desktop as VISA does; keep the connection (answering guacd's syncs) until
     `until()` holds or `seconds` pass. Returns the opcodes guacd sent, in order, and ends with any error."""
@@ -259,7 +245,7 @@ def test_the_owner_gets_an_xfce_desktop_through_guacd_with_the_metadata_layout(
         guacd,
         address,
         instance.owner,
-        token(pam_key, instance.owner),
+        desktop_token(pam_key, instance.owner),
         until=lambda: bool(session_pid(host, instance.owner)),
         seconds=SESSION_SECONDS,
     )
@@ -297,21 +283,15 @@ def test_a_bad_token_is_refused_and_the_journal_says_why(
 ) -> None:
     owner, now = instance.owner, int(time.time())
     if case == "61 s old":
-        password = token(pam_key, owner, now - 61)
+        password = desktop_token(pam_key, owner, now - 61)
     elif case == "a token for <owner>2":
-        password = token(pam_key, owner + "2")
+        password = desktop_token(pam_key, owner + "2")
         reason = f"the token is for {owner}2, not {owner}"
     elif case == "a bad signature":
-        good = token(pam_key, owner)
+        good = desktop_token(pam_key, owner)
         password = good[:-6] + ("AAAA" if not good[-6:-2].startswith("AAAA") else "BBBB") + good[-2:]
     else:
-        other = tmp_path / "other.key"
-        subprocess.run(
-            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", str(other)],
-            check=True,
-            capture_output=True,
-        )
-        password = token(other, owner)
+        password = desktop_token(rsa_key(tmp_path / "other.key"), owner)
     since = host.check_output("date +%s")
     refused = lambda: f"refused desktop login of {owner}" in journal_since(host, since)  # noqa: E731
     rdp(guacd, address, owner, password, until=refused, seconds=120)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import IMAGES, REPO
+from tests.helpers import IMAGES, REPO, desktop_token, rsa_key
 from visa_build import build_context, render
 from visa_build.errors import ConfigError
 from visa_build.image_spec import load_image_spec
@@ -78,28 +77,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("keys")
     found = {}
     for name in ("visa", "other"):
-        private = folder / f"{name}.key"
-        subprocess.run(
-            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", str(private)],
-            check=True,
-            capture_output=True,
-        )
+        private = rsa_key(folder / f"{name}.key")
         public = folder / f"{name}.pem"
         subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)], check=True)
         public.chmod(0o644)
         found[name], found[f"{name}.pub"] = private, public
     return found
-
-
-def token(key: Path, user: str, issued: int) -> str:
-    payload = f"{user},{issued}"
-    signed = subprocess.run(
-        ["openssl", "dgst", "-sha256", "-sign", str(key), "-binary"],
-        input=payload.encode(),
-        capture_output=True,
-        check=True,
-    ).stdout
-    return f"{payload};{base64.b64encode(signed).decode()}"
 
 
 def check(public: Path, user: str, password: str) -> tuple[int, str]:
@@ -115,9 +98,10 @@ def check(public: Path, user: str, password: str) -> tuple[int, str]:
 
 
 def test_a_fresh_token_for_the_user_is_accepted(keys: dict[str, Path]) -> None:
-    code, said = check(keys["visa.pub"], "alice", token(keys["visa"], "alice", int(time.time())))
+    code, said = check(keys["visa.pub"], "alice", desktop_token(keys["visa"], "alice", int(time.time())))
     assert code == 0 and "accepted desktop login of alice" in said, said
-    assert len(token(keys["visa"], "alice", int(time.time()))) <= 255, "a 1024-bit token no longer fits xrdp's limit"
+    fits = len(desktop_token(keys["visa"], "alice", int(time.time())))
+    assert fits <= 255, f"a 1024-bit token of {fits} characters no longer fits xrdp's limit of 255"
 
 
 @pytest.mark.parametrize(
@@ -134,11 +118,11 @@ def test_a_fresh_token_for_the_user_is_accepted(keys: dict[str, Path]) -> None:
 def test_a_bad_token_is_refused_with_its_reason(keys: dict[str, Path], case: str, reason: str) -> None:
     now = int(time.time())
     password = {
-        "61 s old": token(keys["visa"], "alice", now - 61),
-        "from the future": token(keys["visa"], "alice", now + 120),
-        "alice2 used as alice": token(keys["visa"], "alice2", now),
-        "a bad signature": token(keys["visa"], "alice", now)[:-8] + "AAAAAAA=",
-        "another key": token(keys["other"], "alice", now),
+        "61 s old": desktop_token(keys["visa"], "alice", now - 61),
+        "from the future": desktop_token(keys["visa"], "alice", now + 120),
+        "alice2 used as alice": desktop_token(keys["visa"], "alice2", now),
+        "a bad signature": desktop_token(keys["visa"], "alice", now)[:-8] + "AAAAAAA=",
+        "another key": desktop_token(keys["other"], "alice", now),
         "not a token": "secret",
     }[case]
     code, said = check(keys["visa.pub"], "alice", password)
@@ -150,7 +134,7 @@ def test_a_key_others_can_write_is_not_trusted(keys: dict[str, Path], tmp_path: 
     writable = tmp_path / "public.pem"
     shutil.copyfile(keys["visa.pub"], writable)
     writable.chmod(0o666)
-    code, said = check(writable, "alice", token(keys["visa"], "alice", int(time.time())))
+    code, said = check(writable, "alice", desktop_token(keys["visa"], "alice", int(time.time())))
     assert code != 0 and "no VISA public key" in said, said
-    code, said = check(tmp_path / "missing.pem", "alice", token(keys["visa"], "alice", int(time.time())))
+    code, said = check(tmp_path / "missing.pem", "alice", desktop_token(keys["visa"], "alice", int(time.time())))
     assert code != 0 and "no VISA public key" in said, said
