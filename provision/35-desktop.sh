@@ -46,5 +46,7 @@ install -D -m 0755 "$files/visa-desktop-metadata" /usr/local/lib/visa/visa-deskt
 install -D -m 0644 "$files/visa-desktop-metadata.service" /etc/systemd/system/visa-desktop-metadata.service
 # xrdp's TLS key is the instance's own, made at its first boot (like ssh host keys), never the image's.
 rm -f /etc/xrdp/key.pem /etc/xrdp/cert.pem
+# xrdp runs as its own user and cannot create its log: it is made at every boot (image cleanup deletes logs).
+install -D -m 0644 "$files/visa-xrdp.tmpfiles" /etc/tmpfiles.d/visa-xrdp.conf
 systemctl enable visa-desktop-metadata.service xrdp.service guacd.service systemd-timesyncd.service >/dev/null
 log "remote desktop: xrdp on 3389, guacd on 4822, VISA token login, XFCE"

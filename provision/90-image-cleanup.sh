@@ -14,8 +14,8 @@ rm -f /etc/network/interfaces.d/50-cloud-init /etc/netplan/50-cloud-init.yaml
 echo localhost >/etc/hostname  # not the build VM's name; cloud-init sets the instance's own
 # Keys cloud-init put in for the build (also root's, which disable_root fills with a refusal prefix).
 rm -f /root/.ssh/authorized_keys
-log "removing SSH host keys and the machine id (regenerated at first boot)"
-rm -f /etc/ssh/ssh_host_*
+log "removing SSH host keys, the remote desktop's TLS key and the machine id (regenerated at first boot)"
+rm -f /etc/ssh/ssh_host_* /etc/xrdp/key.pem /etc/xrdp/cert.pem
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 journalctl --rotate >/dev/null 2>&1 || true

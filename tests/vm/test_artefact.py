@@ -27,6 +27,12 @@ def test_no_ssh_host_keys(image_root: Path) -> None:
     assert keys == [], f"SSH host keys shipped in the image (every instance would share them): {keys}"
 
 
+def test_no_remote_desktop_tls_key(image_root: Path) -> None:
+    """xrdp's TLS key is made at an instance's first boot; the build boot's must not ship."""
+    keys = sorted(p.name for p in (image_root / "etc/xrdp").glob("*.pem"))
+    assert keys == [], f"xrdp's TLS key shipped in the image (every instance would share it): {keys}"
+
+
 def test_machine_id_is_empty(image_root: Path) -> None:
     machine_id = image_root / "etc/machine-id"
     assert machine_id.is_file() and machine_id.read_text() == "", "/etc/machine-id must exist and be empty"
