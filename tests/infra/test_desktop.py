@@ -190,7 +190,7 @@ def rdp(guacd: str, address: str, user: str, password: str, *, until: Callable[[
             "ignore-cert": "true",
             "color-depth": "16",
         }
-        client.send("size", "1280", "800", "96")
+        client.send("size", "1280", "800", "96")  # VISA sends the instance's screenWidth and screenHeight
         client.send("audio")
         client.send("video")
         client.send("image", "image/png")
@@ -218,20 +218,21 @@ def rdp(guacd: str, address: str, user: str, password: str, *, until: Callable[[
     return seen
 
 
+def required(pytestconfig: pytest.Config, option: str) -> str:
+    value = pytestconfig.getoption(option)
+    if not value:
+        pytest.fail(f"{option} is required for a [desktop] image (invoke test-container and test-qcow2 pass it)")
+    return str(value)
+
+
 @pytest.fixture(scope="module")
 def pam_key(pytestconfig: pytest.Config) -> Path:
-    key = pytestconfig.getoption("--visa-pam-key")
-    if not key:
-        pytest.fail("--visa-pam-key is required for a [desktop] image (invoke test-container and test-qcow2 pass it)")
-    return Path(key)
+    return Path(required(pytestconfig, "--visa-pam-key"))
 
 
 @pytest.fixture(scope="module")
 def guacd(pytestconfig: pytest.Config) -> str:
-    found = pytestconfig.getoption("--guacd-address")
-    if not found:
-        pytest.fail("--guacd-address is required for a [desktop] image (invoke test-container and test-qcow2 pass it)")
-    return str(found)
+    return required(pytestconfig, "--guacd-address")
 
 
 def session_pid(host: Any, owner: str) -> str:
@@ -265,7 +266,9 @@ def test_the_owner_gets_an_xfce_desktop_through_guacd_with_the_metadata_layout(
             instance.home,
         )
         journal = host.check_output("journalctl -b -t visa-token --no-pager")
+        sessions = host.check_output("grep 'Starting session' /var/log/xrdp-sesman.log")
     assert "layout:     fr" in query, f"the session's keyboard is not the metadata's {LAYOUT}:\n{query}"
+    assert "width 1280, height 800" in sessions, f"the session is not the connection's size (1280x800):\n{sessions}"
     assert f"accepted desktop login of {instance.owner}" in journal, journal
 
 

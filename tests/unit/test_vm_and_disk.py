@@ -125,16 +125,7 @@ def test_vm_seeds_give_dhcp4_on_the_nic_qemu_makes(tmp_path: Path) -> None:
     network = yaml.safe_load(seed.network_config)
     nic = network["config"][0]
     assert nic["mac_address"] == QEMU_MAC and nic["subnets"] == [{"type": "dhcp"}], "DHCPv4 only (no DHCPv6 wait)"
-    argv = vm.qemu_argv(
-        name="t",
-        disk=tmp_path / "d.qcow2",
-        seed_iso=tmp_path / "s.iso",
-        accel=accelerator.Accel("tcg"),
-        ssh_port=2222,
-        http_port=8888,
-        guest_http_port=8888,
-        serial_log=tmp_path / "s.log",
-    )
+    argv = qemu_argv(tmp_path, tmp_path / "d.qcow2")
     assert f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}" in argv
     assert (vm.write_seed(seed, tmp_path / "seed") / "network-config").read_text() == seed.network_config
 
@@ -167,14 +158,18 @@ def test_a_qcow2_path_with_a_comma_space_or_semicolon_boots_through_its_overlay(
     run(vm.overlay_argv(image, overlay), timeout=60)
     chain = json.loads(run(["qemu-img", "info", "--backing-chain", "--output=json", str(overlay)], timeout=60).output)
     assert [layer["filename"] for layer in chain] == [str(overlay), str(image)], chain
-    argv = vm.qemu_argv(
-        name="t",
-        disk=overlay,
-        seed_iso=tmp_path / "s.iso",
-        accel=accelerator.Accel("tcg"),
-        ssh_port=1,
-        http_port=2,
-        guest_http_port=3,
-        serial_log=tmp_path / "serial.log",
-    )
+    argv = qemu_argv(tmp_path, overlay)
     assert not any(str(folder) in arg for arg in argv), "QEMU's options must not carry the --qcow2 path"
+
+
+def qemu_argv(folder: Path, disk: Path) -> list[str]:
+    """A test VM's QEMU command for `disk`, with its other files in `folder`."""
+    ports = {"ssh_port": 2222, "http_port": 8888, "guest_http_port": 8888}
+    return vm.qemu_argv(
+        name="t",
+        disk=disk,
+        seed_iso=folder / "s.iso",
+        accel=accelerator.Accel("tcg"),
+        serial_log=folder / "s.log",
+        **ports,
+    )
