@@ -40,6 +40,10 @@ TEST_TOOLS: dict[str, str] = {
     # ... against the headers of the interpreter that runs visa-build (read, not assumed)
     str(Path(sysconfig.get_paths()["include"]) / "Python.h"): "python3-dev",
 }
+#: Every systemd in a container (a double, the crafted doubles of tests/double) takes about 7 of root's inotify
+#: instances; the kernel's default of 128 makes the 30-odd doubles `test` runs side by side exit at start.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+MIN_INOTIFY_INSTANCES = 1024
 MIN_FREE_GIB = 25  # ./visa-build test and the full specs' builds leave about 20 GB (build/, Docker's images)
 DOCKERD_LOG = "/var/log/visa-build-dockerd.log"
 
@@ -79,6 +83,15 @@ def examine(build_dir: Path, *, for_tests: bool = False) -> list[Finding]:
             "docker engine", docker_ok, "answers" if docker_ok else "no answer", f"start dockerd (log {DOCKERD_LOG})"
         )
     )
+    instances = int(INOTIFY_INSTANCES.read_text())
+    findings.append(
+        Finding(
+            "inotify instances",
+            instances >= MIN_INOTIFY_INSTANCES,
+            f"fs.inotify.max_user_instances = {instances}",
+            f"sysctl -w fs.inotify.max_user_instances={MIN_INOTIFY_INSTANCES} (systemd in each container double)",
+        )
+    )
     probe = build_dir if build_dir.exists() else build_dir.parent
     free = shutil.disk_usage(probe).free / 2**30
     findings.append(
@@ -94,7 +107,8 @@ def examine(build_dir: Path, *, for_tests: bool = False) -> list[Finding]:
 
 
 def fix(findings: list[Finding], *, runner: Runner = run) -> None:
-    """Install missing packages (apt) and start the Docker engine when it does not answer."""
+    """Install missing packages (apt), allow enough inotify instances for the doubles' systemd, and start the
+    Docker engine when it does not answer."""
     packages = sorted(
         {{**BUILD_TOOLS, **TEST_TOOLS}[f.check.split()[1]] for f in findings if f.check.startswith("tool") and not f.ok}
     )
@@ -103,6 +117,10 @@ def fix(findings: list[Finding], *, runner: Runner = run) -> None:
             env = {"DEBIAN_FRONTEND": "noninteractive"}
             runner(["apt-get", "update", "-qq"], timeout=600, env=env, on_line=progress.line)
             runner(["apt-get", "install", "-y", "-qq", *packages], timeout=1800, env=env, on_line=progress.line)
+    if any(f.check == "inotify instances" and not f.ok for f in findings):
+        was = INOTIFY_INSTANCES.read_text().strip()
+        progress.note(f"setting fs.inotify.max_user_instances = {MIN_INOTIFY_INSTANCES} (was {was})")
+        INOTIFY_INSTANCES.write_text(f"{MIN_INOTIFY_INSTANCES}\n")
     if not _docker_answers():
         with progress.step("Starting the Docker engine (dockerd)"):
             daemon(["dockerd"], log_path=DOCKERD_LOG)
