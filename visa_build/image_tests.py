@@ -52,7 +52,8 @@ def test_container(
     leftovers.reap(settings.build_dir)
     instance_id, owner = random_instance_id(), "visauser"
     logs = settings.log_dir
-    with _desktop_key(spec, settings) as (meta, desktop_args):
+    with _key_folder(settings) as keys:
+        meta, desktop_args = _desktop_meta(spec, keys)
         seed = nocloud_seed(visa_meta(instance_id, owner, **meta), create_user=owner)
         with running_double(tag, seed, log_dir=logs, purpose="suite") as double:
             status_url = f"http://{double.address}:{spec.service.port}/jupyter/{instance_id}/api/status"
@@ -68,18 +69,22 @@ def test_container(
     return TestReport(tag, instance_id, owner, waited, suite)
 
 
-@contextlib.contextmanager
-def _desktop_key(spec: ImageSpec, settings: Settings) -> Iterator[tuple[dict[str, str], list[str]]]:
-    """For a spec with a [desktop]: a fresh key for VISA's desktop tokens, as metadata (pamPublicKey, and a
-    keyboardLayout other than the default) and as the suite's option; nothing otherwise."""
+def _desktop_meta(spec: ImageSpec, keys: Path) -> tuple[dict[str, str], list[str]]:
+    """For a spec with a [desktop]: a fresh key for VISA's desktop tokens in `keys`, as metadata (pamPublicKey,
+    and a keyboardLayout other than the default) and as the suite's option; nothing otherwise."""
     if spec.desktop is None:
-        yield {}, []
-        return
+        return {}, []
+    private, public = pam_keypair(keys)
+    return {"pam_public_key": public, "keyboard_layout": DESKTOP_TEST_LAYOUT}, [f"--visa-pam-key={private}"]
+
+
+@contextlib.contextmanager
+def _key_folder(settings: Settings) -> Iterator[Path]:
+    """A private folder under build_dir for a test instance's keys, removed afterwards."""
     settings.build_dir.mkdir(parents=True, exist_ok=True)
     keys = Path(tempfile.mkdtemp(prefix="pam-key-", dir=settings.build_dir))
     try:
-        private, public = pam_keypair(keys)
-        yield {"pam_public_key": public, "keyboard_layout": DESKTOP_TEST_LAYOUT}, [f"--visa-pam-key={private}"]
+        yield keys
     finally:
         shutil.rmtree(keys, ignore_errors=True)
 
@@ -164,6 +169,7 @@ class Instance:
     seconds_to_ssh: float
     seconds_to_status: float
     keys: Path  # the test user's private key and ssh config live here (removed afterwards)
+    desktop_args: tuple[str, ...] = ()  # the suite's options for a [desktop] image (its token key)
 
 
 @contextlib.contextmanager
@@ -179,9 +185,7 @@ def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterato
     try:
         private_key, public = vm.keypair(keys)
         login = Login(TEST_USER, public)
-        meta = {}
-        if spec.desktop is not None:
-            meta = {"pam_public_key": pam_keypair(keys)[1], "keyboard_layout": DESKTOP_TEST_LAYOUT}
+        meta, desktop_args = _desktop_meta(spec, keys)
         seed = nocloud_seed(visa_meta(instance_id, owner, **meta), create_user=owner, login=login)
         boot = vm.booted_vm(
             qcow2,
@@ -200,7 +204,8 @@ def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterato
             status_url = f"http://127.0.0.1:{guest.http_port}/jupyter/{instance_id}/api/status"
             with progress.step(f"Waiting for /jupyter/{instance_id}/api/status (owner {owner} created late)"):
                 _wait_for_server(guest, status_url, timeout=SERVER_START_TIMEOUT * accel.slowdown)
-            yield Instance(guest, accel, instance_id, owner, status_url, to_ssh, time.monotonic() - started, keys)
+            seconds = time.monotonic() - started
+            yield Instance(guest, accel, instance_id, owner, status_url, to_ssh, seconds, keys, tuple(desktop_args))
     finally:
         shutil.rmtree(keys, ignore_errors=True)
 
@@ -229,11 +234,8 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
             f"--qcow2={qcow2}",
             f"--boot-timeout={300 * instance.accel.slowdown}",
         ]
-        if spec.desktop is not None:
-            target += [
-                f"--visa-pam-key={instance.keys / 'visa-pam.key'}",
-                f"--guacd-address=127.0.0.1:{guest.guacd_port}",
-            ]
+        if instance.desktop_args:
+            target += [*instance.desktop_args, f"--guacd-address=127.0.0.1:{guest.guacd_port}"]
         record = double_image_file(qcow2)
         if record.is_file():  # natively filled: its container double can be compared with it
             target.append(f"--double-image={record.read_text().strip()}")

@@ -79,7 +79,7 @@ def open_from_here(address: str) -> Callable[[int], bool]:
 
 
 @pytest.fixture
-def stopped(host: Any, jupyter: str) -> Iterator[Callable[[str], None]]:
+def stopped(host: Any, instance: Instance) -> Iterator[Callable[[str], None]]:
     """stopped(unit): stop a unit for the test; it is started again afterwards, JupyterLab waited for."""
     units: list[str] = []
 
@@ -92,21 +92,14 @@ def stopped(host: Any, jupyter: str) -> Iterator[Callable[[str], None]]:
     with host.sudo():
         for unit in units:
             host.check_output("systemctl start %s", unit)
+    status = f"http://127.0.0.1:8888/jupyter/{instance.id}/api/status"
+    fetch = f"import urllib.request as u; u.urlopen({status!r}, timeout=5)"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if (
-            host.run("python3 -c %s", f"import urllib.request as u; u.urlopen({jupyter_local(host)!r}, timeout=5)").rc
-            == 0
-        ):
+        if host.run("python3 -c %s", fetch).rc == 0:
             return
         time.sleep(3)
     pytest.fail("JupyterLab did not come back after the test started it again")
-
-
-def jupyter_local(host: Any) -> str:
-    with host.sudo():
-        meta = json.loads(host.check_output("cloud-init query ds.meta_data.meta"))
-    return f"http://127.0.0.1:8888/jupyter/{meta['id']}/api/status"
 
 
 def test_visa_sees_the_instance_active_with_jupyterlab(host: Any, address: str, pytestconfig: pytest.Config) -> None:
