@@ -165,7 +165,16 @@ class Guacamole:
         self.sock.close()
 
 
-def rdp(guacd: str, address: str, user: str, password: str, *, until: Callable[[], bool], seconds: float) -> list[str]:
+def rdp(
+    guacd: str,
+    address: str,
+    user: str,
+    password: str,
+    *,
+    until: Callable[[], bool],
+    seconds: float,
+    screen: tuple[str, str] = ("1280", "800"),
+) -> list[str]:
     """Connect to the instance's desktop as VISA does; keep the connection (answering guacd's syncs) until
     `until()` holds or `seconds` pass. Returns the opcodes guacd sent, in order, and ends with any error."""
     client = Guacamole(guacd)
@@ -183,7 +192,7 @@ def rdp(guacd: str, address: str, user: str, password: str, *, until: Callable[[
             "ignore-cert": "true",
             "color-depth": "16",
         }
-        client.send("size", "1280", "800", "96")  # VISA sends the instance's screenWidth and screenHeight
+        client.send("size", *screen, "96")  # VISA sends the instance's screenWidth and screenHeight
         client.send("audio")
         client.send("video")
         client.send("image", "image/png")
@@ -235,6 +244,9 @@ def session_pid(host: Any, owner: str) -> str:
 def test_the_owner_gets_an_xfce_desktop_through_guacd_with_the_metadata_layout(
     host: Any, instance: Instance, address: str, guacd: str, pam_key: Path
 ) -> None:
+    with host.sudo():  # VISA sizes the connection from the instance's metadata
+        width = host.check_output("cloud-init query ds.meta_data.meta.screenWidth")
+        height = host.check_output("cloud-init query ds.meta_data.meta.screenHeight")
     seen = rdp(
         guacd,
         address,
@@ -242,6 +254,7 @@ def test_the_owner_gets_an_xfce_desktop_through_guacd_with_the_metadata_layout(
         desktop_token(pam_key, instance.owner),
         until=lambda: bool(session_pid(host, instance.owner)),
         seconds=SESSION_SECONDS,
+        screen=(width, height),
     )
     assert "ready" in seen, f"guacd never said ready: {seen[:20]}"
     after = seen[seen.index("ready") :]
@@ -261,7 +274,9 @@ def test_the_owner_gets_an_xfce_desktop_through_guacd_with_the_metadata_layout(
         journal = host.check_output("journalctl -b -t visa-token --no-pager")
         sessions = host.check_output("grep 'Starting session' /var/log/xrdp-sesman.log")
     assert "layout:     fr" in query, f"the session's keyboard is not the metadata's {LAYOUT}:\n{query}"
-    assert "width 1280, height 800" in sessions, f"the session is not the connection's size (1280x800):\n{sessions}"
+    assert f"width {width}, height {height}" in sessions, (
+        f"the session is not the metadata's {width}x{height}:\n{sessions}"
+    )
     assert f"accepted desktop login of {instance.owner}" in journal, journal
 
 
