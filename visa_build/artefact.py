@@ -22,6 +22,11 @@ def sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def checksum(path: Path) -> str:
+    """The verified artefact's checksum as Packer takes it: sha256:<hex>, read from its sidecar."""
+    return "sha256:" + sidecar(path).read_text().split()[0]
+
+
 def key_of(*parts: str | bytes) -> str:
     """A short hash of every input of a stage (order matters)."""
     digest = hashlib.sha256()

@@ -29,19 +29,14 @@ def _write(path: Path, text: str) -> None:
 def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") -> Path:
     """Lay out `destination` as provision/, spec/ and docker/ (spec/ with the index's CA bundle when one is
     given); returns it."""
+    files = render.spec_files(spec)
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(REPO / "provision", destination / "provision")
     shutil.copytree(REPO / "docker", destination / "docker")
     spec_dir = destination / "spec"
-    _write(spec_dir / "jupyterlab.txt", render.pins_file(spec.jupyterlab.pins))
-    _write(spec_dir / "data-analysis.txt", render.pins_file(spec.data_analysis.pins))
-    _write(spec_dir / "jupyterlab.lock", spec.jupyterlab.lock.read_text())  # hashes for the pip-index installer
-    _write(spec_dir / "data-analysis.lock", spec.data_analysis.lock.read_text())
-    _write(spec_dir / "jupyter_server_config.py", render.jupyter_server_config(spec))
-    _write(spec_dir / "visa-jupyter.env", render.service_env(spec))
-    _write(spec_dir / "jupyterlab-overrides.json", render.lab_overrides(spec))
-    _write(spec_dir / "jupyterlab-disabled.txt", render.disabled_extensions(spec))
+    for name, text in files.items():
+        _write(spec_dir / name, text)
     (spec_dir / "desktop").mkdir()  # always there: the Dockerfile copies it
     if spec.desktop and spec.desktop.guacd_deb:
         shutil.copyfile(spec.desktop.guacd_deb, spec_dir / render.GUACD_DEB)

@@ -55,6 +55,20 @@ def pins_file(pins: tuple[Pin, ...]) -> str:
     return "".join(f"{pin}\n" for pin in sorted(pins, key=lambda pin: pin.name))
 
 
+def spec_files(spec: ImageSpec) -> dict[str, str]:
+    """Every file the build context's spec/ folder holds for `spec`, by name, rendered before any is written."""
+    return {
+        "jupyterlab.txt": pins_file(spec.jupyterlab.pins),
+        "data-analysis.txt": pins_file(spec.data_analysis.pins),
+        "jupyterlab.lock": spec.jupyterlab.lock.read_text(),  # hashes for the pip-index installer
+        "data-analysis.lock": spec.data_analysis.lock.read_text(),
+        "jupyter_server_config.py": jupyter_server_config(spec),
+        "visa-jupyter.env": service_env(spec),
+        "jupyterlab-overrides.json": lab_overrides(spec),
+        "jupyterlab-disabled.txt": disabled_extensions(spec),
+    }
+
+
 SPEC_DIR = "/opt/visa/build/spec"
 #: The index's CA bundle in the build context's spec/ (installer pip-index); removed with /opt/visa/build.
 INDEX_CA_FILE = "index-ca.crt"

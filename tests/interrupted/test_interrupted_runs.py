@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,15 +91,14 @@ class Run:
     def __init__(self, build: Path, settings: dict[str, str]) -> None:
         self.master, slave = os.openpty()
         env = {**os.environ, "NO_COLOR": "1", "INVOKE_VISA_BUILD_DIR": str(build), **settings}
+        terminal: dict[str, Any] = {"stdin": slave, "stdout": slave, "stderr": slave}
         self.proc = subprocess.Popen(
             ["./visa-build", "build-qcow2", "--image", SPEC],
             cwd=REPO,
             env=env,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
             start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the pty becomes its controlling terminal
+            **terminal,
         )
         os.close(slave)
         self.lines: list[str] = []

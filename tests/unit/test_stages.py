@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import IMAGES
-from visa_build import qcow2, stages
+from visa_build import in_guest, qcow2, stages
 from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.settings import Settings, make_settings
 
@@ -40,7 +40,7 @@ def _settings(tmp_path: Path, **overrides: str) -> Settings:
 
 def _keys(images: Path, settings: Settings, base: tuple[str, str] = BASE, state: str = "s1") -> dict[str, str]:
     spec: ImageSpec = load_image_spec(images / "ci")
-    keys = qcow2.stage_keys(spec, settings, qcow2.qcow2_context(spec, settings), base, state)
+    keys = in_guest.stage_keys(spec, settings, qcow2.qcow2_context(spec, settings), base, state)
     return dict(zip((stage.name for stage in stages.STAGES), keys, strict=True))
 
 
