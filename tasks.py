@@ -311,6 +311,10 @@ def _pytest_step(title: str, args: list[str], build_dir: Path) -> None:
             raise Exit(f"ERROR {title}: failed (pytest exit code {code}); the findings are printed above", code=1)
 
 
+#: The CI image whose qcow2 `test` also boots through Nova's metadata service, a config drive and nocloud-net.
+DATASOURCE_BOOTS_IMAGE = "ci-noble"
+
+
 @task(pre=[test_unit])
 def test(c: Context) -> None:
     """Run every test: unit, publishing, both targets of the CI images, interrupted runs, the nightly.
@@ -333,7 +337,10 @@ def test(c: Context) -> None:
         build_dir,
     )
     for image in _spec_list(c.config.visa.test_qcow2_images):
-        test_qcow2(c, image=image)
+        # The three metadata-path boots of tests/vm (Nova's service, a config drive, nocloud-net) for one image
+        # only: the desktop one, whose key they also check. The others boot through NoCloud, as before.
+        boots = "" if Path(image).name == DATASOURCE_BOOTS_IMAGE else "--datasource-boots="
+        test_qcow2(c, image=image, pytest_args=boots)
     _pytest_step(
         "Builds stopped by SIGTERM and SIGHUP in each step leave nothing behind (tests/interrupted)",
         ["tests/interrupted"],

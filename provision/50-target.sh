@@ -20,6 +20,16 @@ CFG
       getty@tty1.service serial-getty@.service console-getty.service systemd-networkd-wait-online.service \
       systemd-resolved.service
     ;;
-  vm) ;;
+  vm)
+    # On OpenStack, cloud-init asks Nova's metadata service once by default: one 500 from a busy service at
+    # boot leaves the instance without its metadata (no owner, no JupyterLab). Keep asking for two minutes.
+    cat >/etc/cloud/cloud.cfg.d/90-visa-openstack.cfg <<'CFG'
+datasource:
+  OpenStack:
+    max_wait: 120
+    timeout: 10
+    retries: 5
+CFG
+    ;;
   *) die "VISA_TARGET=$VISA_TARGET is not one of: container, vm" ;;
 esac

@@ -30,6 +30,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--build-public-key", help="public key the image build logged in with (must be gone)")
     group.addoption("--visa-pam-key", help="private key of the target's pamPublicKey (a [desktop] image's tokens)")
     group.addoption("--guacd-address", help="host:port that reaches the target's guacd (a [desktop] image)")
+    group.addoption("--accelerator", default="tcg", help="kvm or tcg: what the suite's own VM boots run under")
+    group.addoption(
+        "--datasource-boots",
+        default="nova,config-drive,nocloud-net",
+        help="tests/vm boots the qcow2 through each of these metadata paths (comma-separated; empty: none)",
+    )
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
     group.addoption(
         "--side-by-side",

@@ -233,6 +233,8 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
             f"--build-public-key={build_key}",
             f"--qcow2={qcow2}",
             f"--boot-timeout={300 * instance.accel.slowdown}",
+            f"--accelerator={instance.accel.name}",
+            f"--visa-build-dir={settings.build_dir}",
         ]
         if instance.desktop_args:
             target += [*instance.desktop_args, f"--guacd-address=127.0.0.1:{guest.guacd_port}"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError
 from .process import Runner, run
 
 #: The NIC of the build and test VMs (QEMU's default MAC, set explicitly by vm.py; Packer uses the same).
@@ -68,6 +70,29 @@ def visa_meta(
         "proposals": "9-12-345",
         "pamPublicKey": pam_public_key,
     }
+
+
+#: Nova refuses server metadata whose key or value is longer than this (HTTP 400 when VISA creates the server).
+NOVA_METADATA_LIMIT = 255
+
+
+def nova_metadata(meta: Mapping[str, object]) -> dict[str, str]:
+    """`meta` as Nova takes server metadata: every value a string of at most 255 characters, or a ConfigError
+    naming the key (a 1024-bit RSA key's PEM is 272 characters: give its base64 body, see pem_body)."""
+    for key, value in meta.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"metadata {key} is a {type(value).__name__}, not a string", tip="VISA sends strings")
+        if len(key) > NOVA_METADATA_LIMIT or len(value) > NOVA_METADATA_LIMIT:
+            raise ConfigError(
+                f"metadata {key} is {len(value)} characters: Nova refuses more than {NOVA_METADATA_LIMIT}",
+                tip="for pamPublicKey, give the key's base64 body alone (the image accepts it as well as PEM)",
+            )
+    return {key: str(value) for key, value in meta.items()}
+
+
+def pem_body(pem: str) -> str:
+    """A PEM block's base64 body on one line, without its BEGIN/END lines: what fits Nova's limit."""
+    return "".join(line.strip() for line in pem.splitlines() if line.strip() and not line.startswith("-----"))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Boot a qcow2 through a throw-away overlay with a NoCloud seed; wait for ssh; always stopped afterwards."""
+"""Boot a qcow2 through a throw-away overlay with a NoCloud seed or another platform's metadata; wait for ssh;
+always stopped afterwards."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ SSH_OPTIONS = (
 GUACD_PORT = 4822
 
 
+@dataclass(frozen=True)
+class Platform:
+    """How the VM's platform hands cloud-init its metadata besides a NoCloud seed: SMBIOS type 1 fields (how
+    cloud-init tells OpenStack or a nocloud-net serial), more options of QEMU's user network (an address range,
+    guest forwards to a metadata service) and a disk of its own (a config drive)."""
+
+    smbios: str = ""  # e.g. "manufacturer=OpenStack Foundation,product=OpenStack Nova"
+    network: str = ""  # appended to -netdev user,..., e.g. "net=169.254.0.0/16,guestfwd=..."
+    drive: Path | None = None  # an ISO attached as a CD-ROM, e.g. an OpenStack config drive
+
+
 def keypair(directory: Path, *, runner: Runner = run) -> tuple[Path, str]:
     """A fresh ed25519 key in `directory` (private key path, public key line)."""
     private = directory / "id_ed25519"
@@ -77,20 +89,24 @@ def qemu_argv(
     *,
     name: str,
     disk: Path,
-    seed_iso: Path,
+    seed_iso: Path | None,
     accel: Accel,
     ssh_port: int,
     http_port: int,
     guest_http_port: int,
     serial_log: Path,
     guacd_port: int = 0,
+    platform: Platform = Platform(),
     cpus: int = 2,
     memory_mib: int = 4096,
 ) -> list[str]:
     """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter (and guacd when
-    `guacd_port` is given) to 127.0.0.1."""
+    `guacd_port` is given) to 127.0.0.1; the NoCloud `seed_iso` and the `platform`'s SMBIOS, network and drive
+    when given."""
     forwards = f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
     forwards += f",hostfwd=tcp:127.0.0.1:{guacd_port}-:{GUACD_PORT}" if guacd_port else ""
+    forwards += f",{platform.network}" if platform.network else ""
+    cdroms = [iso for iso in (seed_iso, platform.drive) if iso is not None]
     return [
         "qemu-system-x86_64",
         "-name",
@@ -111,8 +127,8 @@ def qemu_argv(
         f"file:{serial_log}",
         "-drive",
         f"file={disk},if=virtio,format=qcow2,discard=unmap",
-        "-drive",
-        f"file={seed_iso},if=virtio,media=cdrom,readonly=on",
+        *(arg for iso in cdroms for arg in ("-drive", f"file={iso},if=virtio,media=cdrom,readonly=on")),
+        *(["-smbios", f"type=1,{platform.smbios}"] if platform.smbios else []),
         "-netdev",
         f"user,id=net0,{forwards}",
         "-device",
@@ -232,7 +248,7 @@ def wait_for_ssh(vm: BootedVM, *, timeout: float, runner: Runner = run) -> float
 @contextlib.contextmanager
 def booted_vm(
     qcow2: Path,
-    seed: Seed,
+    seed: Seed | None,
     login: tuple[Login, Path],
     *,
     accel: Accel,
@@ -240,10 +256,12 @@ def booted_vm(
     work_root: Path,
     log_dir: Path,
     guest_http_port: int,
+    platform: Platform = Platform(),
     runner: Runner = run,
 ) -> Iterator[BootedVM]:
-    """Boot `qcow2` through an overlay (the artefact is never written) with `seed`; always stopped and
-    removed afterwards. The serial console log is kept in `log_dir` when the block fails."""
+    """Boot `qcow2` through an overlay (the artefact is never written) with `seed` on a NoCloud disk (none when
+    the `platform` gives the metadata); always stopped and removed afterwards. The serial console log is kept
+    in `log_dir` when the block fails."""
     work_root.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work_root))
@@ -252,8 +270,10 @@ def booted_vm(
     try:
         overlay = work / "overlay.qcow2"
         runner(overlay_argv(qcow2, overlay), timeout=60)
-        iso = work / "seed.iso"
-        runner(seed_iso_argv(write_seed(seed, work / "seed"), iso), timeout=60)
+        iso = None
+        if seed is not None:
+            iso = work / "seed.iso"
+            runner(seed_iso_argv(write_seed(seed, work / "seed"), iso), timeout=60)
         ssh_port, http_port, guacd_port = free_port(), free_port(), free_port()
         argv = qemu_argv(
             name=name,
@@ -265,6 +285,7 @@ def booted_vm(
             guest_http_port=guest_http_port,
             serial_log=serial,
             guacd_port=guacd_port,
+            platform=platform,
         )
         with background(argv, log_path=str(work / "qemu.log")) as qemu:
             yield BootedVM(name, ssh_port, http_port, serial, login[1], login[0].user, qemu, guacd_port)

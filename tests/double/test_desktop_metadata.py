@@ -37,7 +37,7 @@ def token_check(double: RunningDouble, user: str, token: str) -> tuple[int, str]
 
 @pytest.mark.parametrize(
     ("case", "message"),
-    [(NO_DESKTOP_METADATA, "has no pamPublicKey"), (NOT_PEM, "pamPublicKey is not a PEM public key")],
+    [(NO_DESKTOP_METADATA, "has no pamPublicKey"), (NOT_PEM, "pamPublicKey is not a public key")],
 )
 def test_token_login_is_refused_without_a_valid_key_and_the_journal_says_why(
     crafted: Callable[[str], RunningDouble], case: str, message: str

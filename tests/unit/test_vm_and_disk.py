@@ -6,6 +6,7 @@ import json
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -164,12 +165,6 @@ def test_a_qcow2_path_with_a_comma_space_or_semicolon_boots_through_its_overlay(
 
 def qemu_argv(folder: Path, disk: Path) -> list[str]:
     """A test VM's QEMU command for `disk`, with its other files in `folder`."""
-    ports = {"ssh_port": 2222, "http_port": 8888, "guest_http_port": 8888}
-    return vm.qemu_argv(
-        name="t",
-        disk=disk,
-        seed_iso=folder / "s.iso",
-        accel=accelerator.Accel("tcg"),
-        serial_log=folder / "s.log",
-        **ports,
-    )
+    accel, serial = accelerator.Accel("tcg"), folder / "s.log"
+    ports: dict[str, Any] = {"ssh_port": 2222, "http_port": 8888, "guest_http_port": 8888}
+    return vm.qemu_argv(name="t", disk=disk, seed_iso=folder / "s.iso", accel=accel, serial_log=serial, **ports)
