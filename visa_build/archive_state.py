@@ -1,17 +1,25 @@
 """The Debian archive's state: the InRelease files of a release, its -updates and its -security suites. Their
 digests are inputs of the image's cache keys, so a night with no Debian change rebuilds nothing and a night
-with one rebuilds only the image's thin Debian-updates layer (apt itself checks the signatures it installs by)."""
+with one rebuilds only the image's thin Debian-updates layer. Each InRelease is trusted only when gpgv verifies
+it against the archive keyring and its Valid-Until has not passed, so a mirror cannot hide a security update by
+replaying an old one (apt itself checks the signatures it installs by)."""
 
 from __future__ import annotations
 
 import hashlib
 import lzma
+import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import requests
 
+from .archive_keyring import DEBIAN_KEYRING
 from .base_rootfs import Sources
 from .errors import VisaBuildError
+from .process import Runner, run
 
 TIMEOUT = 30
 
@@ -30,9 +38,17 @@ def inrelease_urls(sources: Sources) -> list[tuple[str, str]]:
     return [(suite, f"{url.rstrip('/')}/dists/{suite}/InRelease") for url, suite in suites]
 
 
-def read_state(sources: Sources, *, session: requests.Session | None = None) -> tuple[SuiteState, ...]:
-    """The current state of each suite, read from the mirrors; VisaBuildError when one cannot be read."""
+def read_state(
+    sources: Sources,
+    *,
+    session: requests.Session | None = None,
+    runner: Runner = run,
+    now: datetime | None = None,
+) -> tuple[SuiteState, ...]:
+    """The current state of each suite, read from the mirrors and verified with the archive keyring (`now`: the
+    clock Valid-Until is checked against); VisaBuildError when one cannot be read or verified."""
     http = session or requests.Session()
+    keyring = Path(sources.keyring) if sources.keyring else DEBIAN_KEYRING
     states = []
     for suite, url in inrelease_urls(sources):
         try:
@@ -47,11 +63,48 @@ def read_state(sources: Sources, *, session: requests.Session | None = None) -> 
                 f"{url} answered HTTP {response.status_code}, not an InRelease file",
                 tip="check visa.mirror / visa.security_mirror and the release name",
             )
-        date = next(
-            (line.split(":", 1)[1].strip() for line in response.text.splitlines() if line.startswith("Date:")), ""
-        )
-        states.append(SuiteState(suite, url, date, hashlib.sha256(response.content).hexdigest()))
+        fields = verified_fields(response.content, url, keyring, now=now or datetime.now(UTC), runner=runner)
+        states.append(SuiteState(suite, url, fields.get("Date", ""), hashlib.sha256(response.content).hexdigest()))
     return tuple(states)
+
+
+def verified_fields(
+    inrelease: bytes, url: str, keyring: Path, *, now: datetime, runner: Runner = run
+) -> dict[str, str]:
+    """The header fields of an InRelease file, read from the text its signature covers: VisaBuildError unless gpgv
+    finds a good signature by a key of `keyring`, and none bad, and its Valid-Until (if any) is after `now`."""
+    with tempfile.TemporaryDirectory(prefix="visa-inrelease-") as work:
+        signed, text = Path(work, "InRelease"), Path(work, "signed")
+        signed.write_bytes(inrelease)
+        argv = ["gpgv", "--status-fd", "1", "--keyring", str(keyring), "--output", str(text), str(signed)]
+        status = [
+            line.split()[1] for line in runner(argv, timeout=60, check=False).lines if line.startswith("[GNUPG:] ")
+        ]
+        if "GOODSIG" not in status or {"BADSIG", "EXPKEYSIG", "REVKEYSIG"} & set(status):
+            said = ", ".join(s for s in status if s.endswith(("SIG", "PUBKEY"))) or "no signature"
+            raise VisaBuildError(
+                f"{url} is not signed by the archive keyring {keyring} (gpgv: {said})",
+                tip="the mirror serves a damaged or forged InRelease: use another visa.mirror / visa.security_mirror",
+            )
+        header = text.read_text(errors="replace").split("\n\n", 1)[0]
+    fields = dict(line.split(": ", 1) for line in header.splitlines() if ": " in line and not line.startswith(" "))
+    _check_valid_until(fields.get("Valid-Until"), url, now)
+    return fields
+
+
+def _check_valid_until(valid_until: str | None, url: str, now: datetime) -> None:
+    """VisaBuildError when the suite's Valid-Until has passed (or cannot be read): a replayed, stale InRelease."""
+    if valid_until is None:
+        return
+    try:
+        expired = parsedate_to_datetime(valid_until) <= now
+    except (TypeError, ValueError):
+        expired = True
+    if expired:
+        raise VisaBuildError(
+            f"{url} expired (Valid-Until: {valid_until}; now {now.astimezone(UTC):%a, %d %b %Y %H:%M:%S} UTC)",
+            tip="the mirror is stale or replays an old InRelease: use an up-to-date visa.mirror / visa.security_mirror",
+        )
 
 
 def state_key(states: tuple[SuiteState, ...]) -> str:

@@ -31,6 +31,7 @@ BUILD_TOOLS: dict[str, str] = {
     "mkfs.ext4": "e2fsprogs",
     "sfdisk": "fdisk",  # the VM tests find the root partition of an image with it
     "openssl": "openssl",  # Ubuntu keyring checks; test instances of a [desktop] image get a token key
+    "gpgv": "gpgv",  # verifies each suite's InRelease before the archive's state is trusted
 }
 #: What this repository's own tests need beyond a build host (test-unit and test).
 TEST_TOOLS: dict[str, str] = {

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from . import archive_state, artefact, image_inputs, image_tests, progress, qcow2
+from . import archive_state, artefact, image_inputs, image_tests, mounts, progress, qcow2
 from .errors import VisaBuildError
 from .image_spec import ImageSpec
-from .release import build_json, changes, manifest, record, sbom
+from .release import build_json, changes, fixes, manifest, record, sbom
 from .settings import Settings
 from .wheelhouse import ensure_wheelhouse
 
@@ -94,6 +94,8 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     except VisaBuildError as error:  # the release stands; only the (security) marks are missing
         progress.note(f"{spec.name}: CHANGES.md without security marks: {error}")
         security = {}
+    parts = changes.between(previous, image) if previous else None
+    fixed = _security_fixes(built.path, changes.security_updates(parts, security), work, spec)
     name = record.folder_name(started, state, failed=False)
     title = f"Changes of {spec.name} {name} ({why})"
     files = {
@@ -103,7 +105,7 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
         "manifest.json": manifest.to_json(image),
         "manifest.md": manifest.to_markdown(image),
         "sbom.cdx.json": sbom.to_json(image),
-        "CHANGES.md": changes.to_markdown(title, changes.between(previous, image) if previous else None, security),
+        "CHANGES.md": changes.to_markdown(title, parts, security, fixed),
         **{f"junit/{target}.xml": path for target, path in junit.items()},
         **{f"logs/{log.name}": log for log in _logs_since(settings.log_dir, clock)},
     }
@@ -112,6 +114,20 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     record.write_last_check(root, {**check, "verdict": "released", "release": f"release {name}"})
     _prune(root, spec, settings)
     return Night(spec.name, "released", f"{spec.name}: released {folder} ({why})", folder)
+
+
+def _security_fixes(
+    qcow2_path: Path, updates: list[tuple[str, str, str]], work: Path, spec: ImageSpec
+) -> dict[str, list[str] | None]:
+    """{package: CVE ids} of each security update, read from the changelogs in the image's own root filesystem."""
+    if not updates:
+        return {}
+    try:
+        with mounts.mounted_root(qcow2_path, scratch=work / "changelogs") as root:
+            return fixes.read_fixes(root, updates)
+    except VisaBuildError as error:  # the release stands; only the CVE ids are missing
+        progress.note(f"{spec.name}: CHANGES.md without the CVEs its security updates fix: {error}")
+        return {}
 
 
 def _prune(root: Path, spec: ImageSpec, settings: Settings) -> None:

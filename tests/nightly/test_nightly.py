@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
-from visa_build import nightly, publish
+from visa_build import archive_state, image_inputs, mounts, nightly, publish
 from visa_build.image_spec import load_image_spec
-from visa_build.release import record
-from visa_build.settings import make_settings
+from visa_build.release import changes, fixes, record
+from visa_build.settings import Settings, make_settings
 
 
 def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_once(
@@ -61,6 +61,7 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
     assert sum(p.startswith("pkg:deb/debian/") for p in purls) == len(image["debian"]["packages"])
     assert any(p.startswith("pkg:pypi/jupyterlab@") for p in purls)
     assert "No usable previous release" in (folder / "CHANGES.md").read_text()
+    _assert_security_updates_name_their_fixes(folder, settings, tmp_path / "changelogs")
 
     started = time.monotonic()
     second = nightly.run_nightly(spec, settings)
@@ -90,3 +91,32 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
     again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "already in Glance" in again.stdout, again.stdout + again.stderr[-2000:]
     assert [i.id for i in publish.spec_images(conn, spec.name)] == [image.id]
+
+
+def _assert_security_updates_name_their_fixes(folder: Path, settings: Settings, scratch: Path) -> None:
+    """Against a previous release holding, of each package the release has from bookworm-security, the version
+    its changelog names before the installed one, CHANGES.md names the CVEs each update fixes, read from the
+    changelogs in the release's own qcow2."""
+    image = json.loads((folder / "manifest.json").read_text())
+    spec = load_image_spec(REPO / "images/ci")
+    security = archive_state.security_versions(image_inputs.sources(spec, settings))
+    packages = image["debian"]["packages"]
+    updated = [name for name, version in packages.items() if changes.is_security(name, version, security)]
+    assert updated, "the release holds no package from bookworm-security: nothing to name fixes of"
+    with mounts.mounted_root(next(folder.glob("*.qcow2")), scratch=scratch) as root:
+        older = {}
+        for name in updated:
+            text = fixes.changelog(root, name)
+            assert text is not None, f"{name}'s changelog.Debian.gz is not in the release's image"
+            headers = (fixes.HEADER.match(line) for line in text.splitlines())
+            versions = [header["version"] for header in headers if header]
+            older[name] = next(v for v in versions if changes.compare_debian(v, packages[name]) < 0)
+        previous = {**image, "debian": {**image["debian"], "packages": packages | older}}
+        parts = changes.between(previous, image)
+        found = fixes.read_fixes(root, changes.security_updates(parts, security))
+    assert sorted(found) == sorted(updated), f"security updates without their changelog read: {found}"
+    assert any(found.values()), f"no security update of the release names a CVE in its changelog: {found}"
+    text = changes.to_markdown("Changes", parts, security, found)
+    for name in updated:
+        line = f"- upgraded {name} {older[name]} -> {packages[name]} (security): "
+        assert f"{line}fixes CVE-" in text or f"{line}its changelog names no CVE" in text, text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import requests
 from visa_build import archive_state, base_rootfs
 from visa_build.distros import DISTROS
 from visa_build.errors import VisaBuildError
+from visa_build.process import Result
 
 SOURCES = base_rootfs.Sources(DISTROS["trixie"], "http://mirror/debian", "http://mirror/debian-security")
 
@@ -31,6 +33,13 @@ class FakeMirror:
         return response
 
 
+def fake_gpgv(argv: list[str], **_: Any) -> Result:
+    """gpgv finding a good signature: the signed text is the file itself (tests/unit/test_inrelease.py runs the
+    real gpgv on a real InRelease)."""
+    Path(argv[argv.index("--output") + 1]).write_bytes(Path(argv[-1]).read_bytes())
+    return Result(argv, 0, ["[GNUPG:] GOODSIG 0123456789ABCDEF Debian Archive"])
+
+
 def _inrelease(suite: str, date: str) -> bytes:
     return f"Origin: Debian\nCodename: {suite}\nDate: {date}\n".encode()
 
@@ -49,16 +58,18 @@ def _mirror(security_date: str = "Wed, 25 Nov 2026 02:22:31 UTC") -> FakeMirror:
 
 def test_state_covers_the_release_its_updates_and_security() -> None:
     mirror = _mirror()
-    states = archive_state.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
+    states = archive_state.read_state(SOURCES, session=mirror, runner=fake_gpgv)  # type: ignore[arg-type]
     assert [s.suite for s in states] == ["trixie", "trixie-updates", "trixie-security"]
     assert states[2].date == "Wed, 25 Nov 2026 02:22:31 UTC"
     assert len(mirror.asked) == 3
 
 
+def _key(mirror: FakeMirror) -> str:
+    return archive_state.state_key(archive_state.read_state(SOURCES, session=mirror, runner=fake_gpgv))  # type: ignore[arg-type]
+
+
 def test_a_security_update_changes_the_key_and_nothing_else_does_not() -> None:
-    key = archive_state.state_key(archive_state.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
-    same = archive_state.state_key(archive_state.read_state(SOURCES, session=_mirror()))  # type: ignore[arg-type]
-    newer = archive_state.state_key(archive_state.read_state(SOURCES, session=_mirror("Thu, 26 Nov 2026")))  # type: ignore[arg-type]
+    key, same, newer = _key(_mirror()), _key(_mirror()), _key(_mirror("Thu, 26 Nov 2026"))
     assert key == same and key != newer
 
 
@@ -70,7 +81,7 @@ def test_a_mirror_that_fails_is_named(answer: bytes | int | Exception, complaint
     mirror = _mirror()
     mirror.files["http://mirror/debian-security/dists/trixie-security/InRelease"] = answer
     with pytest.raises(VisaBuildError, match=complaint) as raised:
-        archive_state.read_state(SOURCES, session=mirror)  # type: ignore[arg-type]
+        archive_state.read_state(SOURCES, session=mirror, runner=fake_gpgv)  # type: ignore[arg-type]
     assert "debian-security/dists/trixie-security/InRelease" in str(raised.value) and raised.value.tip
 
 

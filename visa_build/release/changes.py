@@ -1,5 +1,6 @@
 """What changed between two releases of a spec: Debian and Python packages added, removed, upgraded and
-downgraded; Debian changes whose new version comes from the -security suite are marked as such."""
+downgraded; Debian changes whose new version comes from the -security suite are marked as such, and a security
+upgrade names the CVEs it fixes (fixes.py reads them from the image)."""
 
 from __future__ import annotations
 
@@ -99,17 +100,45 @@ def between(old: Manifest, new: Manifest) -> dict[str, PartChanges]:
     return parts
 
 
-def to_markdown(title: str, parts: dict[str, PartChanges] | None, security: dict[str, str]) -> str:
+def is_security(name: str, version: str, security: dict[str, str]) -> bool:
+    """Whether Debian package `name` (dpkg's `libssl3:amd64` or `bash`) at `version` comes from the -security
+    suite, whose index `security` ({package: version}) names packages without their architecture."""
+    return security.get(name.split(":")[0]) == version
+
+
+def security_updates(parts: dict[str, PartChanges] | None, security: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(name, old, new) of each Debian package upgraded to the -security suite's version."""
+    upgraded = parts["Debian"].upgraded if parts else []
+    return [(name, old, new) for name, old, new in upgraded if is_security(name, new, security)]
+
+
+def _fixed(fixes: list[str] | None) -> str:
+    if fixes is None:
+        return ": its changelog is not in the image"
+    return f": fixes {', '.join(fixes)}" if fixes else ": its changelog names no CVE"
+
+
+def to_markdown(
+    title: str,
+    parts: dict[str, PartChanges] | None,
+    security: dict[str, str],
+    fixes: dict[str, list[str] | None] | None = None,
+) -> str:
     """CHANGES.md. `security`: {package: version} in the -security suite; parts None: no usable previous
-    release to compare with."""
+    release to compare with; `fixes`: {package: CVE ids} of the security updates whose changelog was read."""
     lines = [f"# {title}", ""]
     if parts is None:
         return "\n".join([*lines, "No usable previous release of this spec: nothing to compare with.", ""])
     if not any(parts.values()):
         return "\n".join([*lines, "No package changed.", ""])
+    fixes = fixes or {}
 
     def mark(part: str, name: str, version: str) -> str:
-        return " (security)" if part == "Debian" and security.get(name) == version else ""
+        return " (security)" if part == "Debian" and is_security(name, version, security) else ""
+
+    def upgraded(part: str, name: str, old: str, new: str) -> str:
+        line = f"- upgraded {name} {old} -> {new}{mark(part, name, new)}"
+        return line + _fixed(fixes[name]) if part == "Debian" and name in fixes else line
 
     for part, changes in parts.items():
         if not changes:
@@ -117,7 +146,7 @@ def to_markdown(title: str, parts: dict[str, PartChanges] | None, security: dict
         lines += [f"## {part}", ""]
         lines += [f"- added {name} {version}{mark(part, name, version)}" for name, version in changes.added]
         lines += [f"- removed {name} {version}" for name, version in changes.removed]
-        lines += [f"- upgraded {name} {old} -> {new}{mark(part, name, new)}" for name, old, new in changes.upgraded]
+        lines += [upgraded(part, name, old, new) for name, old, new in changes.upgraded]
         lines += [f"- downgraded {name} {old} -> {new}{mark(part, name, new)}" for name, old, new in changes.downgraded]
         lines.append("")
     return "\n".join(lines)
