@@ -33,7 +33,11 @@ leaked=$("$VISA_DATA_ANALYSIS_ENV/bin/python" -s -c 'import sys; print(*[p for p
 "$VISA_DATA_ANALYSIS_ENV/bin/python" - /opt/visa/jupyter/share/jupyter/kernels/python3/kernel.json <<'PY'
 import json, sys
 spec = json.load(open(sys.argv[1]))
-spec["argv"][spec["argv"].index("ipykernel_launcher")] = "visa_kernel"
+argv = spec["argv"]
+argv[argv.index("ipykernel_launcher")] = "visa_kernel"
+# -P (Python 3.11+): the kernel starts in the notebook's folder, which must not come first on sys.path, or a
+# visa_kernel.py (or any module the kernel imports) planted there would run in its place.
+argv.insert(1, "-P")
 json.dump(spec, open(sys.argv[1], "w"), indent=1)
 PY
-log "kernelspec python3 = \"$VISA_KERNEL_DISPLAY_NAME\" ($VISA_DATA_ANALYSIS_ENV/bin/python -m visa_kernel)"
+log "kernelspec python3 = \"$VISA_KERNEL_DISPLAY_NAME\" ($VISA_DATA_ANALYSIS_ENV/bin/python -P -m visa_kernel)"

@@ -74,9 +74,11 @@ def packages(facts: Facts, prefix: str) -> dict[str, str]:
     return {normalise(name): version for name, version in listing.items()}
 
 
-def execute(jupyter: str, browser: requests.Session, kernel: str, code: str) -> str:
-    """Start `kernel` over REST, run `code` over the kernel websocket, return its stdout; the kernel is removed."""
-    response = browser.post(f"{jupyter}/api/kernels", json={"name": kernel}, timeout=60)
+def execute(jupyter: str, browser: requests.Session, kernel: str, code: str, *, path: str = "") -> str:
+    """Start `kernel` over REST (in folder `path` of the server's root, as for a notebook there), run `code` over
+    the kernel websocket, return its stdout; the kernel is removed."""
+    model = {"name": kernel, "path": path} if path else {"name": kernel}
+    response = browser.post(f"{jupyter}/api/kernels", json=model, timeout=60)
     assert response.status_code == 201, f"starting kernel {kernel} answered {response.status_code}: {response.text}"
     kernel_id = response.json()["id"]
     try:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import doctor, leftovers, mounts, nightly, progress, publish, runs
-from .errors import VisaBuildError
+from .errors import ConfigError, VisaBuildError
 from .image_spec import ImageSpec, load_image_spec, require_buildable
 from .release import record
 from .settings import PROJECT, Publishing, Settings
@@ -49,41 +49,81 @@ def nightly_of(
     record_copy: Path | None,
 ) -> list[str]:
     """The nightly of each spec folder, then publishing (and promoting) its latest release when configured. One
-    spec's failure does not stop the others; returns what failed."""
-    failed = []
+    spec's failure (any VisaBuildError or OSError, such as a full disk) does not stop the others; returns what
+    failed. `record_copy` (a subfolder per spec when several run) is checked before any night runs."""
+    if record_copy is not None:
+        for folder in folders:
+            check_record_copy(record_copy, settings_of(folder))
+    failed: list[str] = []
     for folder in folders:
-        settings = settings_of(folder)
-        try:
-            with image_run(settings, auto_fix=auto_fix) as spec:
-                night = nightly.run_nightly(spec, settings)
-        except VisaBuildError as error:
-            progress.note(f"ERROR {folder}: {error}" + (f"\nTIP   {error.tip}" if error.tip else ""))
-            failed.append(folder)
-            continue
-        progress.result(night.summary)
-        if record_copy is not None:
-            _copy_record(night, record_copy / (spec.name if len(folders) > 1 else ""))
-        if night.verdict == "failed":
-            failed.append(spec.name)
-        elif publishing.nightly_publish:
-            try:  # the latest release, also when tonight changed nothing: a failed upload is retried
-                publish_release(settings.release_dir / spec.name, publishing)
-                if publishing.nightly_promote:
-                    promote(spec.name, publishing)
-            except VisaBuildError as error:
-                progress.note(
-                    f"ERROR {spec.name}: publishing failed: {error}" + (f"\nTIP   {error.tip}" if error.tip else "")
-                )
-                failed.append(f"{spec.name} (publishing)")
+        failed += _night_of(
+            folder,
+            settings_of(folder),
+            publishing,
+            auto_fix=auto_fix,
+            record_copy=record_copy,
+            per_spec=len(folders) > 1,
+        )
     return failed
 
 
-def _copy_record(night: nightly.Night, copy: Path) -> None:
-    if night.folder:
-        record.copy_without_image(night.folder, copy)
+def check_record_copy(copy: Path, settings: Settings) -> None:
+    """Refuse a --record-copy folder that is the current folder, the project, the build folder or a parent of
+    it, or the release folder (or in it, or a parent of it)."""
+    given, releases = copy.resolve(), settings.release_dir.resolve()
+    refused = {Path.cwd().resolve(): "the current folder", PROJECT.resolve(): "the project"}
+    if given in refused:
+        what = refused[given]
+    elif settings.build_dir.resolve().is_relative_to(given):
+        what = "the build folder or a folder holding it"
+    elif releases.is_relative_to(given) or given.is_relative_to(releases):
+        what = "the release folder, a folder holding it or a folder in it"
     else:
-        copy.mkdir(parents=True, exist_ok=True)
-        (copy / "NO-CHANGE.txt").write_text(night.summary + "\n")
+        return
+    raise ConfigError(
+        f"--record-copy {copy} is {what}: a record's copy needs a folder of its own",
+        tip="name a new folder, e.g. --record-copy record",
+    )
+
+
+def _night_of(
+    folder: str,
+    settings: Settings,
+    publishing: Publishing,
+    *,
+    auto_fix: bool,
+    record_copy: Path | None,
+    per_spec: bool,
+) -> list[str]:
+    """The night of one spec folder, its record copied (into a subfolder named after the spec when `per_spec`)
+    and its latest release published as configured; returns what failed."""
+    try:
+        with image_run(settings, auto_fix=auto_fix) as spec:
+            night = nightly.run_nightly(spec, settings)
+        progress.result(night.summary)
+        if record_copy is not None:
+            copy = record_copy / spec.name if per_spec else record_copy
+            record.copy_without_image(night.folder, copy, no_change=night.summary)
+    except (VisaBuildError, OSError) as error:
+        _say_error(folder, error)
+        return [folder]
+    if night.verdict == "failed":
+        return [spec.name]
+    if not publishing.nightly_publish:
+        return []
+    try:  # the latest release, also when tonight changed nothing: a failed upload is retried
+        publish_release(settings.release_dir / spec.name, publishing)
+        if publishing.nightly_promote:
+            promote(spec.name, publishing)
+    except (VisaBuildError, OSError) as error:
+        _say_error(f"{spec.name}: publishing failed", error)
+        return [f"{spec.name} (publishing)"]
+    return []
+
+
+def _say_error(what: str, error: VisaBuildError | OSError) -> None:
+    tip = error.tip if isinstance(error, VisaBuildError) else ""
+    progress.note(f"ERROR {what}: {error}" + (f"\nTIP   {tip}" if tip else ""))
 
 
 def publish_release(folder: Path, publishing: Publishing) -> record.Release:

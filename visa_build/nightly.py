@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -31,17 +31,42 @@ class Night:
     folder: Path | None = None  # the release or failed record written, if any
 
 
+@dataclass
+class _Tonight:
+    """What a night has done so far: what its record holds when it fails at any step."""
+
+    started: datetime
+    clock: float  # time.monotonic() when it started
+    work: Path
+    states: tuple[archive_state.SuiteState, ...] = ()
+    built: qcow2.Qcow2 | None = None
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def junit(self) -> dict[str, Path]:
+        return {"container": self.work / "junit-container.xml", "vm": self.work / "junit-vm.xml"}
+
+
 def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
-    """One night of `spec` (see the module's docstring); failures come back as a Night, never raised."""
-    started, clock = datetime.now(UTC), time.monotonic()
+    """One night of `spec` (see the module's docstring). Any error of the night (a VisaBuildError, an OSError
+    such as a full disk) comes back as a failed Night with its record, never raised."""
+    tonight = _Tonight(datetime.now(UTC), time.monotonic(), settings.build_dir / "nightly" / spec.name)
+    try:
+        return _night(spec, settings, tonight)
+    except (VisaBuildError, OSError) as error:
+        return _failed(spec, settings, tonight, error)
+
+
+def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     root = settings.release_dir / spec.name
     _prune(root, spec, settings)
-    steps: dict[str, float] = {}
+    shutil.rmtree(tonight.work, ignore_errors=True)  # no JUnit file of an earlier night goes into this record
+    tonight.work.mkdir(parents=True)
     sources = image_inputs.sources(spec, settings)
     mark = time.monotonic()
-    states = archive_state.read_state(sources)
-    steps["mirror check"] = time.monotonic() - mark
-    state = archive_state.state_key(states)
+    tonight.states = archive_state.read_state(sources)
+    tonight.steps["mirror check"] = time.monotonic() - mark
+    state = archive_state.state_key(tonight.states)
     expected = qcow2.expected_path(spec, settings, state)
     last = record.read_last_check(root)
     if last.get("qcow2") == expected.name and last.get("verdict") in ("released", "unchanged"):
@@ -51,39 +76,25 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
             f"{spec.name}: nothing changed (Debian archive and spec as checked "
             f"{last.get('checked')}; {last.get('release', 'no release')}): no new release",
         )
-    work = settings.build_dir / "nightly" / spec.name
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    junit = {"container": work / "junit-container.xml", "vm": work / "junit-vm.xml"}
-    facts_file = work / "facts.json"
-    built = None
-    try:
-        mark = time.monotonic()
-        built = qcow2.build_qcow2(spec, settings, state=state)
-        steps["build-qcow2"] = time.monotonic() - mark
-        mark = time.monotonic()
-        image_tests.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
-        steps["test-container"] = time.monotonic() - mark
-        mark = time.monotonic()
-        vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={facts_file}"]
-        image_tests.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
-        steps["test-qcow2"] = time.monotonic() - mark
-        image = manifest.from_facts(
-            spec.name,
-            spec.distro.codename,
-            json.loads(facts_file.read_text()),
-            ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: image_inputs.base_image(spec, settings)),
-        )
-    except VisaBuildError as error:
-        name = record.folder_name(started, state, failed=True)
-        build = build_json.write(spec, settings, states, built, steps, junit, verdict="failed", error=str(error))
-        files: dict[str, str | Path] = {"build.json": build, "ERROR.txt": f"{error}\nTIP {error.tip or ''}\n"}
-        files |= {f"junit/{target}.xml": path for target, path in junit.items() if path.is_file()}
-        files |= {f"logs/{log.name}": log for log in _logs_since(settings.log_dir, clock)}
-        folder = record.write(root, name, files)
-        return Night(spec.name, "failed", f"{spec.name}: FAILED ({error}); record {folder}", folder)
+    junit, steps, facts_file = tonight.junit, tonight.steps, tonight.work / "facts.json"
+    mark = time.monotonic()
+    built = tonight.built = qcow2.build_qcow2(spec, settings, state=state)
+    steps["build-qcow2"] = time.monotonic() - mark
+    mark = time.monotonic()
+    image_tests.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
+    steps["test-container"] = time.monotonic() - mark
+    mark = time.monotonic()
+    vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={facts_file}"]
+    image_tests.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
+    steps["test-qcow2"] = time.monotonic() - mark
+    image = manifest.from_facts(
+        spec.name,
+        spec.distro.codename,
+        json.loads(facts_file.read_text()),
+        ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: image_inputs.base_image(spec, settings)),
+    )
     previous, why = record.previous_manifest(root)
-    check = {"qcow2": built.path.name, "checked": started.isoformat(timespec="seconds")}
+    check = {"qcow2": built.path.name, "checked": tonight.started.isoformat(timespec="seconds")}
     if previous == image:
         record.write_last_check(root, {**check, "verdict": "unchanged", "release": why})
         return Night(
@@ -95,19 +106,19 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
         progress.note(f"{spec.name}: CHANGES.md without security marks: {error}")
         security = {}
     parts = changes.between(previous, image) if previous else None
-    fixed = _security_fixes(built.path, changes.security_updates(parts, security), work, spec)
-    name = record.folder_name(started, state, failed=False)
+    fixed = _security_fixes(built.path, changes.security_updates(parts, security), tonight.work, spec)
+    name = record.folder_name(tonight.started, state, failed=False)
     title = f"Changes of {spec.name} {name} ({why})"
-    files = {
+    files: dict[str, str | Path] = {
         built.path.name: built.path,
         f"{built.path.name}.sha256": artefact.sidecar(built.path).read_text(),
-        "build.json": build_json.write(spec, settings, states, built, steps, junit, verdict="passed"),
+        "build.json": build_json.write(spec, settings, tonight.states, built, steps, junit, verdict="passed"),
         "manifest.json": manifest.to_json(image),
         "manifest.md": manifest.to_markdown(image),
         "sbom.cdx.json": sbom.to_json(image),
         "CHANGES.md": changes.to_markdown(title, parts, security, fixed),
         **{f"junit/{target}.xml": path for target, path in junit.items()},
-        **{f"logs/{log.name}": log for log in _logs_since(settings.log_dir, clock)},
+        **{f"logs/{log.name}": log for log in _logs_since(settings.log_dir, tonight.clock)},
     }
     folder = record.write(root, name, files)
     record.set_latest(root, name)
@@ -128,6 +139,33 @@ def _security_fixes(
     except VisaBuildError as error:  # the release stands; only the CVE ids are missing
         progress.note(f"{spec.name}: CHANGES.md without the CVEs its security updates fix: {error}")
         return {}
+
+
+def _failed(spec: ImageSpec, settings: Settings, tonight: _Tonight, error: VisaBuildError | OSError) -> Night:
+    """The failed night's record (build.json, ERROR.txt, the JUnit files and this run's logs), when it can be
+    written; the Night says why it failed either way."""
+    tip = error.tip if isinstance(error, VisaBuildError) else "free space or fix the permissions of the path named"
+    state = archive_state.state_key(tonight.states) if tonight.states else "no-state"
+    try:
+        build = build_json.write(
+            spec,
+            settings,
+            tonight.states,
+            tonight.built,
+            tonight.steps,
+            tonight.junit,
+            verdict="failed",
+            error=str(error),
+        )
+        files: dict[str, str | Path] = {"build.json": build, "ERROR.txt": f"{error}\nTIP {tip or ''}\n"}
+        files |= {f"junit/{target}.xml": path for target, path in tonight.junit.items() if path.is_file()}
+        files |= {f"logs/{log.name}": log for log in _logs_since(settings.log_dir, tonight.clock)}
+        folder = record.write(
+            settings.release_dir / spec.name, record.folder_name(tonight.started, state, failed=True), files
+        )
+    except (VisaBuildError, OSError) as unwritten:
+        return Night(spec.name, "failed", f"{spec.name}: FAILED ({error}); no record could be written: {unwritten}")
+    return Night(spec.name, "failed", f"{spec.name}: FAILED ({error}); record {folder}", folder)
 
 
 def _prune(root: Path, spec: ImageSpec, settings: Settings) -> None:

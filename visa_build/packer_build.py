@@ -3,6 +3,7 @@ the build context, seal, and publish the result with its sha256 sidecar; the VM 
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -41,9 +42,7 @@ def build(
     job: PackerJob, *, accel: accelerator.Accel, disk_size: str, build_dir: Path, log_dir: Path, cache_dir: Path
 ) -> None:
     """Run `job` with Packer; its qcow2 is published at job.output with the build's public key beside it."""
-    work = build_dir / "packer" / job.output.stem
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = private_folder(build_dir / "packer" / job.output.stem)
     try:
         private_key, public = vm.keypair(work)
         seed_dir = vm.write_seed(build_seed(Login(BUILD_USER, public), name=job.name), work / "seed")
@@ -71,8 +70,7 @@ def build(
             "provision_env": {name: value for name, value in job.env.items() if name not in SECRET_ENV},
             "provision_secrets": {name: value for name, value in job.env.items() if name in SECRET_ENV},
         }
-        var_path = work / f"{job.name}.pkrvars.hcl"
-        var_path.write_text(packer.var_file(values))
+        var_path = write_private(work / f"{job.name}.pkrvars.hcl", packer.var_file(values))
         produced = _run_packer(
             _templates(work),
             var_path,
@@ -99,6 +97,23 @@ def build(
         with interrupts.shielded():
             shutil.rmtree(work, ignore_errors=True)  # the private key, the seed, a half-written qcow2
             vm.stop_vms(runs.RUN_ID)  # Packer stops its VM; this catches one it left when it was killed
+
+
+def private_folder(path: Path) -> Path:
+    """`path` made afresh, 0700 from its creation: it holds the var file with the index's credentials and the
+    build's private key."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> Path:
+    """`text` in a new file `path`, 0600 from its creation (never readable by others, not even for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
 
 
 def _templates(work: Path) -> Path:

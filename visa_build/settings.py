@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from . import runs
 from .errors import ConfigError
 
 #: The project folder: relative spec folders and the default build folder are under it.
@@ -97,7 +98,8 @@ class Settings:
 
     @property
     def log_dir(self) -> Path:
-        return self.build_dir / "logs"
+        """This run's logs: a folder per run id, so runs side by side (and their records) keep theirs apart."""
+        return self.build_dir / "logs" / runs.RUN_ID
 
 
 def _values(given: dict[str, Any], setting: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ proxy (REST + websocket), and users' own kernelspecs appear without a restart.""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,3 +87,19 @@ def test_user_python3_does_not_hide_data_analysis(
     assert python3["display_name"] == spec.data_analysis.display_name, (
         f"a user's --name=python3 replaced the image kernel: python3 is now '{python3['display_name']}'"
     )
+
+
+def test_a_visa_kernel_planted_in_the_notebooks_folder_does_not_run(
+    host: Any, instance: Instance, jupyter: str, browser: requests.Session
+) -> None:
+    """The kernel starts in the notebook's folder, which its Python keeps off sys.path (-P)."""
+    folder = f"{instance.home}/visa-test-planted"
+    planted = "import pathlib; pathlib.Path(__file__).with_name('planted-ran').touch()"
+    owner_output(host, instance, f"mkdir -p {folder} && echo {shlex.quote(planted)} > {folder}/visa_kernel.py")
+    try:
+        prefix = execute(jupyter, browser, "python3", "import sys; print(sys.prefix)", path="visa-test-planted")
+        ran = owner_output(host, instance, f"test -e {folder}/planted-ran && echo yes || echo no")
+    finally:
+        owner_output(host, instance, f"rm -rf {folder}")
+    assert ran == "no", f"starting python3 in {folder} ran the visa_kernel.py planted there"
+    assert prefix == DATA_ANALYSIS, f"the python3 kernel runs in {prefix!r}, not {DATA_ANALYSIS}"

@@ -1,6 +1,7 @@
 """The server does not stay down: shut down from JupyterLab (File > Shut Down, POST /api/shutdown through the
 proxy) or killed with SIGKILL, it is back at the same base_url as a new process; the time is measured (JUnit
-property `seconds_back`). On the container double a killed server must be back within 10 s."""
+property `seconds_back`). On the container double a killed server must be back within 10 s. Shut down more
+often than the unit's start limit allows, it still comes back; a crash loop still trips that limit."""
 
 from __future__ import annotations
 
@@ -67,3 +68,65 @@ def test_a_killed_server_comes_back(
     assert seconds < limit(pytestconfig), (
         f"a killed server was back after {seconds:.1f} s (at most {limit(pytestconfig)})"
     )
+
+
+def unit_show(host: Any, *properties: str) -> dict[str, str]:
+    with host.sudo():
+        shown = host.check_output("systemctl show --property=%s %s", ",".join(properties), UNIT)
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
+def opened_lab(jupyter: str) -> requests.Session:
+    """A browser-like session with a fresh _xsrf cookie (a restarted server may sign it anew)."""
+    session = requests.Session()
+    response = session.get(f"{jupyter}/lab", timeout=30)
+    assert response.status_code == 200, f"GET {jupyter}/lab answered {response.status_code}"
+    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf") or ""
+    return session
+
+
+def test_shutting_down_more_often_than_the_start_limit_allows_still_comes_back(host: Any, jupyter: str) -> None:
+    """A clean exit flushes the start counter: only crash loops count toward StartLimitBurst."""
+    burst = int(unit_show(host, "StartLimitBurst")["StartLimitBurst"])
+    for shut_down in range(1, burst + 2):
+        old = main_pid(host)
+        answer = opened_lab(jupyter).post(f"{jupyter}/api/shutdown", timeout=30)
+        assert answer.status_code in (200, 202, 204), f"POST /api/shutdown answered {answer.status_code}"
+        seconds_until_back(host, jupyter, old, time.monotonic(), timeout=180)
+        state = unit_show(host, "ActiveState", "Result")
+        assert state["ActiveState"] == "active", f"after shut down {shut_down} of {burst + 1}: {state}"
+
+
+def next_start(host: Any, old_pid: int, timeout: float) -> int | None:
+    """The main pid of the unit's next start, or None when systemd refused to start it (the unit failed)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        state = unit_show(host, "ActiveState", "MainPID")
+        if state["ActiveState"] == "failed":
+            return None
+        if int(state["MainPID"]) not in (0, old_pid):
+            return int(state["MainPID"])
+        time.sleep(0.1)
+    pytest.fail(f"{UNIT} did not start again within {timeout:.0f} s after its server was killed")
+
+
+def test_a_crash_loop_still_trips_the_start_limit(host: Any, jupyter: str, pytestconfig: pytest.Config) -> None:
+    """Killed at every start, the unit gives up after StartLimitBurst starts; then it is started again."""
+    burst = int(unit_show(host, "StartLimitBurst")["StartLimitBurst"])
+    pid = main_pid(host)
+    try:
+        for _ in range(burst + 1):
+            with host.sudo():
+                host.run("kill -9 %s", str(pid))  # it may have exited already; the next start tells
+            started = next_start(host, pid, timeout=limit(pytestconfig) + 60)
+            if started is None:
+                break
+            pid = started
+        state = unit_show(host, "ActiveState", "Result")
+        assert state == {"ActiveState": "failed", "Result": "start-limit-hit"}, (
+            f"killed {burst + 1} times at start, {UNIT} kept restarting: {state}"
+        )
+    finally:
+        with host.sudo():
+            host.check_output("systemctl reset-failed %s && systemctl start %s", UNIT, UNIT)
+        seconds_until_back(host, jupyter, 0, time.monotonic(), timeout=180)

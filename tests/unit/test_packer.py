@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from visa_build import packer
+from visa_build import packer, packer_build
 
 
 def test_var_file_quotes_values_and_escapes_templates() -> None:
@@ -57,3 +59,15 @@ def test_build_log_collects_artefact_files_and_errors() -> None:
     assert steps == ["Gracefully halting virtual machine..."]
     assert log.files == ["/out/visa.qcow2"]
     assert log.errors == ["something broke"]
+
+
+def test_the_var_file_with_the_index_credentials_is_private_from_its_creation(tmp_path: Path) -> None:
+    previous = os.umask(0)  # the widest umask: whatever a mode leaves open shows
+    try:
+        work = packer_build.private_folder(tmp_path / "packer" / "visa-ci-image")
+        var_path = packer_build.write_private(work / "visa-ci-image.pkrvars.hcl", 'index_url = "https://u:t@x"\n')
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700, "others could enter the folder with the var file"
+    assert stat.S_IMODE(var_path.stat().st_mode) == 0o600, "others could read the index's credentials"
+    assert var_path.read_text() == 'index_url = "https://u:t@x"\n'

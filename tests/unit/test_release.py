@@ -183,6 +183,19 @@ def test_retention_keeps_the_newest_and_never_the_latest(tmp_path: Path) -> None
     assert ".partial-20261127T010000Z-kz" in removed
 
 
+def test_retention_never_removes_the_latest_when_the_release_folder_is_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "disk" / "visa-ci"
+    names = [f"2026112{day}T010000Z-k{day}" for day in range(1, 4)]
+    for name in names:
+        record.write(real, name, {"build.json": "{}\n"})
+    record.set_latest(real, names[0])
+    (tmp_path / "releases").symlink_to(tmp_path / "disk")
+    record.prune(tmp_path / "releases" / "visa-ci", keep=1)
+    left = sorted(p.name for p in real.iterdir() if p.is_dir() and not p.is_symlink())
+    assert left == [names[0], names[2]], f"reached through a symlink, retention left {left}"
+    assert record.latest(real) == real / names[0]
+
+
 def test_junit_counts_read_pytest_xml(tmp_path: Path) -> None:
     path = tmp_path / "junit.xml"
     path.write_text('<testsuites><testsuite name="pytest" tests="7" failures="1" errors="0" skipped="2"/></testsuites>')

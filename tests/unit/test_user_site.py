@@ -108,3 +108,28 @@ def test_shadow_warning_names_each_package_and_both_versions(tmp_path: Path) -> 
     assert "lmfit-extra 0.1 (image: 0.2), numpy 2.0.0 (image: 2.4.6)" in warning, warning
     assert warning.endswith("python -m pip uninstall lmfit-extra numpy"), warning
     assert kernel.shadow_warning(str(tmp_path / "empty"), str(image)) is None
+
+
+def kernel_json_fix() -> str:
+    """The Python 30-data-analysis.sh runs on the python3 kernelspec's kernel.json."""
+    script = (FILES.parents[1] / "30-data-analysis.sh").read_text()
+    return script.split("kernel.json <<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
+def test_a_visa_kernel_planted_in_the_notebooks_folder_does_not_run(
+    environment: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    python, site_packages, env = environment
+    shutil.copy(FILES / "visa_kernel.py", site_packages)
+    kernel_json = tmp_path / "kernel.json"  # as `ipykernel install` writes it
+    kernel_json.write_text(json.dumps({"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]}))
+    subprocess.run([python, "-", kernel_json], input=kernel_json_fix(), text=True, env=env, check=True, timeout=60)
+    notebooks = tmp_path / "notebooks"  # the kernel's working directory
+    notebooks.mkdir()
+    (notebooks / "visa_kernel.py").write_text("open('planted-ran', 'w').close()\n")
+    argv = [
+        a.replace("{connection_file}", str(tmp_path / "c.json")) for a in json.loads(kernel_json.read_text())["argv"]
+    ]
+    ran = subprocess.run(argv, cwd=notebooks, env=env, capture_output=True, text=True, timeout=60)
+    assert not (notebooks / "planted-ran").exists(), f"the kernel {argv} ran the notebook folder's visa_kernel.py"
+    assert "No module named 'ipykernel'" in ran.stderr, f"the image's visa_kernel did not run: {ran.stderr}"

@@ -21,6 +21,8 @@ PARTIAL = ".partial-"
 LATEST = "latest"
 LAST_CHECK = "last-check.json"
 FAILED = "-failed"
+NO_CHANGE = "NO-CHANGE.txt"
+COPIED = ".visa-record-copy"  # in a record's copy: the names the copy wrote, all that the next copy removes
 CHUNK = 8 << 20
 
 Copy = Callable[[Path, Path], Any]
@@ -93,7 +95,7 @@ def prune(root: Path, keep: int) -> list[str]:
     partial = [p for p in folders if p.name.startswith(PARTIAL)]
     releases = [p for p in folders if not p.name.startswith(PARTIAL) and not p.name.endswith(FAILED)]
     failed = [p for p in folders if p.name.endswith(FAILED)]
-    doomed = partial + [p for p in releases[keep:] if p != current] + failed[keep:]
+    doomed = partial + [p for p in releases[keep:] if p.resolve() != current] + failed[keep:]  # also via symlinks
     for folder in doomed:
         shutil.rmtree(folder, ignore_errors=True)
     return [p.name for p in doomed]
@@ -114,11 +116,43 @@ def write_last_check(root: Path, check: dict[str, Any]) -> None:
     os.replace(partial, root / LAST_CHECK)
 
 
-def copy_without_image(folder: Path, destination: Path) -> Path:
-    """A copy of record `folder` without its qcow2 (manifest, changes, SBOM, JUnit, logs), e.g. for CI artifacts."""
-    shutil.rmtree(destination, ignore_errors=True)
-    shutil.copytree(folder, destination, ignore=shutil.ignore_patterns("*.qcow2"))
+def copy_without_image(folder: Path | None, destination: Path, *, no_change: str = "") -> Path:
+    """A copy of record `folder` without its qcow2 (manifest, changes, SBOM, JUnit, logs) in `destination`, e.g.
+    for CI artifacts; without a record, NO-CHANGE.txt holding `no_change`. Only what the previous copy wrote there
+    (COPIED lists it) is replaced; anything else in `destination` is left alone, and never overwritten."""
+    destination.mkdir(parents=True, exist_ok=True)
+    _remove_previous_copy(destination)
+    names = sorted(p.name for p in folder.iterdir() if not p.name.endswith(".qcow2")) if folder else [NO_CHANGE]
+    clash = [name for name in names if (destination / name).exists() or (destination / name).is_symlink()]
+    if clash:
+        raise ConfigError(
+            f"{destination} already holds {', '.join(clash)}, which the copy of the record would replace",
+            tip="give --record-copy a new or empty folder",
+        )
+    (destination / COPIED).write_text("".join(f"{name}\n" for name in names))
+    for name in names:
+        if folder is None:
+            (destination / name).write_text(no_change + "\n")
+        elif (folder / name).is_dir():
+            shutil.copytree(folder / name, destination / name, ignore=shutil.ignore_patterns("*.qcow2"))
+        else:
+            shutil.copyfile(folder / name, destination / name)
     return destination
+
+
+def _remove_previous_copy(destination: Path) -> None:
+    """Remove what the previous copy into `destination` wrote, as its COPIED file lists it (plain names only)."""
+    listed = destination / COPIED
+    names = listed.read_text().splitlines() if listed.is_file() else []
+    for name in names:
+        if not name or name in (".", "..") or "/" in name:
+            continue
+        path = destination / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    listed.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The "Data Analysis" kernel: makes the owner's user site importable at once, warns in one line about user
-packages that shadow the image's own, then starts ipykernel (the kernelspec runs `python -m visa_kernel`)."""
+packages that shadow the image's own, then starts ipykernel. The kernelspec runs `python -P -m visa_kernel`:
+-P keeps the notebook's folder (the working directory) off sys.path, as ipykernel_launcher does for itself."""
 
 import importlib.metadata
 import os
@@ -54,8 +55,6 @@ def main():
         warning = shadow_warning(visa_site.USER_SITE, visa_site.ENVIRONMENT_SITE)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-    if sys.path and sys.path[0] == "":
-        del sys.path[0]  # as ipykernel_launcher: not the working directory first
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()
