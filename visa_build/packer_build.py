@@ -72,7 +72,7 @@ def build(
             "provision_secrets": {name: value for name, value in job.env.items() if name in SECRET_ENV},
         }
         var_path = work / f"{job.name}.pkrvars.hcl"
-        var_path.write_text(packer.var_file(values))
+        var_path.write_text(packer.var_file(values), encoding="utf-8")
         produced = _run_packer(
             _templates(work),
             var_path,
