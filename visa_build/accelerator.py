@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class Accel:
         return 4 if self.name == "tcg" else 1
 
 
+def qemu_option(value: str) -> str:
+    """`value` as one value in a QEMU option string, where a single comma would end it: commas are doubled."""
+    return value.replace(",", ",,")
+
+
 def kvm_probe_argv(disk: Path, serial: Path) -> list[str]:
     """A real guest under KVM with -cpu host, as a build would run it; its disk is never written (-snapshot)."""
     return [
@@ -52,26 +58,48 @@ def kvm_probe_argv(disk: Path, serial: Path) -> list[str]:
         "-serial",
         f"file:{serial}",
         "-drive",
-        f"file={disk},if=virtio,format=qcow2",
+        f"file={qemu_option(str(disk))},if=virtio,format=qcow2",
     ]
 
 
-def kvm_works(disk: Path, work_dir: Path) -> bool:
-    """True when a KVM guest boots its kernel. /dev/kvm can open, and even run firmware, while guests hang
-    in their boot loader (nested hosts without vmx/svm), so a real disk is booted until the kernel speaks;
-    a CPU that offers neither vmx nor svm is answered at once."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK) or not has_virtualisation(_cpu_flags()):
-        return False
+@dataclass(frozen=True)
+class Probe:
+    """What the KVM probe found. A guest that booted, or hung until the deadline, is a verdict on this host's KVM;
+    `failed` says why there is none (no /dev/kvm, QEMU exited before its guest booted): nothing to keep."""
+
+    works: bool
+    failed: str = ""
+
+
+def probe_kvm(disk: Path, work_dir: Path) -> Probe:
+    """Whether a KVM guest boots its kernel. /dev/kvm can open, and even run firmware, while guests hang in
+    their boot loader (nested hosts without vmx/svm), so a real disk is booted until the kernel speaks."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return Probe(False, "/dev/kvm cannot be opened for reading and writing")
+    if not has_virtualisation(_cpu_flags()):
+        return Probe(False, "the CPU offers neither vmx nor svm")
     work_dir.mkdir(parents=True, exist_ok=True)
     serial = work_dir / "kvm-probe.serial.log"
+    with progress.step(f"Probing KVM: booting {disk.name} ({KVM_PROBE_SECONDS} s at most)"):
+        return watch_boot(kvm_probe_argv(disk, serial), serial, work_dir / "kvm-probe.log", seconds=KVM_PROBE_SECONDS)
+
+
+def watch_boot(argv: list[str], serial: Path, log: Path, *, seconds: float) -> Probe:
+    """Run QEMU (`argv`) until its guest prints its kernel banner to `serial` (works), `seconds` pass (hung: a
+    verdict too) or QEMU exits first (failed, with the last line of its `log`)."""
     serial.unlink(missing_ok=True)
-    with background(kvm_probe_argv(disk, serial), log_path=str(work_dir / "kvm-probe.log")) as qemu:
-        deadline = time.monotonic() + KVM_PROBE_SECONDS
-        while time.monotonic() < deadline and qemu.poll() is None:
+    log.unlink(missing_ok=True)
+    with background(argv, log_path=str(log)) as qemu:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            exited = qemu.poll() is not None
             if serial.is_file() and "Linux version" in serial.read_text(errors="replace"):
-                return True
+                return Probe(True)
+            if exited:
+                said = log.read_text(errors="replace").strip().splitlines() or ["no output"]
+                return Probe(False, f"QEMU exited with code {qemu.returncode} before its guest booted: {said[-1]}")
             time.sleep(0.5)
-    return False
+    return Probe(False)
 
 
 def _cpu_flags() -> str:
@@ -87,9 +115,11 @@ def _host_key() -> str:
     return artefact.key_of(os.uname().release, _cpu_flags())
 
 
-def resolve_accelerator(requested: str, *, probe_disk: Path | None, cache_dir: Path) -> Accel:
-    """`auto` probes KVM for real by booting `probe_disk` (the verdict is kept per kernel and CPU) and falls
-    back to TCG with -cpu max; `kvm` and `tcg` are taken as asked."""
+def resolve_accelerator(
+    requested: str, *, probe_disk: Path | None, cache_dir: Path, probe: Callable[[Path, Path], Probe] = probe_kvm
+) -> Accel:
+    """`auto` probes KVM for real by booting `probe_disk` (a verdict is kept per kernel and CPU; a failed probe
+    is not) and falls back to TCG with -cpu max; `kvm` and `tcg` are taken as asked."""
     if requested in ("kvm", "tcg"):
         return Accel(requested)
     if probe_disk is None:
@@ -100,9 +130,11 @@ def resolve_accelerator(requested: str, *, probe_disk: Path | None, cache_dir: P
     verdict = cache_dir / f"accelerator-{_host_key()}.txt"
     with runs.exclusive(cache_dir / "probe.lock", "the KVM probe"):
         if not verdict.is_file():
-            with progress.step(f"Probing KVM: booting {probe_disk.name} ({KVM_PROBE_SECONDS} s at most)"):
-                name = "kvm" if kvm_works(probe_disk, cache_dir / "probe") else "tcg"
-            verdict.write_text(name + "\n")
+            found = probe(probe_disk, cache_dir / "probe")
+            if found.failed:
+                progress.note(f"accelerator: tcg, -cpu max, for this run (not kept): {found.failed}")
+                return Accel("tcg")
+            verdict.write_text("kvm\n" if found.works else "tcg\n")
     accel = Accel(verdict.read_text().strip())
     why = " (KVM guests do not boot here), -cpu max" if accel.name == "tcg" else ""
     progress.note(f"accelerator: {accel.name}{why}")

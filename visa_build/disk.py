@@ -5,6 +5,8 @@ filesystem is reached through a loop device at its offset."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import struct
 import uuid
 from collections.abc import Iterator
@@ -84,11 +86,46 @@ def _make_bootable(mountpoint: Path, root_uuid: str, runner: Runner) -> None:
             "the filesystem has no kernel at /vmlinuz or /boot/vmlinuz: it cannot boot",
             tip="its packages must include a kernel, e.g. linux-image-cloud-amd64 (visa-build's own base images do)",
         )
-    (mountpoint / "etc/fstab").write_text(fstab(root_uuid))
-    boot = mountpoint / "boot/extlinux"
-    boot.mkdir(parents=True, exist_ok=True)
-    (boot / "extlinux.conf").write_text(extlinux_conf(root_uuid, links))
-    runner(["extlinux", "--install", str(boot)], timeout=120)
+    write_inside(mountpoint, "etc/fstab", fstab(root_uuid))
+    write_inside(mountpoint, "boot/extlinux/extlinux.conf", extlinux_conf(root_uuid, links))
+    runner(["extlinux", "--install", str(mountpoint / "boot/extlinux")], timeout=120)
+
+
+def write_inside(root: Path, relative: str, text: str) -> None:
+    """Write `text` to `root`/`relative` without following a symlink: the image's own links point into the guest
+    and, resolved on the host, out of `root`. A linked folder on the way is refused, a linked file replaced."""
+    path = Path(relative)
+    folder = _open_folder(root, path.parent)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path.name, dir_fd=folder)
+        handle = os.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder)
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+    finally:
+        os.close(folder)
+
+
+def _open_folder(root: Path, relative: Path) -> int:
+    """A descriptor of the folder `root`/`relative`, made where missing, each part opened as a real folder."""
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for depth, part in enumerate(relative.parts, start=1):
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=folder)
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+        except OSError as error:
+            if error.errno not in (errno.ELOOP, errno.ENOTDIR):  # ELOOP: a symlink; ENOTDIR: a file
+                raise
+            raise VisaBuildError(
+                f"the image's /{Path(*relative.parts[:depth])} is a symlink or not a folder: "
+                "the disk cannot be made bootable",
+                tip="/etc, /boot and /boot/extlinux must be real folders: see which package of the image links them",
+            ) from None
+        finally:
+            os.close(folder)
+        folder = child
+    return folder
 
 
 def convert_argv(raw: Path, qcow2: Path) -> list[str]:

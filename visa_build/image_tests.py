@@ -18,7 +18,7 @@ from .errors import ConfigError, ImageTestError
 from .image_spec import ImageSpec
 from .process import run
 from .proxy import reverse_proxy
-from .qcow2 import build_qcow2, double_image_file, require_standalone
+from .qcow2 import build_qcow2, double_image_file
 from .seed import Login, nocloud_seed, pam_keypair, random_instance_id, visa_meta
 from .settings import Settings
 
@@ -219,7 +219,7 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
     else:
         if not qcow2.is_file():
             raise ConfigError(f"--qcow2 {qcow2} does not exist", tip="give the path build-qcow2 printed")
-        require_standalone(qcow2)
+        vm.require_standalone(qcow2, "--qcow2")
         build_key = packer_build.build_key_file(qcow2)
     with booted_instance(spec, settings, qcow2) as instance, vm.ssh_control_dir() as control:
         guest = instance.guest

@@ -21,6 +21,7 @@ from . import (
     runs,
     stages,
     timings,
+    vm,
     wheelhouse,
 )
 from .build_context import REPO
@@ -74,6 +75,8 @@ def base_source(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
                 "visa.base_qcow2 is set but visa.base_qcow2_checksum is empty",
                 tip="give its checksum, e.g. sha256:<hex> or file:<URL of SHA256SUMS>",
             )
+        if Path(settings.base_qcow2).is_file():
+            vm.require_standalone(Path(settings.base_qcow2), "visa.base_qcow2")
         return settings.base_qcow2, settings.base_qcow2_checksum
     path = base_qcow2.ensure_base_qcow2(image_inputs.sources(spec, settings), settings.cache_dir)
     return str(path), artefact.checksum(path)

@@ -19,8 +19,9 @@ VarValue = str | bool | int | Sequence[str] | Mapping[str, str]
 
 
 def _hcl_string(value: str) -> str:
-    """An HCL string literal that Packer reads back unchanged (no template interpolation)."""
-    return json.dumps(value).replace("${", "$${").replace("%{", "%%{")
+    """An HCL string literal that Packer reads back unchanged (no template interpolation). Non-ASCII text stays
+    UTF-8: Packer 1.6 rejects JSON's surrogate pairs (an emoji as \\ud83d\\ude80)."""
+    return json.dumps(value, ensure_ascii=False).replace("${", "$${").replace("%{", "%%{")
 
 
 def _hcl_value(value: VarValue) -> str:
@@ -37,7 +38,7 @@ def _hcl_value(value: VarValue) -> str:
 
 
 def var_file(values: Mapping[str, VarValue]) -> str:
-    """A .pkrvars.hcl file setting `values` (one line each, sorted)."""
+    """A .pkrvars.hcl file setting `values` (one line each, sorted); write it as UTF-8."""
     return "".join(f"{name} = {_hcl_value(value)}\n" for name, value in sorted(values.items()))
 
 

@@ -111,7 +111,7 @@ def private_folder(path: Path) -> Path:
 def write_private(path: Path, text: str) -> Path:
     """`text` in a new file `path`, 0600 from its creation (never readable by others, not even for a moment)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     return path
 

@@ -6,7 +6,6 @@ seal and compress. In the guest (visa.fill = guest): Packer stages install from 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,6 @@ from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
 from .in_guest import timed_packer, vm_env
 from .packer_build import BUILD_USER, PackerJob, build_key_file
-from .process import Runner, run
 from .settings import Settings
 
 REPO = build_context.REPO
@@ -62,19 +60,6 @@ def qcow2_context(spec: ImageSpec, settings: Settings) -> Path:
     return build_context.prepare(
         spec, settings.build_dir / "context" / spec.name, index_ca_bundle=settings.index_ca_bundle
     )
-
-
-def require_standalone(path: Path, *, runner: Runner = run) -> None:
-    """Refuse a file that is not a qcow2 holding the whole image: an overlay (a backing file) or another format."""
-    info = json.loads(runner(["qemu-img", "info", "--output=json", str(path)], timeout=60).output)
-    if info.get("format") != "qcow2":
-        raise ConfigError(f"{path} is a {info.get('format')} image, not a qcow2", tip="give the qcow2 build-qcow2 made")
-    if info.get("backing-filename"):
-        raise ConfigError(
-            f"{path} is an overlay on {info['backing-filename']}, not a whole image: what is tested must be what "
-            "VISA boots",
-            tip=f"flatten it first: qemu-img convert -O qcow2 {path} <new file>",
-        )
 
 
 def _cached(final: Path) -> Qcow2 | None:

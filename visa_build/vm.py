@@ -4,6 +4,7 @@ always stopped afterwards."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import interrupts, progress, runs
-from .errors import VisaBuildError
+from .errors import ConfigError, VisaBuildError
 from .ports import free_port
 from .process import Runner, background, run
 from .seed import QEMU_MAC, Login, Seed
@@ -41,6 +42,27 @@ SSH_OPTIONS = (
 
 #: guacd's port in the guest: VISA's API server opens its Guacamole connections there.
 GUACD_PORT = 4822
+
+
+def require_standalone(path: Path, what: str, *, runner: Runner = run) -> None:
+    """Refuse `path` (named by setting or flag `what`) unless it is a qcow2 holding the whole image: not another
+    format, an overlay (a backing file) or a qcow2 with an external data file (the guest would read host files)."""
+    info = json.loads(runner(["qemu-img", "info", "--output=json", str(path)], timeout=60).output)
+    standalone = f"make a standalone copy: qemu-img convert -O qcow2 {path} <new file>"
+    if info.get("format") != "qcow2":
+        raise ConfigError(f"{what} {path} is a {info.get('format')} image, not a qcow2", tip=standalone)
+    if info.get("backing-filename"):
+        raise ConfigError(
+            f"{what} {path} is an overlay on {info['backing-filename']}, not a whole image: what is tested must "
+            "be what VISA boots",
+            tip=standalone,
+        )
+    data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
+    if data_file:
+        raise ConfigError(
+            f"{what} {path} keeps its data in the external file {data_file}: the guest would read that host file",
+            tip=standalone,
+        )
 
 
 @dataclass(frozen=True)

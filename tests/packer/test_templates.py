@@ -38,7 +38,7 @@ def _validate(tmp_path: Path, **overrides: packer.VarValue) -> str:
         for k, v in values.items()
     }
     var_path = tmp_path / "test.pkrvars.hcl"
-    var_path.write_text(packer.var_file(values))
+    var_path.write_text(packer.var_file(values), encoding="utf-8")
     result = run(packer.validate_argv(packer.TEMPLATES, var_path), timeout=120, check=False, cwd=str(tmp_path))
     return ("ok" if result.returncode == 0 else "") + result.output
 
@@ -80,11 +80,20 @@ def test_an_index_token_never_reaches_packers_output(tmp_path: Path) -> None:
         "provision_secrets": {k: v for k, v in env.items() if k in SECRET_ENV},
     }
     assert _validate(tmp_path, **values).startswith("ok")
-    var_path = tmp_path / "test.pkrvars.hcl"
-    inspected = run(
-        ["packer", "inspect", f"-var-file={var_path}", str(packer.TEMPLATES)],
-        timeout=120,
-        check=False,
-        cwd=str(tmp_path),
-    ).output
+    inspected = _inspect(tmp_path)
     assert "<sensitive>" in inspected and token not in inspected, inspected
+
+
+def test_a_display_name_with_emoji_reaches_packer_unchanged(tmp_path: Path) -> None:
+    """Packer 1.6 rejects JSON's surrogate pairs (\\ud83d\\ude80): the var file carries the name as UTF-8."""
+    name = "Data 🚀 Analysis é"
+    output = _validate(tmp_path, provision_env={"VISA_TARGET": "vm", "VISA_KERNEL_DISPLAY_NAME": name})
+    assert output.startswith("ok"), output
+    assert f'\\"VISA_KERNEL_DISPLAY_NAME\\" = \\"{name}\\"' in _inspect(tmp_path)
+
+
+def _inspect(tmp_path: Path) -> str:
+    """`packer inspect` of the var file `_validate` wrote: the variables as Packer read them."""
+    var_path = tmp_path / "test.pkrvars.hcl"
+    argv = ["packer", "inspect", f"-var-file={var_path}", str(packer.TEMPLATES)]
+    return run(argv, timeout=120, check=False, cwd=str(tmp_path)).output

@@ -114,5 +114,37 @@ def _assert_undone(tmp_path: Path, host: FakeHost) -> None:
     assert left == [], f"a half-written entry or work folder was left: {left}"
 
 
+def _make_bootable(tmp_path: Path, planted: str, outside: Path, host: FakeHost) -> None:
+    """Make a disk bootable whose filesystem (a plain folder here) holds `planted`, an absolute symlink to
+    `outside`, as a package of the image could plant it."""
+    with disk.root_filesystem(tmp_path / "disk.raw", 2**23, tmp_path / "root", runner=host) as root:
+        (root / "vmlinuz").touch()
+        (root / planted).parent.mkdir(parents=True, exist_ok=True)
+        (root / planted).symlink_to(outside)
+        (root / "etc").mkdir(exist_ok=True)  # every image has one (here, unless it is the link)
+
+
+@pytest.mark.parametrize("planted", ["etc/fstab", "boot/extlinux/extlinux.conf"])
+def test_a_symlinked_boot_file_is_replaced_and_the_host_file_kept(tmp_path: Path, planted: str) -> None:
+    host_file = tmp_path / "host" / "passwd"
+    host_file.parent.mkdir()
+    host_file.write_text("root:x:0:0\n")
+    _make_bootable(tmp_path, planted, host_file, FakeHost())
+    assert host_file.read_text() == "root:x:0:0\n", "a write through the image's symlink changed a host file"
+    written = tmp_path / "root" / planted
+    assert not written.is_symlink() and "UUID=" in written.read_text()
+
+
+@pytest.mark.parametrize("planted", ["etc", "boot", "boot/extlinux"])
+def test_a_symlinked_boot_or_etc_folder_is_refused(tmp_path: Path, planted: str) -> None:
+    host_folder = tmp_path / "host"
+    host_folder.mkdir()
+    host = FakeHost()
+    with pytest.raises(VisaBuildError, match=f"the image's /{planted} is a symlink"):
+        _make_bootable(tmp_path, planted, host_folder, host)
+    assert list(host_folder.iterdir()) == [], "a file was written into the host folder the image links to"
+    assert not any(argv[0] == "extlinux" for argv in host.calls), "extlinux ran through the link"
+
+
 def test_size_accepts_the_settings_units() -> None:
     assert disk.size_bytes("12G") == 12 * 2**30 and disk.size_bytes("512M") == 512 * 2**20

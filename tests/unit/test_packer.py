@@ -16,6 +16,11 @@ def test_var_file_quotes_values_and_escapes_templates() -> None:
     assert text == 'a = 2\nb = "x$${y}"\nc = ["1", "2"]\nd = { "K" = "v" }\ne = false\n'
 
 
+def test_var_file_keeps_text_beyond_ascii_as_utf8() -> None:
+    """Not JSON's \\u escapes: Packer 1.6 rejects the surrogate pair of an emoji."""
+    assert packer.var_file({"name": "Data 🚀 é"}) == 'name = "Data 🚀 é"\n'
+
+
 def test_build_argv_is_machine_readable_and_cleans_up_on_error() -> None:
     argv = packer.build_argv(Path("/t"), Path("/v.pkrvars.hcl"))
     assert argv == ["packer", "build", "-machine-readable", "-on-error=cleanup", "-var-file=/v.pkrvars.hcl", "/t"]

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from visa_build import accelerator, base_qcow2, base_rootfs, disk, qcow2, runs, vm
+from tests.helpers import IMAGES
+from visa_build import accelerator, base_qcow2, base_rootfs, disk, in_guest, runs, vm
 from visa_build.distros import DISTROS
 from visa_build.errors import ConfigError
+from visa_build.image_spec import load_image_spec
 from visa_build.process import Result, run
 from visa_build.seed import QEMU_MAC, Login, build_seed, nocloud_seed, visa_meta
+from visa_build.settings import make_settings
 
 
 def test_mbr_has_one_bootable_linux_partition_and_signature() -> None:
@@ -144,8 +148,30 @@ def test_a_qcow2_to_test_must_hold_the_whole_image(info: dict[str, str], message
         return Result(argv, 0, json.dumps(info).splitlines())
 
     with pytest.raises(ConfigError, match=message):
-        qcow2.require_standalone(Path("/images/x.qcow2"), runner=qemu_img_info)
-    qcow2.require_standalone(Path("/images/x.qcow2"), runner=lambda argv, **_: Result(argv, 0, ['{"format": "qcow2"}']))
+        vm.require_standalone(Path("/images/x.qcow2"), "--qcow2", runner=qemu_img_info)
+    vm.require_standalone(
+        Path("/images/x.qcow2"), "--qcow2", runner=lambda argv, **_: Result(argv, 0, ['{"format": "qcow2"}'])
+    )
+
+
+def test_a_qcow2_with_an_external_data_file_is_refused_as_qcow2_and_as_base(tmp_path: Path) -> None:
+    """Its guest would read the host file the data-file names."""
+    host_file, image = tmp_path / "host-file", tmp_path / "site-base.qcow2"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", f"data_file={host_file}", str(image), "16M"], timeout=60)
+    tip = f"qemu-img convert -O qcow2 {image}"
+    with pytest.raises(ConfigError, match=f"--qcow2 {image} keeps its data in the external file {host_file}") as error:
+        vm.require_standalone(image, "--qcow2")
+    assert tip in error.value.tip
+    settings = make_settings(
+        build_dir=str(tmp_path / "build"), fill="guest", base_qcow2=str(image), base_qcow2_checksum="sha256:" + "0" * 64
+    )
+    spec = load_image_spec(IMAGES / "ci")
+    with pytest.raises(ConfigError, match=f"visa.base_qcow2 {image} keeps its data in the external file") as error:
+        in_guest.base_source(spec, settings)
+    assert tip in error.value.tip
+    run(["qemu-img", "convert", "-O", "qcow2", str(image), str(tmp_path / "standalone.qcow2")], timeout=60)
+    standalone = replace(settings, base_qcow2=str(tmp_path / "standalone.qcow2"))
+    assert in_guest.base_source(spec, standalone) == (standalone.base_qcow2, settings.base_qcow2_checksum)
 
 
 def test_a_qcow2_path_with_a_comma_space_or_semicolon_boots_through_its_overlay(tmp_path: Path) -> None:
@@ -154,7 +180,7 @@ def test_a_qcow2_path_with_a_comma_space_or_semicolon_boots_through_its_overlay(
     folder.mkdir()
     image = folder / "visa,jupyter latest.qcow2"
     run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], timeout=60)
-    qcow2.require_standalone(image)
+    vm.require_standalone(image, "--qcow2")
     overlay = tmp_path / "overlay.qcow2"
     run(vm.overlay_argv(image, overlay), timeout=60)
     chain = json.loads(run(["qemu-img", "info", "--backing-chain", "--output=json", str(overlay)], timeout=60).output)
