@@ -85,14 +85,21 @@ def bytecode_tag(spec: ImageSpec) -> str:
     return f"checked-hash:{sys.implementation.cache_tag}" if carries_bytecode(spec) else "none"
 
 
+def _regular(path: Path) -> bool:
+    """Whether `path` is a regular file itself: not a link (its content is another file's), not a FIFO."""
+    return path.is_file() and not path.is_symlink()
+
+
 def write_manifest(directory: Path) -> None:
-    lines = [f"{sha256_of(path)}  {path.name}" for path in sorted(directory.glob("*.whl"))]
+    """SHA256SUMS of the wheels in `directory` (regular files only: anything else is left unlisted, so damage)."""
+    lines = [f"{sha256_of(path)}  {path.name}" for path in sorted(directory.glob("*.whl")) if _regular(path)]
     (directory / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
 def damaged_files(directory: Path) -> list[str]:
     """What is wrong with the wheelhouse in `directory`, [] when intact: a missing, empty or garbled SHA256SUMS,
-    a listed wheel that is gone or changed, or a file SHA256SUMS does not list (nothing unlisted is served)."""
+    a listed wheel that is gone, changed or not a regular file, or a file SHA256SUMS does not list (nothing
+    unlisted is served)."""
     manifest = directory / "SHA256SUMS"
     if not manifest.is_file():
         return ["SHA256SUMS (missing)"]
@@ -104,7 +111,7 @@ def damaged_files(directory: Path) -> list[str]:
             continue
         listed.add(name)
         path = directory / name
-        if not path.is_file() or sha256_of(path) != digest:
+        if not _regular(path) or sha256_of(path) != digest:
             bad.append(name)
     if listed == {"SHA256SUMS"} and not bad:
         bad.append("SHA256SUMS (lists no wheel)")
