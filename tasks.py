@@ -56,6 +56,7 @@ def _settings(c: Context, **overrides: str | None) -> Settings:
     logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
     given = {**{key: visa[key] for key in visa}, **{k: v for k, v in overrides.items() if v is not None}}
     settings = make_settings(**given)
+    runs.use(settings.build_dir)  # from its start, no clean runs beside this run
     interrupts.keep_output_after_hangup(str(settings.log_dir / f"hangup-{runs.RUN_ID}.log"))
     return settings
 

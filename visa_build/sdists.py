@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import zipfile
 from pathlib import Path
 from urllib.parse import urljoin
@@ -137,7 +136,7 @@ def build_wheels(
 ) -> list[str]:
     """Build the sdists of `requirements` (hash-pinned lock blocks) into wheels in `dest`, in a container of
     `image` whose python3 is `python`; returns the wheels' names."""
-    work = Path(tempfile.mkdtemp(prefix=".sdists-", dir=dest.parent))
+    work = runs.scratch_dir(dest.parent, ".sdists-")
     work.chmod(0o755)  # read by nobody in the container (public sources only)
     try:
         (work / "sources.txt").write_text(requirements)

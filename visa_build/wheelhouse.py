@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,7 +198,7 @@ def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner, source_imag
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     with progress.step(f"Downloading wheelhouse {final.name} for Python {spec.python}"):
-        scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        scratch = runs.scratch_dir(final.parent, f".{final.name}-")
         try:
             _download(spec, scratch, runner, source_image)
             if carries_bytecode(spec):
