@@ -19,7 +19,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from visa_build import base_qcow2, image_inputs, image_tests, interrupts, jobs, progress, qcow2
+from visa_build import base_qcow2, image_inputs, image_tests, interrupts, jobs, progress, qcow2, runs
 from visa_build import doctor as host_doctor
 from visa_build import lock_files as locking
 from visa_build.double_build import build_container as build_double
@@ -56,6 +56,7 @@ def _settings(c: Context, **overrides: str | None) -> Settings:
     logging.basicConfig(level=logging.DEBUG if visa.debug else logging.WARNING, format="%(name)s: %(message)s")
     given = {**{key: visa[key] for key in visa}, **{k: v for k, v in overrides.items() if v is not None}}
     settings = make_settings(**given)
+    runs.use(settings.build_dir)  # from its start, no clean runs beside this run
     interrupts.keep_output_after_hangup(str(settings.log_dir / "hangup.log"))
     return settings
 

@@ -4,7 +4,6 @@ the VISA root filesystem (base_rootfs.py), kernel and boot packages included: th
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from . import artefact, base_rootfs, interrupts, mounts, progress, runs
@@ -33,7 +32,7 @@ def _ensure_base_image(sources: base_rootfs.Sources, tag: str, cache_dir: Path, 
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f"{tag.split(':')[1]}.partial.tar"  # only kept until it is imported
     # mmdebstrap's chroot, under build/: what it mounts there is released below, or by `clean` after a killed run.
-    scratch = Path(tempfile.mkdtemp(prefix=".mmdebstrap-", dir=cache_dir))
+    scratch = runs.scratch_dir(cache_dir, ".mmdebstrap-")
     with progress.step(f"Building base image {tag} from {sources.mirror} (mmdebstrap)"):
         try:
             runner(

@@ -4,7 +4,6 @@ bootable and cloud-init ready, cached by a hash of its inputs."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from . import artefact, base_rootfs, disk, interrupts, progress, runs
@@ -31,7 +30,7 @@ def _ensure_base_qcow2(sources: base_rootfs.Sources, final: Path, runner: Runner
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with progress.step(f"Building base qcow2 {final.name} from {sources.mirror} (mmdebstrap, extlinux)"):
-        work = Path(tempfile.mkdtemp(prefix=".base-", dir=final.parent))
+        work = runs.scratch_dir(final.parent, ".base-")
         try:
             raw, partial = work / "disk.raw", work / "disk.qcow2"
             with disk.root_filesystem(raw, DISK_BYTES, work / "root", runner=runner) as root:

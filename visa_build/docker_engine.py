@@ -119,5 +119,9 @@ def remove_containers_of(run_id: str) -> int:
     client = docker_client()
     leftovers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
     for container in leftovers:
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as exc:  # gone, or being removed, by another run's reaper: done
+            if not isinstance(exc, docker.errors.NotFound) and exc.status_code != 409:
+                raise
     return len(leftovers)

@@ -5,10 +5,9 @@ copied (about 2x faster than streaming `docker export`; see docs/benchmarks.md).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
-from . import artefact, disk, interrupts, progress
+from . import artefact, disk, interrupts, progress, runs
 from .docker_engine import docker_client
 from .errors import VisaBuildError
 from .mounts import mounted
@@ -49,7 +48,7 @@ def ensure_filled_qcow2(
         progress.note(f"filled disk {final.name}: image unchanged, checksum verified: reused")
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".fill-", dir=final.parent))
+    work = runs.scratch_dir(final.parent, ".fill-")
     raw, partial, image_root, root = work / "disk.raw", work / "disk.qcow2", work / "image", work / "root"
     try:
         with progress.step(f"Filling {final.name} natively from image {image_id.removeprefix('sha256:')[:12]}"):

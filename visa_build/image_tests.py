@@ -63,6 +63,7 @@ def test_container(
                 waited = wait_for_status(status_url, timeout=SERVER_START_TIMEOUT)
             with reverse_proxy(f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy") as url:
                 target = [f"--hosts=docker://{double.name}", f"--visa-image={tag}", "--visa-target=container"]
+                target += [f"--visa-build-dir={settings.build_dir}"]  # where tests/double's doubles are a run
                 if desktop_args:
                     target += [*desktop_args, f"--guacd-address={double.address}:{vm.GUACD_PORT}"]
                 suite = _suite(target, ["tests/infra", "tests/double"], logs, spec, url, pytest_args)

@@ -153,14 +153,10 @@ def promote(spec_name: str, publishing: Publishing, release: str = "") -> None:
 
 def clean(settings: Settings, *, caches_only: bool = False) -> None:
     """Remove what interrupted runs left (VMs, containers, mounts, loop devices), then everything under build_dir
-    but the release records (only build_dir/cache when `caches_only`); refused while another run uses build_dir."""
+    but the release records and the runs' locks (only build_dir/cache when `caches_only`); refused while another
+    run uses build_dir (also one that has started and not yet registered)."""
+    runs.use_alone(settings.build_dir)
     leftovers.reap(settings.build_dir)
-    active = runs.live_runs(settings.build_dir)
-    if active:
-        raise VisaBuildError(
-            f"visa-build runs {', '.join(active)} are using {settings.build_dir}; clean removes nothing while they run",
-            tip=f"wait for them (pids in {runs.runs_dir(settings.build_dir)})",
-        )
     target = settings.cache_dir if caches_only else settings.build_dir
     with progress.step(f"Removing {target}" + ("" if caches_only else " (release records are kept)")):
         for released in mounts.release_all_under(settings.build_dir):
@@ -170,7 +166,7 @@ def clean(settings: Settings, *, caches_only: bool = False) -> None:
             return
         keep = settings.release_dir.resolve()
         for entry in sorted(settings.build_dir.iterdir()) if settings.build_dir.is_dir() else []:
-            if entry.resolve() == keep:
+            if entry.resolve() in (keep, runs.runs_dir(settings.build_dir).resolve()):
                 continue
             if keep.is_relative_to(entry.resolve()):  # the release folder is deeper inside: keep its parents
                 continue

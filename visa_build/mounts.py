@@ -6,11 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import interrupts
+from . import interrupts, runs
 from .errors import VisaBuildError
 from .process import Runner, run
 
@@ -42,20 +41,25 @@ def loop_device(raw: Path, *, offset: int, size: int, read_only: bool, runner: R
 def mounted(
     device: str, mountpoint: Path, *, options: str, fstype: str | None = None, runner: Runner = run
 ) -> Iterator[Path]:
-    """`device` mounted at `mountpoint` for the block; always unmounted (with anything below it) afterwards."""
+    """`device` mounted at `mountpoint` for the block; always unmounted (with anything below it) afterwards. When
+    the block succeeded, a failed unmount fails it: what was written may not be on the device."""
     runner(["mount", *(["-t", fstype] if fstype else []), "-o", options, device, str(mountpoint)], timeout=60)
+    umount = ["umount", "--recursive", str(mountpoint)]
     try:
         yield mountpoint
-    finally:
+    except BaseException:
         with interrupts.shielded():
-            runner(["umount", "--recursive", str(mountpoint)], timeout=120, check=False)
+            runner(umount, timeout=120, check=False)  # the block's error is the one to report
+        raise
+    with interrupts.shielded():
+        runner(umount, timeout=120, tip=f"see what still uses it: fuser -vm {mountpoint}")
 
 
 @contextlib.contextmanager
 def mounted_root(qcow2: Path, *, scratch: Path, runner: Runner = run) -> Iterator[Path]:
     """Yield the mounted root filesystem of `qcow2` (never written); everything is undone afterwards."""
     scratch.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="image-", dir=scratch))
+    work = runs.scratch_dir(scratch, "image-")
     raw, root = work / "disk.raw", work / "root"
     try:
         runner(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(qcow2), str(raw)], timeout=1800)

@@ -1,8 +1,10 @@
-"""Runs sharing one host: every visa-build process is a run with an id (RUN_ID). It holds an exclusive lock on
-<build>/runs/<id>.lock while it lives, names its VMs `visa-build-<id>-<name>` and labels its containers with the
-id, so what a run leaves behind when it is killed can be told apart from what live runs use: a run whose lock
-file is no longer locked is dead. Work that must not happen twice at once (one spec, one shared cache entry)
-takes an `exclusive` lock and says what it waits for."""
+"""Runs sharing one host: every visa-build process is a run with an id (RUN_ID). From its start it holds the build
+folder's in-use lock shared (`clean` takes it exclusively, so it never runs beside another run), and once
+registered an exclusive lock on <build>/runs/<id>.lock while it lives. It names its VMs `visa-build-<id>-<name>`,
+labels its containers with the id and names its scratch folders with it (noted in its lock file), so what a run
+leaves behind when it is killed can be told apart from what live runs use: a run whose lock file is no longer
+locked is dead. Work that must not happen twice at once (one spec, one shared cache entry) takes an `exclusive`
+lock and says what it waits for."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,8 @@ from .errors import VisaBuildError
 
 RUN_ID = secrets.token_hex(4)
 _registered: dict[Path, int] = {}  # runs folder -> the open, locked file descriptor of this run's lock
+IN_USE = "in-use"  # the build folder's in-use lock, in its runs folder
+_in_use: dict[Path, int] = {}  # runs folder -> the open descriptor of the build folder's in-use lock
 _held: dict[Path, tuple[int, int]] = {}  # lock file -> (descriptor, depth): exclusive() is re-entrant
 
 
@@ -27,11 +32,47 @@ def runs_dir(build_dir: Path) -> Path:
     return build_dir / "runs"
 
 
-def register(build_dir: Path) -> str:
-    """Mark this process as a live run of `build_dir` (once); returns RUN_ID."""
+def use(build_dir: Path, *, timeout: float = 6 * 3600) -> None:
+    """Hold the in-use lock of `build_dir` shared for the rest of this process (once): `clean` runs beside no run
+    that has started, registered or not. While a `clean` holds it, say so and wait up to `timeout` seconds."""
     folder = runs_dir(build_dir)
+    if folder not in _in_use:
+        fd = _open_in_use(folder)
+        try:
+            _acquire(fd, folder / IN_USE, f"the clean of {build_dir}", timeout, fcntl.LOCK_SH)
+        except BaseException:
+            os.close(fd)
+            raise
+        _in_use[folder] = fd
+
+
+def use_alone(build_dir: Path) -> None:
+    """Hold the in-use lock of `build_dir` exclusively for the rest of this process (`clean`); VisaBuildError naming
+    the runs that use it, when any does."""
+    folder = runs_dir(build_dir)
+    if folder not in _in_use:
+        _in_use[folder] = _open_in_use(folder)
+    try:
+        fcntl.flock(_in_use[folder], fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        ids = live_runs(build_dir)
+        who = f"visa-build runs {', '.join(ids)} are" if ids else "a visa-build run that is starting is"
+        raise VisaBuildError(
+            f"{who} using {build_dir}; clean removes nothing while runs use it",
+            tip=f"wait for them (pids in {folder}; every process using it: fuser -v {folder / IN_USE})",
+        ) from None
+
+
+def _open_in_use(folder: Path) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    return os.open(folder / IN_USE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def register(build_dir: Path) -> str:
+    """Mark this process as a live run of `build_dir` (once, after taking its in-use lock); returns RUN_ID."""
+    folder = runs_dir(build_dir)
+    use(build_dir)
     if folder not in _registered:
-        folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f".{RUN_ID}.partial"  # locked before it is visible: never taken for a dead run's
         fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -49,13 +90,32 @@ def dead_runs(build_dir: Path) -> list[str]:
     for lock in sorted(folder.glob("*.lock")) if folder.is_dir() else []:
         if lock.stem == RUN_ID:
             continue
-        with open(lock, "rb") as handle:
-            try:
+        try:
+            with open(lock, "rb") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            dead.append(lock.stem)
+        except (BlockingIOError, FileNotFoundError):  # alive, or already reaped by another run
+            continue
+        dead.append(lock.stem)
     return dead
+
+
+def scratch_dir(parent: Path, prefix: str) -> Path:
+    """A new folder under `parent` for this run's scratch (disks, mounts): named `<prefix><RUN_ID>-...` and noted in
+    this run's lock file, so that the next run removes it when this one is killed."""
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{RUN_ID}-", dir=parent)).absolute()
+    for fd in _registered.values():
+        os.write(fd, f"{path}\n".encode())
+    return path
+
+
+def scratch_of(build_dir: Path, run_id: str) -> list[Path]:
+    """The scratch folders run `run_id` noted in its lock file (after its pid) that are still there."""
+    try:
+        noted = (runs_dir(build_dir) / f"{run_id}.lock").read_text().splitlines()[1:]
+    except FileNotFoundError:  # already reaped by another run
+        return []
+    folders = [Path(line) for line in noted if line.startswith("/")]
+    return [folder for folder in folders if f"{run_id}-" in folder.name and folder.is_dir()]
 
 
 def forget(build_dir: Path, run_id: str) -> None:
@@ -95,16 +155,16 @@ def exclusive(lock: Path, what: str, *, timeout: float = 6 * 3600) -> Iterator[N
             os.close(fd)  # releases the lock
 
 
-def _acquire(fd: int, lock: Path, what: str, timeout: float) -> None:
+def _acquire(fd: int, lock: Path, what: str, timeout: float, mode: int = fcntl.LOCK_EX) -> None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
         return
     except BlockingIOError:
         progress.note(f"waiting for {what}: another visa-build run holds {lock}")
     started = time.monotonic()
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
             progress.note(f"{what}: free after {time.monotonic() - started:.0f} s")
             return
         except BlockingIOError:

@@ -11,12 +11,14 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
+import stat
+import zipfile
 from pathlib import Path
 from urllib.parse import urljoin
 
 import docker.errors
 import requests
+from packaging.utils import InvalidWheelFilename, canonicalize_version, parse_wheel_filename
 
 from . import interrupts, pip_download, progress, runs
 from .docker_engine import LABEL, RUN_LABEL, docker_client
@@ -34,6 +36,8 @@ _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 TIMEOUT = 60
 #: Seconds the build container may take.
 BUILD_TIMEOUT = 1800
+#: What the build container may use: no capability, no privilege gained through setuid, bounded processes and memory.
+SANDBOX = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": 512, "mem_limit": "4g"}
 #: Run in the container: a venv with the locked build tools (pip from its own wheel), then the wheels.
 BUILD_SCRIPT = """set -eu
 python3 -m venv --without-pip /tmp/tools
@@ -132,7 +136,7 @@ def build_wheels(
 ) -> list[str]:
     """Build the sdists of `requirements` (hash-pinned lock blocks) into wheels in `dest`, in a container of
     `image` whose python3 is `python`; returns the wheels' names."""
-    work = Path(tempfile.mkdtemp(prefix=".sdists-", dir=dest.parent))
+    work = runs.scratch_dir(dest.parent, ".sdists-")
     work.chmod(0o755)  # read by nobody in the container (public sources only)
     try:
         (work / "sources.txt").write_text(requirements)
@@ -147,13 +151,61 @@ def build_wheels(
         out.mkdir()
         os.chown(out, NOBODY, NOBODY)
         _run_build(image, work, out)
-        wheels = sorted(out.glob("*.whl"))
+        wheels = checked_wheels(out, set(pinned_hashes(requirements)))
         for wheel in wheels:
             shutil.move(wheel, dest / wheel.name)
         return [wheel.name for wheel in wheels]
     finally:
         with interrupts.shielded():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def checked_wheels(out: Path, expected: set[tuple[str, str]]) -> list[Path]:
+    """The wheels the sandbox wrote to `out`, one per `expected` (normalised name, version). Its output is not
+    trusted by name: each entry must be a regular file (no link, no FIFO), a zip whose file name and
+    `*.dist-info/RECORD` name an expected pin; VisaBuildError for anything else, or a pin without a wheel."""
+    wanted = {_pin(name, version) for name, version in expected}
+    wheels, built = [], set()
+    for path in sorted(out.iterdir()):
+        pin, problem = _wheel_pin(path)
+        if not problem and pin not in wanted:
+            problem = f"a wheel of {pin[0]} {pin[1]}, which was not to be built"
+        if problem:
+            raise VisaBuildError(
+                f"the sdist build wrote {path.name}, which is {problem}: none of its output is used",
+                tip="a package's build wrote something other than its wheel; do not build it from source",
+            )
+        wheels.append(path)
+        built.add(pin)
+    if missing := sorted(f"{name}=={version}" for name, version in wanted - built):
+        raise VisaBuildError(
+            f"the sdist build made no wheel of {', '.join(missing)}",
+            tip="see the build's output above; pin a version with wheels",
+        )
+    return wheels
+
+
+def _pin(name: str, version: str) -> tuple[str, str]:
+    return normalise(name), canonicalize_version(version, strip_trailing_zero=False)
+
+
+def _wheel_pin(path: Path) -> tuple[tuple[str, str], str]:
+    """(the pin, "") of the wheel at `path`: its file name and its `*.dist-info/RECORD` agree; else (_, why not)."""
+    if not stat.S_ISREG(path.lstat().st_mode):
+        return ("", ""), "not a regular file"
+    try:
+        name, version, _, _ = parse_wheel_filename(path.name)
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+    except (InvalidWheelFilename, zipfile.BadZipFile):
+        return ("", ""), "not a wheel"
+    pin = _pin(name, str(version))
+    for member in members:
+        stem = member.removesuffix(".dist-info/RECORD")
+        record_name, _, record_version = stem.rpartition("-")
+        if stem != member and "/" not in stem and _pin(record_name, record_version) == pin:
+            return pin, ""
+    return pin, f"not a wheel of {pin[0]} {pin[1]} (no {pin[0]}-{pin[1]}.dist-info/RECORD)"
 
 
 def _run_build(image: str, work: Path, out: Path) -> None:
@@ -168,6 +220,7 @@ def _run_build(image: str, work: Path, out: Path) -> None:
         tmpfs={"/tmp": "exec"},
         volumes={str(work): {"bind": "/build", "mode": "ro"}, str(out): {"bind": "/out", "mode": "rw"}},
         labels={LABEL: "sdist-build", RUN_LABEL: runs.RUN_ID},
+        **SANDBOX,
     )
     try:
         container.start()

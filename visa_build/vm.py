@@ -286,7 +286,7 @@ def booted_vm(
     in `log_dir` when the block fails."""
     work_root.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work_root))
+    work = runs.scratch_dir(work_root, f"{name}-")
     serial = work / "serial.log"
     failed = True
     try:

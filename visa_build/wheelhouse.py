@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,14 +84,21 @@ def bytecode_tag(spec: ImageSpec) -> str:
     return f"checked-hash:{sys.implementation.cache_tag}" if carries_bytecode(spec) else "none"
 
 
+def _regular(path: Path) -> bool:
+    """Whether `path` is a regular file itself: not a link (its content is another file's), not a FIFO."""
+    return path.is_file() and not path.is_symlink()
+
+
 def write_manifest(directory: Path) -> None:
-    lines = [f"{sha256_of(path)}  {path.name}" for path in sorted(directory.glob("*.whl"))]
+    """SHA256SUMS of the wheels in `directory` (regular files only: anything else is left unlisted, so damage)."""
+    lines = [f"{sha256_of(path)}  {path.name}" for path in sorted(directory.glob("*.whl")) if _regular(path)]
     (directory / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
 def damaged_files(directory: Path) -> list[str]:
     """What is wrong with the wheelhouse in `directory`, [] when intact: a missing, empty or garbled SHA256SUMS,
-    a listed wheel that is gone or changed, or a file SHA256SUMS does not list (nothing unlisted is served)."""
+    a listed wheel that is gone, changed or not a regular file, or a file SHA256SUMS does not list (nothing
+    unlisted is served)."""
     manifest = directory / "SHA256SUMS"
     if not manifest.is_file():
         return ["SHA256SUMS (missing)"]
@@ -104,7 +110,7 @@ def damaged_files(directory: Path) -> list[str]:
             continue
         listed.add(name)
         path = directory / name
-        if not path.is_file() or sha256_of(path) != digest:
+        if not _regular(path) or sha256_of(path) != digest:
             bad.append(name)
     if listed == {"SHA256SUMS"} and not bad:
         bad.append("SHA256SUMS (lists no wheel)")
@@ -192,7 +198,7 @@ def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner, source_imag
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     with progress.step(f"Downloading wheelhouse {final.name} for Python {spec.python}"):
-        scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        scratch = runs.scratch_dir(final.parent, f".{final.name}-")
         try:
             _download(spec, scratch, runner, source_image)
             if carries_bytecode(spec):

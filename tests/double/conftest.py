@@ -1,6 +1,7 @@
 """The crafted doubles of tests/double. Each boots with its own VISA metadata; all of them start right after
 collection, in the background, so their boots (one waits 30 s for its owner) overlap each other and the infra
-suite. Each test then examines its own double; all are removed when the session ends."""
+suite. Each test then examines its own double; all are removed when the session ends, or by the next run when
+the session is killed (the session is a run of the build folder)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import LATE_SECONDS, image_spec
+from visa_build import runs
 from visa_build.double_boot import RunningDouble, keep_journal, running_double
 from visa_build.seed import NO_PAM_KEY, nocloud_seed, random_instance_id, visa_meta
 
@@ -83,6 +85,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not image or not cases:
         return
     log_dir = Path(session.config.getoption("--visa-log-dir"))
+    # The doubles carry this session's run id: registered, the next run removes them when pytest is killed.
+    runs.register(Path(session.config.getoption("--visa-build-dir")))
     stack = contextlib.ExitStack()
     doubles = {}
     try:

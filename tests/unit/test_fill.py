@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,11 @@ class FakeHost:
         self.calls: list[list[str]] = []
         self.fail_on, self.kernel = fail_on, kernel
 
-    def __call__(self, argv: list[str], **_: object) -> Result:
+    def __call__(self, argv: list[str], *, check: bool = True, **_: object) -> Result:
         self.calls.append(argv)
         if argv[0] == self.fail_on:
+            if not check:
+                return Result(argv, 32, ["target is busy"])
             raise CommandError(argv, 1, ["No space left on device"])
         if argv[0] == "losetup" and "--find" in argv:
             return Result(argv, 0, ["/dev/loop7"])
@@ -84,6 +87,16 @@ def test_a_failed_step_leaves_nothing_mounted_attached_or_published(tmp_path: Pa
     _assert_undone(tmp_path, host)
 
 
+def test_a_failed_unmount_fails_the_step_and_nothing_is_published(tmp_path: Path) -> None:
+    """An unmount that fails may leave the disk's last writes unflushed: the disk must not reach the cache."""
+    host = FakeHost(fail_on="umount")
+    with pytest.raises(CommandError, match="umount"):
+        _fill(tmp_path, host)
+    assert "qemu-img convert" not in host.names(), "a disk whose unmount failed was converted"
+    assert not list((tmp_path / "cache" / "filled" / "visa-ci").glob("*.qcow2*")), "it was stored in the cache"
+    assert host.names().count("losetup --detach") == 1, f"the loop device was not detached: {host.names()}"
+
+
 def test_a_filesystem_without_kernel_is_refused_and_undone(tmp_path: Path) -> None:
     host = FakeHost(kernel=False)
     with pytest.raises(VisaBuildError, match="no kernel at /vmlinuz"):
@@ -95,7 +108,7 @@ def test_an_interrupt_leaves_nothing_mounted_or_attached(tmp_path: Path) -> None
     host = FakeHost()
     original = host.__call__
 
-    def interrupted(argv: list[str], **kwargs: object) -> Result:
+    def interrupted(argv: list[str], **kwargs: Any) -> Result:
         if argv[0] == "cp":
             host.calls.append(argv)
             raise KeyboardInterrupt

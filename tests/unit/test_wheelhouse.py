@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,6 +72,23 @@ def test_a_planted_wheel_makes_the_wheelhouse_damaged(tmp_path: Path) -> None:
     write_manifest(tmp_path)
     (tmp_path / "evil-1.0-cp311-cp311-manylinux_2_36_x86_64.whl").write_bytes(b"planted")
     assert damaged_files(tmp_path) == ["evil-1.0-cp311-cp311-manylinux_2_36_x86_64.whl (not listed)"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "FIFO"])
+def test_a_listed_wheel_that_is_not_a_regular_file_is_damage(tmp_path: Path, kind: str) -> None:
+    wheel, host_file = tmp_path / "house" / "a-1-py3-none-any.whl", tmp_path / "host-file"
+    wheel.parent.mkdir()
+    wheel.write_bytes(b"one")
+    write_manifest(wheel.parent)
+    wheel.unlink()
+    if kind == "symlink":
+        host_file.write_bytes(b"one")  # the listed content, in a file outside the wheelhouse
+        wheel.symlink_to(host_file)
+    else:
+        os.mkfifo(wheel)  # never opened: hashing it would block
+    assert damaged_files(wheel.parent) == ["a-1-py3-none-any.whl"]
+    write_manifest(wheel.parent)
+    assert "a-1-py3-none-any.whl (not listed)" in damaged_files(wheel.parent), "a manifest listed a " + kind
 
 
 @pytest.mark.parametrize(
