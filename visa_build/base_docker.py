@@ -35,12 +35,8 @@ def _ensure_base_image(sources: base_rootfs.Sources, tag: str, cache_dir: Path, 
     scratch = runs.scratch_dir(cache_dir, ".mmdebstrap-")
     with progress.step(f"Building base image {tag} from {sources.mirror} (mmdebstrap)"):
         try:
-            runner(
-                base_rootfs.mmdebstrap_argv(sources, partial, tar=True),
-                timeout=1200,
-                env={"TMPDIR": str(scratch)},
-                on_line=progress.line,
-                tip="check that the Debian mirrors answer (visa.mirror, visa.security_mirror)",
+            base_rootfs.mmdebstrap(
+                sources, partial, tar=True, runner=runner, timeout=1200, env={"TMPDIR": str(scratch)}
             )
             with partial.open("rb") as handle:
                 client.api.import_image_from_data(handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1])

@@ -34,12 +34,7 @@ def _ensure_base_qcow2(sources: base_rootfs.Sources, final: Path, runner: Runner
         try:
             raw, partial = work / "disk.raw", work / "disk.qcow2"
             with disk.root_filesystem(raw, DISK_BYTES, work / "root", runner=runner) as root:
-                runner(
-                    base_rootfs.mmdebstrap_argv(sources, root, tar=False),
-                    timeout=1800,
-                    on_line=progress.line,
-                    tip="check that the Debian mirrors answer (visa.mirror, visa.security_mirror)",
-                )
+                base_rootfs.mmdebstrap(sources, root, tar=False, runner=runner, timeout=1800)
             runner(disk.convert_argv(raw, partial), timeout=600)
             artefact.store(partial, final)
         finally:

@@ -3,11 +3,16 @@ the Docker base (the container double, and the qcow2's filesystem when filled na
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import progress
 from .build_context import image_packages
 from .distros import Distro
+from .errors import CommandError, ConfigError
+from .process import Runner
 
 #: What a cloud instance needs before provisioning besides its kernel: init, cloud-init (with growpart), ssh,
 #: DHCP. The image's own packages (provision/packages.txt) come with them, natively instead of by apt later.
@@ -87,6 +92,32 @@ def mmdebstrap_argv(sources: Sources, target: Path, *, tar: bool) -> list[str]:
         str(target),
         *sources.lines(),
     ]
+
+
+#: apt's words for a package the release does not carry.
+MISSING_PACKAGE = re.compile(r"Unable to locate package (\S+)|Package '?([^' ]+?)'? has no installation candidate")
+
+
+def mmdebstrap(
+    sources: Sources, target: Path, *, tar: bool, runner: Runner, timeout: float, env: Mapping[str, str] | None = None
+) -> None:
+    """Run mmdebstrap of `sources` into `target`; a package the release does not carry is named in one line."""
+    names = "visa.ubuntu_mirror, visa.ubuntu_security_mirror" if sources.distro.distribution == "ubuntu" else ""
+    mirrors = names or "visa.mirror, visa.security_mirror"
+    try:
+        argv = mmdebstrap_argv(sources, target, tar=tar)
+        runner(argv, timeout=timeout, env=env, on_line=progress.line, tip=f"check that the mirrors answer ({mirrors})")
+    except CommandError as error:
+        found = (MISSING_PACKAGE.search(line) for line in error.tail)
+        missing = sorted({match.group(1) or match.group(2) for match in found if match})
+        if not missing:
+            raise
+        release = f"{sources.distro.distribution} {sources.distro.version} ({sources.suite})"
+        raise ConfigError(
+            f"{release} has no package {', '.join(missing)}: the root filesystem cannot be made",
+            tip="the packages are listed in provision/packages.txt and the release's row of visa_build/distros.py; "
+            "name only packages the release carries (apt-cache policy <package> on it), or pick another release",
+        ) from error
 
 
 def key_inputs(sources: Sources) -> tuple[str, ...]:
