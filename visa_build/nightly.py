@@ -89,7 +89,7 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     steps["test-qcow2"] = time.monotonic() - mark
     image = manifest.from_facts(
         spec.name,
-        spec.distro.codename,
+        spec.distro,
         json.loads(facts_file.read_text()),
         ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: image_inputs.base_image(spec, settings)),
     )

@@ -24,6 +24,7 @@ from . import progress
 from .distros import DISTROS
 from .errors import ConfigError, VisaBuildError
 from .release import record
+from .release.manifest import system_part
 from .settings import Publishing
 
 UPLOADING, CANDIDATE, CURRENT, ARCHIVED = "visa-uploading", "visa-candidate", "visa-current", "visa-archived"
@@ -41,8 +42,8 @@ def spec_tag(spec_name: str) -> str:
 
 def properties(release: record.Release) -> dict[str, str]:
     """Glance properties: OpenStack's os_* conventions and visa_* ones naming the release and summing it up."""
-    distro = DISTROS[release.build["spec"]["debian"]]
-    packages = release.manifest["debian"]["packages"]
+    system = system_part(release.manifest)
+    distro, packages = DISTROS[system["release"]], system["packages"]
     lab = release.manifest["python"].get(LAB, {})
     kernels = sorted(spec["display_name"] for spec in release.manifest.get("kernelspecs", {}).values())
     props = {

@@ -52,13 +52,13 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
         assert counts["tests"] > 50 and counts["failures"] == counts["errors"] == 0, f"{target} tests: {counts}"
         assert (folder / "junit" / f"{target}.xml").is_file()
     image = json.loads((folder / "manifest.json").read_text())
-    assert len(image["debian"]["packages"]) > 100 and "linux-image-cloud-amd64" in image["debian"]["packages"]
+    assert len(image["system"]["packages"]) > 100 and "linux-image-cloud-amd64" in image["system"]["packages"]
     numpy = image["python"]["/opt/visa/envs/data-analysis"]["numpy"]
     assert len(numpy["sha256"]) == 64 and numpy["wheel"].startswith("numpy-"), f"numpy's wheel is unknown: {numpy}"
     assert image["kernelspecs"]["python3"]["display_name"] == "Data Analysis"
     sbom = json.loads((folder / "sbom.cdx.json").read_text())
     purls = [component["purl"] for component in sbom["components"]]
-    assert sum(p.startswith("pkg:deb/debian/") for p in purls) == len(image["debian"]["packages"])
+    assert sum(p.startswith("pkg:deb/debian/") for p in purls) == len(image["system"]["packages"])
     assert any(p.startswith("pkg:pypi/jupyterlab@") for p in purls)
     assert "No usable previous release" in (folder / "CHANGES.md").read_text()
     _assert_security_updates_name_their_fixes(folder, settings, tmp_path / "changelogs")
@@ -100,7 +100,7 @@ def _assert_security_updates_name_their_fixes(folder: Path, settings: Settings, 
     image = json.loads((folder / "manifest.json").read_text())
     spec = load_image_spec(REPO / "images/ci")
     security = archive_state.security_versions(image_inputs.sources(spec, settings))
-    packages = image["debian"]["packages"]
+    packages = image["system"]["packages"]
     updated = [name for name, version in packages.items() if changes.is_security(name, version, security)]
     assert updated, "the release holds no package from bookworm-security: nothing to name fixes of"
     with mounts.mounted_root(next(folder.glob("*.qcow2")), scratch=scratch) as root:
@@ -111,7 +111,7 @@ def _assert_security_updates_name_their_fixes(folder: Path, settings: Settings, 
             headers = (fixes.HEADER.match(line) for line in text.splitlines())
             versions = [header["version"] for header in headers if header]
             older[name] = next(v for v in versions if changes.compare_debian(v, packages[name]) < 0)
-        previous = {**image, "debian": {**image["debian"], "packages": packages | older}}
+        previous = {**image, "system": {**image["system"], "packages": packages | older}}
         parts = changes.between(previous, image)
         found = fixes.read_fixes(root, changes.security_updates(parts, security))
     assert sorted(found) == sorted(updated), f"security updates without their changelog read: {found}"

@@ -47,7 +47,7 @@ def test_fixes_are_read_from_the_image_by_binary_package(tmp_path: Path) -> None
 def test_changes_md_names_each_security_updates_fixes_or_says_there_are_none(tmp_path: Path) -> None:
     """dpkg names Multi-Arch packages `libssl3:amd64`; the security suite's index names them `libssl3`."""
     parts = {
-        "Debian": changes.PartChanges(
+        changes.SYSTEM: changes.PartChanges(
             upgraded=[("bash", "5.2.15-2+b7", "5.2.15-2+b8"), ("libssl3:amd64", OLD, NEW), ("zlib1g:amd64", "1", "2")]
         )
     }

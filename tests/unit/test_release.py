@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from visa_build import publish
+from visa_build.distros import DISTROS
 from visa_build.errors import VisaBuildError
 from visa_build.process import run
 from visa_build.release import changes, manifest, record, sbom
@@ -53,8 +54,8 @@ def wheelhouse(tmp_path: Path) -> Path:
 
 
 def test_manifest_holds_every_part_with_wheel_digests(wheelhouse: Path) -> None:
-    image = manifest.from_facts("visa-ci", "bookworm", _facts(), wheelhouse)
-    assert image["debian"]["packages"]["bash"] == "5.2.15-2+b7"
+    image = manifest.from_facts("visa-ci", DISTROS["bookworm"], _facts(), wheelhouse)
+    assert image["system"]["packages"]["bash"] == "5.2.15-2+b7"
     assert image["python"][ANALYSIS]["numpy"] == {
         "version": "2.4.6",
         "wheel": "numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.whl",
@@ -69,15 +70,15 @@ def test_manifest_json_is_byte_identical_for_the_same_image(wheelhouse: Path) ->
     facts = _facts()
     reordered = {key: facts[key] for key in reversed(list(facts))}
     reordered["debian_packages"] = dict(reversed(list(facts["debian_packages"].items())))
-    one = manifest.to_json(manifest.from_facts("visa-ci", "bookworm", facts, wheelhouse))
-    two = manifest.to_json(manifest.from_facts("visa-ci", "bookworm", reordered, wheelhouse))
+    one = manifest.to_json(manifest.from_facts("visa-ci", DISTROS["bookworm"], facts, wheelhouse))
+    two = manifest.to_json(manifest.from_facts("visa-ci", DISTROS["bookworm"], reordered, wheelhouse))
     assert one == two, "the same image must give the same manifest.json bytes"
 
 
 def test_a_fact_the_probe_could_not_gather_is_a_clear_error(wheelhouse: Path) -> None:
     facts = _facts() | {"kernelspecs": {"error": "jupyter kernelspec list exited 1"}}
     with pytest.raises(VisaBuildError, match="kernelspecs could not be read"):
-        manifest.from_facts("visa-ci", "bookworm", facts, wheelhouse)
+        manifest.from_facts("visa-ci", DISTROS["bookworm"], facts, wheelhouse)
 
 
 @pytest.mark.parametrize(
@@ -105,15 +106,15 @@ def test_debian_versions_are_ordered_as_dpkg_orders_them(a: str, b: str) -> None
 
 
 def test_changes_are_classified_and_security_updates_marked(wheelhouse: Path) -> None:
-    old = manifest.from_facts("visa-ci", "bookworm", _facts(), wheelhouse)
+    old = manifest.from_facts("visa-ci", DISTROS["bookworm"], _facts(), wheelhouse)
     new_facts = _facts(numpy="2.4.5", bash="5.2.15-2+b8")
     new_facts["debian_packages"]["curl"] = "7.88.1-10+deb12u14"
     del new_facts["debian_packages"]["libc6"]
-    new = manifest.from_facts("visa-ci", "bookworm", new_facts, wheelhouse)
+    new = manifest.from_facts("visa-ci", DISTROS["bookworm"], new_facts, wheelhouse)
     parts = changes.between(old, new)
-    assert parts["Debian"].upgraded == [("bash", "5.2.15-2+b7", "5.2.15-2+b8")]
-    assert parts["Debian"].added == [("curl", "7.88.1-10+deb12u14")]
-    assert parts["Debian"].removed == [("libc6", "2.36-9+deb12u13")]
+    assert parts[changes.SYSTEM].upgraded == [("bash", "5.2.15-2+b7", "5.2.15-2+b8")]
+    assert parts[changes.SYSTEM].added == [("curl", "7.88.1-10+deb12u14")]
+    assert parts[changes.SYSTEM].removed == [("libc6", "2.36-9+deb12u13")]
     assert parts[f"Python {ANALYSIS}"].downgraded == [("numpy", "2.4.6", "2.4.5")]
     text = changes.to_markdown("Changes", parts, security={"bash": "5.2.15-2+b8"})
     assert "- upgraded bash 5.2.15-2+b7 -> 5.2.15-2+b8 (security)" in text
@@ -126,7 +127,7 @@ def test_no_usable_previous_release_is_said_not_crashed() -> None:
 
 
 def test_sbom_names_debian_and_python_packages_by_purl(wheelhouse: Path) -> None:
-    document = json.loads(sbom.to_json(manifest.from_facts("visa-ci", "bookworm", _facts(), wheelhouse)))
+    document = json.loads(sbom.to_json(manifest.from_facts("visa-ci", DISTROS["bookworm"], _facts(), wheelhouse)))
     assert document["bomFormat"] == "CycloneDX"
     purls = {component["purl"]: component for component in document["components"]}
     assert "pkg:deb/debian/bash@5.2.15-2%2Bb7?distro=debian-12" in purls
@@ -204,12 +205,25 @@ def test_junit_counts_read_pytest_xml(tmp_path: Path) -> None:
 
 
 def test_an_ubuntu_release_is_named_as_ubuntu_in_its_sbom_and_glance_properties(wheelhouse: Path) -> None:
-    image = manifest.from_facts("visa-ci-noble", "noble", _facts(), wheelhouse)
+    image = manifest.from_facts("visa-ci-noble", DISTROS["noble"], _facts(), wheelhouse)
     purls = {component["purl"] for component in json.loads(sbom.to_json(image))["components"]}
     assert "pkg:deb/ubuntu/bash@5.2.15-2%2Bb7?distro=ubuntu-24.04" in purls, sorted(purls)[:5]
-    image["debian"]["packages"]["linux-image-virtual"] = "6.8.0-151.151"
-    build = {"spec": {"name": "visa-ci-noble", "debian": "noble", "distribution": "ubuntu"}}
+    image["system"]["packages"]["linux-image-virtual"] = "6.8.0-151.151"
+    build = {"spec": {"name": "visa-ci-noble", "release": "noble", "distribution": "ubuntu"}}
     release = record.Release(wheelhouse, "visa-ci-noble", wheelhouse / "x.qcow2", "a", "b", "c", build, dict(image))
     properties = publish.properties(release)
     assert (properties["os_distro"], properties["os_version"]) == ("ubuntu", "24.04"), properties
     assert properties["visa_kernel_version"] == "6.8.0-151.151", "Glance shows the version of noble's kernel package"
+    assert image["system"]["distribution"] == "ubuntu" and "## Ubuntu 24.04 (noble) packages" in manifest.to_markdown(
+        image
+    )
+
+
+def test_a_release_record_written_before_ubuntu_images_is_still_read(wheelhouse: Path) -> None:
+    """Manifests of earlier releases name their packages `debian`: CHANGES.md and the SBOM still read them."""
+    new = manifest.from_facts("visa-ci", DISTROS["bookworm"], _facts(), wheelhouse)
+    old = {**{k: v for k, v in new.items() if k != "system"}, "debian": {"release": "bookworm", "packages": {}}}
+    assert changes.between(old, new)[changes.SYSTEM].added == sorted(new["system"]["packages"].items())
+    assert manifest.system_part(old)["version"] == "12" and "## Debian 12 (bookworm) packages" in manifest.to_markdown(
+        old
+    )

@@ -56,7 +56,7 @@ def write(
         "spec": {
             "name": spec.name,
             "directory": str(spec.directory),
-            "debian": spec.distro.codename,
+            "release": spec.distro.codename,
             "distribution": spec.distro.distribution,
             "python": spec.python,
         },

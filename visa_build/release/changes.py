@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
-from .manifest import Manifest
+from .manifest import Manifest, system_part
+
+#: The part of the changes that holds the distribution's packages (CHANGES.md's heading).
+SYSTEM = "System packages"
 
 
 def _order(char: str) -> int:
@@ -89,8 +92,9 @@ def diff(old: dict[str, str], new: dict[str, str], compare: Callable[[str, str],
 
 
 def between(old: Manifest, new: Manifest) -> dict[str, PartChanges]:
-    """{"Debian": ..., <environment>: ...} for every part of the manifests."""
-    parts = {"Debian": diff(old["debian"]["packages"], new["debian"]["packages"], compare_debian)}
+    """{SYSTEM: ..., <environment>: ...} for every part of the manifests."""
+    system = [system_part(manifest)["packages"] for manifest in (old, new)]
+    parts = {SYSTEM: diff(system[0], system[1], compare_debian)}
     for prefix in sorted(set(old["python"]) | set(new["python"])):
         versions = [
             {name: entry["version"] for name, entry in manifest["python"].get(prefix, {}).items()}
@@ -108,7 +112,7 @@ def is_security(name: str, version: str, security: dict[str, str]) -> bool:
 
 def security_updates(parts: dict[str, PartChanges] | None, security: dict[str, str]) -> list[tuple[str, str, str]]:
     """(name, old, new) of each Debian package upgraded to the -security suite's version."""
-    upgraded = parts["Debian"].upgraded if parts else []
+    upgraded = parts[SYSTEM].upgraded if parts else []
     return [(name, old, new) for name, old, new in upgraded if is_security(name, new, security)]
 
 
@@ -134,11 +138,11 @@ def to_markdown(
     fixes = fixes or {}
 
     def mark(part: str, name: str, version: str) -> str:
-        return " (security)" if part == "Debian" and is_security(name, version, security) else ""
+        return " (security)" if part == SYSTEM and is_security(name, version, security) else ""
 
     def upgraded(part: str, name: str, old: str, new: str) -> str:
         line = f"- upgraded {name} {old} -> {new}{mark(part, name, new)}"
-        return line + _fixed(fixes[name]) if part == "Debian" and name in fixes else line
+        return line + _fixed(fixes[name]) if part == SYSTEM and name in fixes else line
 
     for part, changes in parts.items():
         if not changes:

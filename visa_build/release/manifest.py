@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..distros import DISTROS, Distro
 from ..errors import VisaBuildError
 from ..image_spec import normalise
 
@@ -52,8 +53,8 @@ def _fact(facts: dict[str, Any], name: str) -> Any:
     return value
 
 
-def from_facts(image: str, debian: str, facts: dict[str, Any], wheelhouse: Path) -> Manifest:
-    """The manifest of the image whose booted VM gave `facts`, its wheels found in `wheelhouse`."""
+def from_facts(image: str, distro: Distro, facts: dict[str, Any], wheelhouse: Path) -> Manifest:
+    """The manifest of the `distro` image whose booted VM gave `facts`, its wheels found in `wheelhouse`."""
     wheels = wheel_digests(wheelhouse)
     python: dict[str, dict[str, dict[str, str]]] = {}
     for prefix in ENVIRONMENTS:
@@ -63,7 +64,12 @@ def from_facts(image: str, debian: str, facts: dict[str, Any], wheelhouse: Path)
             python[prefix][normalise(name)] = {"version": version, "wheel": wheel, "sha256": sha256}
     return {
         "image": image,
-        "debian": {"release": debian, "packages": dict(_fact(facts, "debian_packages"))},
+        "system": {
+            "distribution": distro.distribution,
+            "version": distro.version,
+            "release": distro.codename,
+            "packages": dict(_fact(facts, "debian_packages")),
+        },
         "python": python,
         "kernelspecs": _fact(facts, "kernelspecs"),
         "labextensions": parse_labextensions(_fact(facts, "labextensions")),
@@ -74,17 +80,28 @@ def to_json(manifest: Manifest) -> str:
     return json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def system_part(manifest: Manifest) -> dict[str, Any]:
+    """The distribution's packages: `system` (distribution, version, release, packages); a manifest written before
+    Ubuntu images had `debian` (release, packages) instead."""
+    if "system" in manifest:
+        part: dict[str, Any] = manifest["system"]
+        return part
+    old = manifest["debian"]
+    return {"distribution": "debian", "version": DISTROS[old["release"]].version, **old}
+
+
 def to_markdown(manifest: Manifest) -> str:
     """The manifest for people: one table per part."""
+    system = system_part(manifest)
     lines = [
         f"# Manifest of {manifest['image']}",
         "",
-        f"## Debian {manifest['debian']['release']}",
+        f"## {system['distribution'].title()} {system['version']} ({system['release']}) packages",
         "",
         "| package | version |",
         "|---|---|",
     ]
-    lines += [f"| {name} | {version} |" for name, version in sorted(manifest["debian"]["packages"].items())]
+    lines += [f"| {name} | {version} |" for name, version in sorted(system["packages"].items())]
     for prefix, packages in sorted(manifest["python"].items()):
         lines += ["", f"## Python environment {prefix}", "", "| package | version | wheel sha256 |", "|---|---|---|"]
         lines += [

@@ -80,7 +80,7 @@ def previous_manifest(root: Path) -> tuple[dict[str, Any] | None, str]:
         manifest = json.loads((release / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
         return None, f"no usable previous release: {release.name}/manifest.json is missing or damaged ({exc})"
-    if not isinstance(manifest, dict) or not {"debian", "python"} <= set(manifest):
+    if not isinstance(manifest, dict) or "python" not in manifest or not {"system", "debian"} & set(manifest):
         return None, f"no usable previous release: {release.name}/manifest.json is not a manifest"
     return manifest, f"compared with release {release.name}"
 

@@ -10,15 +10,16 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from ..distros import DISTROS
-from .manifest import Manifest
+from .manifest import Manifest, system_part
 
 
 def bom(manifest: Manifest) -> Bom:
     document = Bom()
-    distro = DISTROS[manifest["debian"]["release"]]
+    system = system_part(manifest)
+    distro = DISTROS[system["release"]]
     root = Component(name=manifest["image"], type=ComponentType.OPERATING_SYSTEM, bom_ref=manifest["image"])
     document.metadata.component = root
-    for name, version in sorted(manifest["debian"]["packages"].items()):
+    for name, version in sorted(system["packages"].items()):
         package, _, arch = name.partition(":")
         purl = PackageURL(
             "deb",
