@@ -15,6 +15,9 @@ from .image_spec import ImageSpec, load_image_spec, require_buildable
 from .release import record
 from .settings import PROJECT, Publishing, Settings
 
+#: In a night's record copy: the name of the release the night left as the spec's latest.
+RELEASE_FILE = "RELEASE.txt"
+
 
 def load_spec(settings: Settings) -> ImageSpec:
     """The spec of settings.image_dir (a relative folder is under the project)."""
@@ -62,14 +65,14 @@ def nightly_of(
             continue
         progress.result(night.summary)
         if record_copy is not None:
-            _copy_record(night, record_copy / (spec.name if len(folders) > 1 else ""))
+            _copy_record(night, settings.release_dir / spec.name, record_copy / (spec.name if len(folders) > 1 else ""))
         if night.verdict == "failed":
             failed.append(spec.name)
         elif publishing.nightly_publish:
             try:  # the latest release, also when tonight changed nothing: a failed upload is retried
-                publish_release(settings.release_dir / spec.name, publishing)
+                release = publish_release(settings.release_dir / spec.name, publishing)
                 if publishing.nightly_promote:
-                    promote(spec.name, publishing)
+                    promote(spec.name, publishing, release.name)
             except VisaBuildError as error:
                 progress.note(
                     f"ERROR {spec.name}: publishing failed: {error}" + (f"\nTIP   {error.tip}" if error.tip else "")
@@ -78,12 +81,22 @@ def nightly_of(
     return failed
 
 
-def _copy_record(night: nightly.Night, copy: Path) -> None:
+def _copy_record(night: nightly.Night, releases: Path, copy: Path) -> None:
+    """The night's record without its qcow2 (or NO-CHANGE.txt), and in RELEASE_FILE the name of the release the
+    night left as the spec's latest: the one the pipeline's publish and promote jobs act on."""
     if night.folder:
         record.copy_without_image(night.folder, copy)
     else:
         copy.mkdir(parents=True, exist_ok=True)
         (copy / "NO-CHANGE.txt").write_text(night.summary + "\n")
+    latest = record.latest(releases)
+    if night.verdict != "failed" and latest is not None:
+        (copy / RELEASE_FILE).write_text(latest.name + "\n")
+
+
+def release_folder(settings: Settings, release: str) -> Path:
+    """The folder of `release`: a path (it holds a /), else a release name of the spec; "" is its latest."""
+    return Path(release) if "/" in release else settings.release_dir / load_spec(settings).name / release
 
 
 def publish_release(folder: Path, publishing: Publishing) -> record.Release:
