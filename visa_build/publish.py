@@ -309,7 +309,10 @@ def _upload(conn: Any, release: record.Release, settings: Publishing, on_sent: O
 def _discard(conn: Any, image_id: str) -> None:
     """Delete an unfinished upload; when Glance cannot be told, it keeps its `visa-uploading` tag."""
     try:
-        conn.image.delete_image(image_id, ignore_missing=True)
+        try:
+            conn.image.delete_image(image_id, ignore_missing=True)
+        except keystoneauth1.exceptions.ConnectionError:  # sent on the connection Glance closed, refusing the data
+            conn.image.delete_image(image_id, ignore_missing=True)
         progress.note(f"the unfinished upload {image_id} was deleted from Glance")
     except Exception as exc:  # the upload's own error is the one to report
         progress.note(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import keystoneauth1.exceptions
 import openstack.exceptions
 import pytest
 
@@ -71,6 +72,7 @@ class FakeImages:
         self.changes: list[tuple[str, str, object]] = []
         self.queries: list[dict[str, object]] = []
         self.on_tag: Callable[[str, str], None] = lambda image_id, tag: None
+        self.delete_failures: list[Exception] = []  # raised by the next deletes, one each
 
     def _copy(self, image: Image) -> Image:
         return dataclasses.replace(image, tags=list(image.tags), properties=dict(image.properties))
@@ -123,6 +125,8 @@ class FakeImages:
         self.changes.append(("remove_tag", stored.id, tag))
 
     def delete_image(self, image: Any, ignore_missing: bool = True) -> None:
+        if self.delete_failures:
+            raise self.delete_failures.pop(0)
         self.stored.pop(getattr(image, "id", image))
         self.changes.append(("delete", getattr(image, "id", image), None))
 
@@ -307,3 +311,10 @@ def test_a_failed_nights_record_copy_names_no_release(tmp_path: Path) -> None:
     failed = record.write(releases, "20261102T010000Z-bbb-failed", {"ERROR.txt": "boom"})
     jobs._copy_record(nightly.Night(SPEC, "failed", "summary", failed), releases, tmp_path / "record")
     assert not (tmp_path / "record" / jobs.RELEASE_FILE).exists(), "a failed night's pipeline publishes nothing"
+
+
+def test_an_unfinished_upload_is_deleted_when_the_first_request_meets_a_closed_connection() -> None:
+    conn = glance(an_image("img-1", RELEASE.name, UPLOADING))
+    conn.image.delete_failures.append(keystoneauth1.exceptions.ConnectionError("Connection reset by peer"))
+    publish._discard(conn, "img-1")
+    assert conn.image.stored == {}, "Glance closes the connection after refusing an upload; the delete must retry"
