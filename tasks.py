@@ -272,16 +272,18 @@ CLOUD_HELP = "a cloud of clouds.yaml (default: visa.cloud, else OS_CLOUD or the 
 
 
 @task(
-    help={"image": IMAGE_HELP, "release": "a release folder (default: the image's latest release)", "cloud": CLOUD_HELP}
+    help={
+        "image": IMAGE_HELP,
+        "release": "a release name of the image, or a release folder (with a /) (default: the image's latest)",
+        "cloud": CLOUD_HELP,
+    }
 )
-def publish_release(c: Context, image: str | None = None, release: str | None = None, cloud: str | None = None) -> None:
+def publish_release(c: Context, image: str | None = None, release: str = "", cloud: str | None = None) -> None:
     """Upload a release's qcow2 to Glance as a private candidate.
 
     The upload is checked against Glance's hash; a release already there changes nothing."""
     with _user_errors():
-        settings = _settings(c, image=image)
-        folder = Path(release) if release else settings.release_dir / jobs.load_spec(settings).name
-        jobs.publish_release(folder, _publishing(c, cloud))
+        jobs.publish_release(jobs.release_folder(_settings(c, image=image), release), _publishing(c, cloud))
 
 
 @task(

@@ -15,6 +15,9 @@ from .image_spec import ImageSpec, load_image_spec, require_buildable
 from .release import record
 from .settings import PROJECT, Publishing, Settings
 
+#: In a night's record copy: the name of the release the night left as the spec's latest.
+RELEASE_FILE = "RELEASE.txt"
+
 
 def load_spec(settings: Settings) -> ImageSpec:
     """The spec of settings.image_dir (a relative folder is under the project)."""
@@ -103,7 +106,7 @@ def _night_of(
         progress.result(night.summary)
         if record_copy is not None:
             copy = record_copy / spec.name if per_spec else record_copy
-            record.copy_without_image(night.folder, copy, no_change=night.summary)
+            _copy_record(night, settings.release_dir / spec.name, copy)
     except (VisaBuildError, OSError) as error:
         _say_error(folder, error)
         return [folder]
@@ -112,9 +115,9 @@ def _night_of(
     if not publishing.nightly_publish:
         return []
     try:  # the latest release, also when tonight changed nothing: a failed upload is retried
-        publish_release(settings.release_dir / spec.name, publishing)
+        release = publish_release(settings.release_dir / spec.name, publishing)
         if publishing.nightly_promote:
-            promote(spec.name, publishing)
+            promote(spec.name, publishing, release.name)
     except (VisaBuildError, OSError) as error:
         _say_error(f"{spec.name}: publishing failed", error)
         return [f"{spec.name} (publishing)"]
@@ -124,6 +127,22 @@ def _night_of(
 def _say_error(what: str, error: VisaBuildError | OSError) -> None:
     tip = error.tip if isinstance(error, VisaBuildError) else ""
     progress.note(f"ERROR {what}: {error}" + (f"\nTIP   {tip}" if tip else ""))
+
+
+def _copy_record(night: nightly.Night, releases: Path, copy: Path) -> None:
+    """The night's record without its qcow2 (or NO-CHANGE.txt), and in RELEASE_FILE the name of the release the
+    night left as the spec's latest: the one the pipeline's publish and promote jobs act on (none after a failed
+    night)."""
+    record.copy_without_image(night.folder, copy, no_change=night.summary)
+    (copy / RELEASE_FILE).unlink(missing_ok=True)
+    latest = record.latest(releases)
+    if night.verdict != "failed" and latest is not None:
+        (copy / RELEASE_FILE).write_text(latest.name + "\n")
+
+
+def release_folder(settings: Settings, release: str) -> Path:
+    """The folder of `release`: a path (it holds a /), else a release name of the spec; "" is its latest."""
+    return Path(release) if "/" in release else settings.release_dir / load_spec(settings).name / release
 
 
 def publish_release(folder: Path, publishing: Publishing) -> record.Release:

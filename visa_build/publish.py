@@ -3,9 +3,11 @@
 A release goes up as a *candidate*: private, tagged `visa-candidate`, invisible to VISA's users. Its upload is
 tagged `visa-uploading` until Glance's own hash of the stored data (`os_hash_value`) equals the release's file:
 only then does it become a candidate, and a failed or interrupted upload is deleted (or stays `visa-uploading`,
-which the next publish removes). `promote` makes the newest candidate `visa-current` with the chosen visibility,
-archives (tags and hides) the image it replaces, and keeps the newest `keep_archived` archived images.
-Every image of a spec carries the tag `visa-image:<spec>`; the cloud comes from clouds.yaml / OS_CLOUD / OS_*.
+which a publish of the same release removes once it is UPLOAD_GRACE old). A candidate, current or archived image
+is never deleted by publish. `promote` makes the newest candidate `visa-current` with the chosen visibility,
+archives (tags and hides) every other current image and older candidate, and keeps the newest `keep_archived`
+archived images. Every image of a spec carries the tag `visa-image:<spec>`; only the token's project's images
+are touched; the cloud comes from clouds.yaml / OS_CLOUD / OS_*.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 import keystoneauth1.exceptions
@@ -31,6 +34,10 @@ UPLOADING, CANDIDATE, CURRENT, ARCHIVED = "visa-uploading", "visa-candidate", "v
 STATES = (UPLOADING, CANDIDATE, CURRENT, ARCHIVED)
 LAB = "/opt/visa/jupyter/jupyterlab"
 CHUNK = 8 << 20
+#: An upload younger than this may be another publish's, still going: publish leaves it alone.
+UPLOAD_GRACE = timedelta(hours=6)
+#: The property ordering promotions: of two current images, the one promoted later stays current.
+PROMOTED_AT = "visa_promoted_at"
 
 #: Called with (bytes sent, bytes in all) while the image data goes up.
 OnSent = Callable[[int, int], None]
@@ -72,7 +79,7 @@ def min_disk_gib(release: record.Release) -> int:
 @contextlib.contextmanager
 def cloud_errors(cloud: str) -> Iterator[None]:
     """OpenStack's errors as one line each, naming the cloud and what to do."""
-    where = f"cloud {cloud!r}" if cloud else "the cloud of OS_CLOUD / OS_* variables"
+    where = _where(cloud)
     try:
         yield
     except openstack.exceptions.ConfigException as exc:
@@ -91,6 +98,10 @@ def cloud_errors(cloud: str) -> Iterator[None]:
         ) from None
     except openstack.exceptions.HttpException as exc:
         raise _http_error(where, exc) from None
+
+
+def _where(cloud: str) -> str:
+    return f"cloud {cloud!r}" if cloud else "the cloud of OS_CLOUD / OS_* variables"
 
 
 def _http_error(where: str, exc: openstack.exceptions.HttpException) -> VisaBuildError:
@@ -122,13 +133,27 @@ def connect(cloud: str) -> Any:
     return conn
 
 
-def spec_images(conn: Any, spec_name: str) -> list[Any]:
+def spec_images(conn: Any, spec_name: str, settings: Publishing) -> list[Any]:
     """Every image of `spec_name` this project owns, hidden and community ones too (Glance lists neither unless
     asked), newest first. Another project's image with the same tag is never touched."""
-    owner = conn.current_project_id  # None without Keystone (Glance's unauthenticated deployment)
+    owner = _project(conn, settings)
     query = {"tag": spec_tag(spec_name), "visibility": "all"} | ({"owner": owner} if owner else {})
     found = {image.id: image for hidden in (False, True) for image in conn.image.images(is_hidden=hidden, **query)}
-    return sorted(found.values(), key=lambda image: image.properties.get("visa_release", ""), reverse=True)
+    return sorted(found.values(), key=_release_of, reverse=True)
+
+
+def _project(conn: Any, settings: Publishing) -> str | None:
+    """The token's project, whose images alone may be changed. A token without one (unscoped, domain or system
+    scope) lists every project's images, so it is refused unless settings.no_keystone says there is no Keystone."""
+    project: str | None = conn.current_project_id
+    if project or settings.no_keystone:
+        return project
+    raise VisaBuildError(
+        f"{_where(settings.cloud)} gives a token of no project: visa-build could not tell this project's images "
+        "from other projects'",
+        tip="scope the credentials to the project (project_name or project_id in clouds.yaml, OS_PROJECT_NAME); "
+        "for a Glance without Keystone set visa.publish_no_keystone",
+    )
 
 
 def state_of(image: Any) -> str:
@@ -170,23 +195,66 @@ def publish(
     """Upload `release` as a candidate; returns the image and whether it was uploaded now (False: Glance holds
     this sha256 already, checked, and nothing changed)."""
     with cloud_errors(settings.cloud):
-        for image in spec_images(conn, release.spec_name):
+        for image in spec_images(conn, release.spec_name, settings):
             if image.properties.get("visa_sha256") != release.sha256:
                 continue
-            if image.status == "active" and state_of(image) != UPLOADING and _matches(image, release):
-                progress.note(
-                    f"{release.spec_name}: release {release.name} is in Glance already as {image.id} "
-                    f"({state_of(image) or 'untagged'}): nothing to do"
-                )
-                return image, False
-            progress.note(f"{release.spec_name}: removing {image.id}, an upload of this release that did not finish")
-            conn.image.delete_image(image, ignore_missing=True)
+            if state_of(image) == UPLOADING:
+                _remove_stale_upload(conn, image, release)
+                continue
+            _require_intact(image, release)
+            progress.note(
+                f"{release.spec_name}: release {release.name} is in Glance already as {image.id} "
+                f"({state_of(image) or 'untagged'}): nothing to do"
+            )
+            return image, False
         return _upload(conn, release, settings, on_sent or _ShowSent()), True
 
 
+def _remove_stale_upload(conn: Any, image: Any, release: record.Release) -> None:
+    """Delete an upload of `release` that never finished; one younger than UPLOAD_GRACE may still be going."""
+    if datetime.now(UTC) - datetime.fromisoformat(image.created_at) < UPLOAD_GRACE:
+        raise VisaBuildError(
+            f"{release.spec_name}: release {release.name} is being uploaded to Glance as {image.id} "
+            f"(since {image.created_at}), by another publish or one that was killed",
+            tip=f"wait for the other publish; an upload left behind is removed by the first publish "
+            f"{UPLOAD_GRACE.total_seconds() / 3600:.0f} h after it started, or now by "
+            f"`openstack image delete {image.id}`",
+        )
+    progress.note(
+        f"{release.spec_name}: removing {image.id}, an upload of this release that did not finish "
+        f"(started {image.created_at})"
+    )
+    conn.image.delete_image(image, ignore_missing=True)
+
+
+def _require_intact(image: Any, release: record.Release) -> None:
+    """`image`, a finished upload of `release`, is active and holds the release's file; else stop, never touch it."""
+    if image.status == "deactivated":
+        raise VisaBuildError(
+            f"{release.spec_name}: release {release.name} is in Glance as {image.id}, deactivated (an admin "
+            "stopped new boots from it)",
+            tip=f"if the image is sound, reactivate it (`openstack image set --activate {image.id}`); if not, "
+            f"delete it (`openstack image delete {image.id}`) and publish a newer release",
+        )
+    if image.status != "active" or not _matches(image, release):
+        raise VisaBuildError(
+            f"{release.spec_name}: release {release.name} is in Glance as {image.id} ({state_of(image) or 'untagged'}"
+            f", status {image.status}, {image.hash_algo} {image.hash_value}), which is not the release's file "
+            f"(sha256 {release.sha256})",
+            tip=f"visa-build leaves it alone: look at it (`openstack image show {image.id}`); if it is broken, "
+            "delete it and publish again",
+        )
+
+
 def _matches(image: Any, release: record.Release) -> bool:
+    """Whether Glance's hashes of `image` are those of the release's file; a hash visa-build cannot check stops."""
     local = {"sha512": release.sha512, "sha256": release.sha256}.get(image.hash_algo)
-    return local is not None and image.hash_value == local and image.checksum in (None, release.md5)
+    if local is None:
+        raise VisaBuildError(
+            f"Glance hashes {image.id} with {image.hash_algo!r}; visa-build checks sha512 and sha256 only",
+            tip="ask the cloud's operators about Glance's hashing_algorithm (its default is sha512)",
+        )
+    return bool(image.hash_value == local and image.checksum in (None, release.md5))
 
 
 def _upload(conn: Any, release: record.Release, settings: Publishing, on_sent: OnSent) -> Any:
@@ -242,12 +310,16 @@ def _upload(conn: Any, release: record.Release, settings: Publishing, on_sent: O
 def _discard(conn: Any, image_id: str) -> None:
     """Delete an unfinished upload; when Glance cannot be told, it keeps its `visa-uploading` tag."""
     try:
-        conn.image.delete_image(image_id, ignore_missing=True)
+        try:
+            conn.image.delete_image(image_id, ignore_missing=True)
+        except keystoneauth1.exceptions.ConnectionError:  # sent on the connection Glance closed, refusing the data
+            conn.image.delete_image(image_id, ignore_missing=True)
         progress.note(f"the unfinished upload {image_id} was deleted from Glance")
     except Exception as exc:  # the upload's own error is the one to report
         progress.note(
             f"the unfinished upload {image_id} could not be deleted ({exc}); it stays tagged "
-            f"{UPLOADING} and the next publish removes it"
+            f"{UPLOADING} and a publish of this release removes it {UPLOAD_GRACE.total_seconds() / 3600:.0f} h after "
+            "it started"
         )
 
 
@@ -260,47 +332,91 @@ class Promotion:
 
 
 def promote(conn: Any, spec_name: str, settings: Publishing, *, release: str = "") -> Promotion:
-    """Make the newest candidate of `spec_name` (or the one of `release`) current with settings.visibility; archive and
-    hide every older current or candidate image; keep settings.keep_archived archived images. Without a candidate
-    the current image stays (promoting twice changes nothing)."""
+    """Make the candidate of `release` (default: the newest candidate newer than the current image) current with
+    settings.visibility; archive and hide every other current image and every candidate not newer; keep
+    settings.keep_archived archived images. Without such a candidate the current image stays (promoting twice
+    changes nothing); a promote stopped half-way is completed by the next."""
     with cloud_errors(settings.cloud):
-        images = spec_images(conn, spec_name)
-        of_release = [i for i in images if not release or i.properties.get("visa_release") == release]
-        candidates = [i for i in of_release if state_of(i) == CANDIDATE]
+        images = spec_images(conn, spec_name, settings)
+        currents = [i for i in images if CURRENT in i.tags and release in ("", _release_of(i))]
+        newest = max(map(_release_of, currents), default="")
+        candidates = [
+            i
+            for i in images
+            if state_of(i) == CANDIDATE and (_release_of(i) == release if release else _release_of(i) > newest)
+        ]
+        if candidates:
+            _make_current(conn, candidates[0], settings.visibility)
+        elif not currents:
+            raise VisaBuildError(
+                f"{spec_name}: no candidate image in Glance" + (f" of release {release}" if release else ""),
+                tip="publish a release first (invoke publish)",
+            )
+        current, archived = _settle(conn, spec_name, settings)
         if not candidates:
-            current = [i for i in of_release if state_of(i) == CURRENT]
-            if not current:
-                raise VisaBuildError(
-                    f"{spec_name}: no candidate image in Glance" + (f" of release {release}" if release else ""),
-                    tip="publish a release first (invoke publish)",
-                )
-            progress.note(f"{spec_name}: no newer candidate; {current[0].id} stays current")
-            return Promotion(current[0], [], *_retire(conn, spec_name, settings.keep_archived))
-        chosen = candidates[0]
-        chosen_release = chosen.properties["visa_release"]
-        conn.image.update_image(chosen, visibility=settings.visibility, is_hidden=False)
-        conn.image.add_tag(chosen, CURRENT)
-        conn.image.remove_tag(chosen, CANDIDATE)
-        archived = []
-        for image in images:
-            older = image.properties.get("visa_release", "") < chosen_release
-            if image.id != chosen.id and state_of(image) in (CURRENT, CANDIDATE) and older:
-                conn.image.update_image(image, is_hidden=True)
-                conn.image.add_tag(image, ARCHIVED)
-                conn.image.remove_tag(image, state_of(image))
-                archived.append(image)
-        deleted, kept = _retire(conn, spec_name, settings.keep_archived)
-        return Promotion(conn.image.get_image(chosen.id), archived, deleted, kept)
+            progress.note(f"{spec_name}: no newer candidate; {current.id} stays current")
+        return Promotion(conn.image.get_image(current.id), archived, *_retire(conn, spec_name, settings))
 
 
-def _retire(conn: Any, spec_name: str, keep: int) -> tuple[list[Any], list[tuple[Any, str]]]:
-    """Delete archived images of `spec_name` beyond the newest `keep`, never a protected one."""
-    archived = [image for image in spec_images(conn, spec_name) if state_of(image) == ARCHIVED]
+def _make_current(conn: Any, image: Any, visibility: str) -> None:
+    conn.image.update_image(image, visibility=visibility, is_hidden=False)
+    # update_image with a property would send every other property as removed: this one keeps them
+    conn.image.update_image_properties(image, meta={PROMOTED_AT: datetime.now(UTC).isoformat(timespec="microseconds")})
+    conn.image.add_tag(image, CURRENT)
+    _remove_tag(conn, image, CANDIDATE)
+
+
+def _settle(conn: Any, spec_name: str, settings: Publishing) -> tuple[Any, list[Any]]:
+    """Listed again after a promotion: the image promoted last stays current; every other current image and every
+    candidate not newer is archived. Promotes running at once each decide the same, so one current image stays."""
+    images = spec_images(conn, spec_name, settings)
+    currents = [i for i in images if CURRENT in i.tags]
+    if not currents:
+        raise VisaBuildError(
+            f"{spec_name}: the image just promoted is gone from Glance", tip="run promote again once nothing else does"
+        )
+    current = max(currents, key=lambda i: (i.properties.get(PROMOTED_AT, ""), _release_of(i)))
+    if CANDIDATE in current.tags:
+        _remove_tag(conn, current, CANDIDATE)
+    archived = [i for i in images if i.id != current.id and _replaced_by(current, i)]
+    for image in archived:
+        _archive(conn, image)
+    return current, archived
+
+
+def _release_of(image: Any) -> str:
+    return str(image.properties.get("visa_release", ""))
+
+
+def _replaced_by(current: Any, image: Any) -> bool:
+    """Whether `image` is one `current` replaces: another current image, or a candidate not newer."""
+    return CURRENT in image.tags or (state_of(image) == CANDIDATE and _release_of(image) <= _release_of(current))
+
+
+def _archive(conn: Any, image: Any) -> None:
+    """Tag `image` archived and hide it; an image deleted meanwhile is left so."""
+    with contextlib.suppress(openstack.exceptions.NotFoundException):
+        conn.image.update_image(image, is_hidden=True)
+        conn.image.add_tag(image, ARCHIVED)
+        for tag in [tag for tag in (CURRENT, CANDIDATE) if tag in image.tags]:
+            _remove_tag(conn, image, tag)
+
+
+def _remove_tag(conn: Any, image: Any, tag: str) -> None:
+    """Remove `tag` from `image`; Glance's 404 (the tag or image gone already, e.g. by a promote at the same time)
+    means it is done."""
+    with contextlib.suppress(openstack.exceptions.NotFoundException):
+        conn.image.remove_tag(image, tag)
+
+
+def _retire(conn: Any, spec_name: str, settings: Publishing) -> tuple[list[Any], list[tuple[Any, str]]]:
+    """Delete archived images of `spec_name` beyond the newest settings.keep_archived, never a protected one."""
+    archived = [image for image in spec_images(conn, spec_name, settings) if state_of(image) == ARCHIVED]
     deleted, kept = [], []
-    for image in archived[keep:]:
+    for image in archived[settings.keep_archived :]:
         if image.is_protected:
             kept.append((image, "protected"))
             continue
-        conn.image.delete_image(image)
+        conn.image.delete_image(image, ignore_missing=True)
         deleted.append(image)
     return deleted, kept

@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "publish_visibility": "shared",  # of the promoted image
     "publish_keep_archived": 3,  # archived images kept per spec in Glance
     "publish_min_ram": 2048,  # the image's min_ram in MiB: JupyterLab and a data-analysis kernel
+    "publish_no_keystone": False,  # the cloud is a Glance without Keystone: no project to keep to, so none needed
     "nightly_publish": False,  # the nightly publishes each spec's latest release as a candidate
     "nightly_promote": False,  # ... and promotes it (a release exists only when its tests passed)
     "test_container_images": "images/visa-jupyter,images/ci-trixie,images/ci-noble",
@@ -215,6 +216,7 @@ class Publishing:
     min_ram_mib: int
     nightly_publish: bool
     nightly_promote: bool
+    no_keystone: bool
 
 
 def make_publishing(**given: Any) -> Publishing:
@@ -234,5 +236,11 @@ def make_publishing(**given: Any) -> Publishing:
             tip="set INVOKE_VISA_NIGHTLY_PUBLISH=1 too, or turn promotion off",
         )
     return Publishing(
-        v["cloud"], visibility, keep_archived, min_ram_mib, bool(v["nightly_publish"]), bool(v["nightly_promote"])
+        v["cloud"],
+        visibility,
+        keep_archived,
+        min_ram_mib,
+        bool(v["nightly_publish"]),
+        bool(v["nightly_promote"]),
+        bool(v["publish_no_keystone"]),
     )

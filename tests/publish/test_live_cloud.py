@@ -35,5 +35,5 @@ def test_publish_and_promote_on_a_live_cloud(make_release: MakeRelease) -> None:
         promoted = publish.promote(conn, spec, settings)
         assert promoted.current.id == image.id and promoted.current.visibility == "shared"
     finally:
-        for leftover in publish.spec_images(conn, spec):
+        for leftover in publish.spec_images(conn, spec, settings):
             conn.image.delete_image(leftover, ignore_missing=True)

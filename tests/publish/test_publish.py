@@ -17,7 +17,9 @@ from visa_build.settings import make_publishing
 
 from .conftest import MakeRelease, small_qcow2
 
-SETTINGS = make_publishing(cloud="glance-test", publish_visibility="community", publish_keep_archived=1)
+SETTINGS = make_publishing(
+    cloud="glance-test", publish_visibility="community", publish_keep_archived=1, publish_no_keystone=True
+)
 
 
 def glance_image(endpoint: str, image_id: str) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def test_publishing_the_same_release_again_changes_nothing(clouds: dict[str, str
     again, uploaded = publish.publish(conn, release, SETTINGS)
     assert not uploaded and again.id == first.id, "a second publish of the same sha256 must not upload"
     assert glance_image(clouds["glance-test"], first.id) == before, "the second publish changed the image"
-    assert len(publish.spec_images(conn, "visa-pub-b")) == 1
+    assert len(publish.spec_images(conn, "visa-pub-b", SETTINGS)) == 1
 
 
 def test_promote_makes_current_archives_hides_and_retires(clouds: dict[str, str], make_release: MakeRelease) -> None:
@@ -111,7 +113,7 @@ def test_a_protected_archived_image_is_never_deleted(clouds: dict[str, str], mak
 def test_public_visibility_needs_the_admin_role(clouds: dict[str, str], make_release: MakeRelease) -> None:
     conn = publish.connect("glance-test")
     publish.publish(conn, record.read_release(make_release("visa-pub-e", "20261101T010000Z")), SETTINGS)
-    public = make_publishing(cloud="glance-test", publish_visibility="public")
+    public = make_publishing(cloud="glance-test", publish_visibility="public", publish_no_keystone=True)
     with pytest.raises(VisaBuildError, match=r"does not allow this \(HTTP 403\)") as error:
         publish.promote(conn, "visa-pub-e", public)
     assert "community or shared" in error.value.tip
@@ -127,7 +129,7 @@ def test_an_interrupted_upload_leaves_no_image(clouds: dict[str, str], make_rele
 
     with pytest.raises(KeyboardInterrupt):
         publish.publish(conn, release, SETTINGS, on_sent=interrupt)
-    assert publish.spec_images(conn, "visa-pub-f") == [], "an interrupted upload must be deleted from Glance"
+    assert publish.spec_images(conn, "visa-pub-f", SETTINGS) == [], "an interrupted upload must be deleted from Glance"
     image, uploaded = publish.publish(conn, release, SETTINGS)
     assert uploaded and image.status == "active"
 
@@ -140,7 +142,7 @@ def test_an_image_glance_stored_differently_is_refused_and_deleted(
     conn = publish.connect("glance-test")
     with pytest.raises(VisaBuildError, match="Glance stored something else"):
         publish.publish(conn, release, SETTINGS)
-    assert publish.spec_images(conn, "visa-pub-g") == [], "a mismatching upload must not stay as a candidate"
+    assert publish.spec_images(conn, "visa-pub-g", SETTINGS) == [], "a mismatching upload must not stay as a candidate"
 
 
 def test_bad_credentials_are_named(clouds: dict[str, str]) -> None:
@@ -161,11 +163,11 @@ def test_an_unknown_cloud_is_a_config_error(clouds: dict[str, str]) -> None:
 
 def test_a_full_quota_is_named_and_leaves_no_image(clouds: dict[str, str], make_release: MakeRelease) -> None:
     release = record.read_release(make_release("visa-pub-h", "20261101T010000Z", megabytes=3))
-    settings = make_publishing(cloud="glance-quota")
+    settings = make_publishing(cloud="glance-quota", publish_no_keystone=True)
     conn = publish.connect("glance-quota")
     with pytest.raises(VisaBuildError, match="quota"):
         publish.publish(conn, release, settings)
-    assert publish.spec_images(conn, "visa-pub-h") == []
+    assert publish.spec_images(conn, "visa-pub-h", settings) == []
 
 
 def test_a_failed_record_is_never_published(tmp_path: Path, make_release: MakeRelease) -> None:
@@ -188,3 +190,74 @@ def test_promoting_again_without_a_candidate_changes_nothing(clouds: dict[str, s
 def test_promoting_with_nothing_published_is_a_clear_error(clouds: dict[str, str]) -> None:
     with pytest.raises(VisaBuildError, match="visa-pub-none: no candidate image in Glance"):
         publish.promote(publish.connect("glance-test"), "visa-pub-none", SETTINGS)
+
+
+def test_a_deactivated_image_of_the_release_stops_publish_and_stays(
+    clouds: dict[str, str], make_release: MakeRelease
+) -> None:
+    release = record.read_release(make_release("visa-pub-k", "20261101T010000Z"))
+    conn = publish.connect("glance-test")
+    image, _ = publish.publish(conn, release, SETTINGS)
+    conn.image.deactivate_image(image)
+    with pytest.raises(VisaBuildError, match=f"{image.id}, deactivated") as error:
+        publish.publish(conn, release, SETTINGS)
+    assert f"--activate {image.id}" in error.value.tip
+    assert glance_image(clouds["glance-test"], image.id)["status"] == "deactivated", "it must stay as the admin left it"
+    assert [i.id for i in publish.spec_images(conn, "visa-pub-k", SETTINGS)] == [image.id], "nothing uploaded again"
+
+
+def test_another_publishs_upload_of_the_release_is_left_alone(
+    clouds: dict[str, str], make_release: MakeRelease
+) -> None:
+    release = record.read_release(make_release("visa-pub-l", "20261101T010000Z"))
+    conn = publish.connect("glance-test")
+    uploading = conn.image.create_image(
+        "another publish's upload",
+        disk_format="qcow2",
+        container_format="bare",
+        tags=[publish.spec_tag("visa-pub-l"), publish.UPLOADING],
+        visibility="private",
+        meta={"visa_release": release.name, "visa_sha256": release.sha256},
+    )
+    with pytest.raises(VisaBuildError, match=f"is being uploaded to Glance as {uploading.id}"):
+        publish.publish(conn, release, SETTINGS)
+    assert glance_image(clouds["glance-test"], uploading.id)["status"] == "queued"
+    assert [i.id for i in publish.spec_images(conn, "visa-pub-l", SETTINGS)] == [uploading.id]
+
+
+class TaggedThen:
+    """conn.image with `then(image, tag)` run after each tag Glance added: another client acting at that moment."""
+
+    def __init__(self, image: Any, then: Any) -> None:
+        self._image, self._then = image, then
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._image, name)
+
+    def add_tag(self, image: Any, tag: str) -> None:
+        self._image.add_tag(image, tag)
+        self._then(image, tag)
+
+
+def test_two_promotes_at_once_leave_one_current_image(clouds: dict[str, str], make_release: MakeRelease) -> None:
+    endpoint, conn = clouds["glance-test"], publish.connect("glance-test")
+    names = []
+    for night, pattern in (("20261101T010000Z", 1), ("20261102T010000Z", 2), ("20261103T010000Z", 3)):
+        release = record.read_release(make_release("visa-pub-m", night, pattern=pattern))
+        publish.publish(conn, release, SETTINGS)
+        names.append(release.name)
+    publish.promote(conn, "visa-pub-m", SETTINGS, release=names[0])
+    other: list[publish.Promotion] = []
+
+    def promote_at_once(image: Any, tag: str) -> None:
+        if tag == publish.CURRENT and not other:
+            other.append(publish.promote(conn, "visa-pub-m", SETTINGS, release=names[2]))
+
+    racing = type("Racing", (), {"image": TaggedThen(conn.image, promote_at_once), "current_project_id": None})()
+    ours = publish.promote(racing, "visa-pub-m", SETTINGS, release=names[1])
+    images = publish.spec_images(conn, "visa-pub-m", SETTINGS)
+    current = {i.id for i in images if "visa-current" in glance_image(endpoint, i.id)["tags"]}
+    assert current == {ours.current.id} == {other[0].current.id}, "one current image, the one both promotes name"
+    assert ours.current.properties["visa_release"] == names[2], "the promotion made last stays current"
+    left = sorted(publish.state_of(i) for i in images)
+    assert left == ["visa-archived", "visa-current"], f"one archived image is kept (keep_archived = 1): {left}"
