@@ -72,14 +72,14 @@ def _timed(label: str, job: Callable[[], str]) -> None:
     progress.note(f"{label}: {outcome} in {time.monotonic() - start:.0f} s")
 
 
-@task(help={"fix": "install missing Debian packages and start the Docker engine"})
+@task(help={"fix": "install missing packages, fetch Packer when PATH has none from 1.6.6 on, start dockerd"})
 def doctor(c: Context, fix: bool = False) -> None:
     """Check this host for what builds need; --fix repairs it."""
     with _user_errors():
         settings = _settings(c)
         findings = host_doctor.examine(settings.build_dir)
         if fix:
-            host_doctor.fix(findings)
+            host_doctor.fix(findings, build_dir=settings.build_dir, mirror=settings.mirror)
             findings = host_doctor.examine(settings.build_dir)
         for finding in findings:
             mark = "ok " if finding.ok else "BAD"

@@ -4,9 +4,11 @@ plus the no-change and the data-analysis pin-change rebuilds.
 Usage (as root): .venv/bin/python bench/build_qcow2.py [--image images/ci] [--no-seed] [--warm-base]
                  [--compression zlib|zstd]
 Every build runs in its own scratch build folder under build/bench/ (removed at the end) and the spec's Docker
-images (and, without --warm-base, the Docker base image) are removed first, so "cold" means cold: base from the
-mirror, wheelhouse download, KVM probe, every Docker layer, the fill and the sealing boot. --warm-base builds
-the Docker base and the wheelhouse before the clock starts. Seed-style is visa.fill = guest with the installer
+images (and, without --warm-base, the Docker base image, by the tag the build itself computes) are removed first,
+so "cold" means cold: base from the mirror, wheelhouse download, KVM probe, every Docker layer, the fill and the
+sealing boot. The bench checks it: each of those caches absent before the cold run (--warm-base: the Docker base
+and the wheelhouse, built before the clock starts), present after it, and each step of the build run; it stops
+when one is not. Seed-style is visa.fill = guest with the installer
 pip-index: pip installs the same pins from the package index inside the guest, no wheelhouse, no cache (the
 host's CA bundle is given to the guest when this machine's HTTPS needs it). The pin-change build leaves the
 spec's Docker tags on the changed image. The last lines are the figures.
@@ -20,19 +22,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from visa_build import base_docker, base_rootfs, double_build, image_inputs, lock_files, progress, qcow2
+from visa_build import base_docker, double_build, fill, image_inputs, lock_files, progress, qcow2, wheelhouse
 from visa_build.docker_engine import docker_client, image_exists
 from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.process import run
 from visa_build.settings import PROJECT as REPO
 from visa_build.settings import Settings, make_settings
-from visa_build.wheelhouse import ensure_wheelhouse
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MIRROR = "http://deb.debian.org/debian"
-SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 #: The pin the pin-change rebuild moves (a data-analysis package every spec here has).
 PIN_CHANGE = ("pip==26.3", "pip==26.2")
+#: The steps a natively filled build that built everything reports (Qcow2.step_seconds).
+COLD_STEPS = ("docker", "fill", "seal")
+#: The caches --warm-base fills before the clock starts.
+WARM_BASE = {"Docker base image", "wheelhouse"}
 #: The Dockerfile step that installs the JupyterLab venv (found in the image's history).
 LAB_STEP = "20-jupyterlab.sh &&"
 
@@ -70,15 +74,38 @@ def lab_layer(spec: ImageSpec) -> str:
     return next(str(entry["Id"]) for entry in history if LAB_STEP in entry["CreatedBy"])
 
 
-def remove_images(spec: ImageSpec, *, keep_base: bool) -> None:
+def remove_images(spec: ImageSpec, settings: Settings, *, keep_base: bool) -> None:
+    """The spec's Docker images, and unless `keep_base` its base image (by the tag the build computes)."""
     client = docker_client()
     tags = [double_build.container_tag(spec), double_build.filesystem_tag(spec)]
-    tags += [] if keep_base else [base_docker.base_tag(base_rootfs.Sources(spec.distro, MIRROR, SECURITY_MIRROR))]
+    tags += [] if keep_base else [base_docker.base_tag(image_inputs.sources(spec, settings))]
     for tag in tags:
         if image_exists(client, tag):
             progress.note(f"bench: removing {tag} for the cold run")
             client.images.remove(tag, force=True)
     client.images.prune(filters={"dangling": True})
+
+
+def caches(spec: ImageSpec, settings: Settings) -> dict[str, bool]:
+    """Whether each cache a cold build-qcow2 fills is there now, found where the build looks for it."""
+    client = docker_client()
+    filesystem = double_build.filesystem_tag(spec)
+    image_id = client.images.get(filesystem).id if image_exists(client, filesystem) else ""
+    filled = fill.cache_path(settings.cache_dir, spec.name, image_id, settings.disk_size)
+    return {
+        "Docker base image": image_exists(client, base_docker.base_tag(image_inputs.sources(spec, settings))),
+        "wheelhouse": wheelhouse.cache_path(settings.cache_dir, spec).is_dir(),
+        "Docker filesystem image": bool(image_id),
+        "filled disk": bool(image_id) and filled.is_file(),
+    }
+
+
+def not_cold(before: dict[str, bool], after: dict[str, bool], steps: dict[str, float], *, warm: set[str]) -> list[str]:
+    """Why a cold run was not cold: a cache there before it (but those in `warm`), one missing after it, a step of
+    the build that did not run."""
+    faults = [f"{name} was there before the cold run" for name, there in before.items() if there and name not in warm]
+    faults += [f"{name} is missing after the cold run" for name, there in after.items() if not there]
+    return faults + [f"step {step} did not run" for step in COLD_STEPS if step not in steps]
 
 
 def pin_changed_copy(spec: ImageSpec, scratch: Path) -> ImageSpec:
@@ -112,13 +139,19 @@ def main() -> None:
     spec = load_image_spec(image)
     scratch = REPO / "build" / "bench" / f"build-qcow2-{spec.name}"
     shutil.rmtree(scratch, ignore_errors=True)
-    remove_images(spec, keep_base=args.warm_base)
+    fast = settings_for(image, scratch / "native", args.compression)
+    remove_images(spec, fast, keep_base=args.warm_base)
     try:
-        fast = settings_for(image, scratch / "native", args.compression)
         if args.warm_base:
             base = image_inputs.base_image(spec, fast)
-            ensure_wheelhouse(spec, fast.cache_dir, source_image=lambda: base)
+            wheelhouse.ensure_wheelhouse(spec, fast.cache_dir, source_image=lambda: base)
+        before = caches(spec, fast)
         cold, built = timed("cold build-qcow2", lambda: qcow2.build_qcow2(spec, fast))
+        if faults := not_cold(
+            before, caches(spec, fast), built.step_seconds, warm=WARM_BASE if args.warm_base else set()
+        ):
+            raise SystemExit("bench: the cold run was not cold: " + "; ".join(faults))
+        built_caches = ", ".join(name for name, there in before.items() if not there)
         lab = lab_layer(spec)
         unchanged, _ = timed("no-change rebuild", lambda: qcow2.build_qcow2(spec, fast))
         changed_spec = pin_changed_copy(spec, scratch)
@@ -137,6 +170,7 @@ def main() -> None:
     lines = [
         f"spec {spec.name}, compression {args.compression}: cold build-qcow2{warm} {cold:.0f} s "
         f"(steps: {_steps(built)})",
+        f"cold run checked: it built {built_caches} and ran every step ({', '.join(COLD_STEPS)})",
         f"no-change rebuild: {unchanged:.1f} s = {100 * unchanged / cold:.1f} % of cold (target < 5 %)",
         f"data-analysis pin change: {changed:.0f} s = {100 * changed / cold:.0f} % of cold "
         f"(steps: {_steps(rebuilt)}; JupyterLab layer reused: {'yes' if lab_reused else 'NO'})",

@@ -23,7 +23,7 @@ from build_qcow2 import MIRROR, remove_images  # bench/ is the script folder
 from visa_build import image_inputs, progress
 from visa_build.image_spec import load_image_spec
 from visa_build.settings import PROJECT as REPO
-from visa_build.settings import make_settings
+from visa_build.settings import Settings, make_settings
 from visa_build.wheelhouse import ensure_wheelhouse
 
 
@@ -47,9 +47,15 @@ def build(images: list[str], build_dir: Path) -> dict[str, float]:
     return seconds
 
 
+def settings_of(image: str, build_dir: Path) -> Settings:
+    return make_settings(
+        image=image, build_dir=str(build_dir), installer="uv", base_image="", mirror=MIRROR, wheelhouse_port=8765
+    )
+
+
 def cold(images: list[str], build_dir: Path) -> None:
     for image in images:
-        remove_images(load_image_spec(REPO / image), keep_base=True)
+        remove_images(load_image_spec(REPO / image), settings_of(image, build_dir), keep_base=True)
     for folder in (build_dir / "images", build_dir / "cache" / "filled"):
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -64,14 +70,7 @@ def main() -> None:
     try:
         for image in images:
             spec = load_image_spec(REPO / image)
-            settings = make_settings(
-                image=image,
-                build_dir=str(build_dir),
-                installer="uv",
-                base_image="",
-                mirror=MIRROR,
-                wheelhouse_port=8765,
-            )
+            settings = settings_of(image, build_dir)
             base = image_inputs.base_image(spec, settings)
             ensure_wheelhouse(spec, settings.cache_dir, source_image=functools.partial(str, base))
         cold(images, build_dir)

@@ -1,8 +1,8 @@
 """Benchmark: test-container cold (no Docker images, empty build folder) and warm (everything cached).
 
 Usage (as root): .venv/bin/python bench/test_container.py [--image images/visa-jupyter]
-Cold removes the Docker base image and the double of the spec (they are rebuilt by the run) and uses a
-scratch build folder under build/bench/ (removed at the end). The last lines are the figures.
+Cold removes the Docker base image (by the tag the build computes) and the double of the spec (they are rebuilt by
+the run) and uses a scratch build folder under build/bench/ (removed at the end). The last lines are the figures.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import argparse
 import shutil
 import time
 
-from visa_build import base_docker, base_rootfs, double_build, image_tests, progress
+from visa_build import base_docker, double_build, image_inputs, image_tests, progress
 from visa_build.docker_engine import docker_client, image_exists
 from visa_build.image_spec import load_image_spec
 from visa_build.settings import PROJECT as REPO
 from visa_build.settings import make_settings
 
 MIRROR = "http://deb.debian.org/debian"
-SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 
 def main() -> None:
@@ -35,7 +34,7 @@ def main() -> None:
     for tag in (
         double_build.container_tag(spec),
         double_build.filesystem_tag(spec),
-        base_docker.base_tag(base_rootfs.Sources(spec.distro, MIRROR, SECURITY_MIRROR)),
+        base_docker.base_tag(image_inputs.sources(spec, settings)),
     ):
         if image_exists(client, tag):
             progress.note(f"bench: removing {tag} for the cold run")

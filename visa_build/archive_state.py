@@ -16,8 +16,8 @@ from pathlib import Path
 
 import requests
 
-from .archive_keyring import DEBIAN_KEYRING
 from .base_rootfs import Sources
+from .debian_package import DEBIAN_KEYRING
 from .errors import VisaBuildError
 from .process import Runner, run
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import docker.errors
 from docker.client import from_env
 
-from . import progress
+from . import packer, packer_binary, progress
+from .debian_package import DEBIAN_KEYRING
 from .errors import VisaBuildError
 from .process import Runner, daemon, run
 
@@ -20,7 +21,6 @@ BUILD_TOOLS: dict[str, str] = {
     "dockerd": "docker.io",
     "mmdebstrap": "mmdebstrap",
     "nginx": "nginx",  # the test tasks put a VISA-like proxy in front of the server under test
-    "packer": "packer",
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "genisoimage": "genisoimage",
@@ -32,6 +32,8 @@ BUILD_TOOLS: dict[str, str] = {
     "sfdisk": "fdisk",  # the VM tests find the root partition of an image with it
     "openssl": "openssl",  # Ubuntu keyring checks; test instances of a [desktop] image get a token key
     "gpgv": "gpgv",  # verifies each suite's InRelease before the archive's state is trusted
+    # the root of apt's checks of Debian's packages and indexes (on Ubuntu hosts: in universe)
+    str(DEBIAN_KEYRING): "debian-archive-keyring",
 }
 #: What this repository's own tests need beyond a build host (test-unit and test).
 TEST_TOOLS: dict[str, str] = {
@@ -71,6 +73,19 @@ def _locate(tool: str) -> str | None:
     return shutil.which(tool)
 
 
+def _packer_finding(build_dir: Path) -> Finding:
+    """Packer 1.6.6 or newer: on PATH, or Debian 12's in the tools folder (packer_binary.choose)."""
+    folder = packer_binary.tools_folder(build_dir)
+    try:
+        chosen = packer_binary.choose(build_dir)
+    except packer_binary.PackerNotFoundError as exc:
+        return Finding(
+            "packer", False, str(exc), f"fetch Debian 12's packer into {folder} (apt-get download, bookworm)"
+        )
+    plugin = "; needs the QEMU plugin: each build runs packer init" if packer.needs_plugin_block(chosen.version) else ""
+    return Finding("packer", True, f"{chosen}{plugin}")
+
+
 def examine(build_dir: Path, *, for_tests: bool = False) -> list[Finding]:
     """What this host has and lacks: a build host's tools (and the tests' when `for_tests`), the engine, disk."""
     tools = {**BUILD_TOOLS, **(TEST_TOOLS if for_tests else {})}
@@ -78,6 +93,7 @@ def examine(build_dir: Path, *, for_tests: bool = False) -> list[Finding]:
         Finding(f"tool {tool}", _locate(tool) is not None, _locate(tool) or "missing", f"apt-get install {pkg}")
         for tool, pkg in tools.items()
     ]
+    findings.append(_packer_finding(build_dir))
     docker_ok = _docker_answers()
     findings.append(
         Finding(
@@ -107,9 +123,10 @@ def examine(build_dir: Path, *, for_tests: bool = False) -> list[Finding]:
     return findings
 
 
-def fix(findings: list[Finding], *, runner: Runner = run) -> None:
-    """Install missing packages (apt), allow enough inotify instances for the doubles' systemd, and start the
-    Docker engine when it does not answer."""
+def fix(findings: list[Finding], *, build_dir: Path, mirror: str, runner: Runner = run) -> None:
+    """Install missing packages (apt), fetch Debian 12's packer into build_dir's tools folder when no Packer is good
+    enough, allow enough inotify instances for the doubles' systemd, and start the Docker engine when it does not
+    answer."""
     packages = sorted(
         {{**BUILD_TOOLS, **TEST_TOOLS}[f.check.split()[1]] for f in findings if f.check.startswith("tool") and not f.ok}
     )
@@ -118,6 +135,8 @@ def fix(findings: list[Finding], *, runner: Runner = run) -> None:
             env = {"DEBIAN_FRONTEND": "noninteractive"}
             runner(["apt-get", "update", "-qq"], timeout=600, env=env, on_line=progress.line)
             runner(["apt-get", "install", "-y", "-qq", *packages], timeout=1800, env=env, on_line=progress.line)
+    if any(f.check == "packer" and not f.ok for f in findings):
+        packer_binary.fetch(build_dir, mirror)
     if any(f.check == "inotify instances" and not f.ok for f in findings):
         was = INOTIFY_INSTANCES.read_text().strip()
         progress.note(f"setting fs.inotify.max_user_instances = {MIN_INOTIFY_INSTANCES} (was {was})")
@@ -132,11 +151,11 @@ def fix(findings: list[Finding], *, runner: Runner = run) -> None:
                 time.sleep(1)
 
 
-def ensure_ready(build_dir: Path, *, auto_fix: bool, for_tests: bool = False) -> list[Finding]:
+def ensure_ready(build_dir: Path, *, mirror: str, auto_fix: bool, for_tests: bool = False) -> list[Finding]:
     """Examine the host, fix what can be fixed when `auto_fix`, and fail on what is still wrong."""
     findings = examine(build_dir, for_tests=for_tests)
     if auto_fix and not all(f.ok for f in findings):
-        fix(findings)
+        fix(findings, build_dir=build_dir, mirror=mirror)
         findings = examine(build_dir, for_tests=for_tests)
     problems = [f for f in findings if not f.ok]
     if problems:

@@ -27,7 +27,7 @@ def load_spec(settings: Settings) -> ImageSpec:
 
 def host_ready(settings: Settings, *, auto_fix: bool, for_tests: bool = False) -> None:
     """The host has what a run needs (fixed first when `auto_fix`), and this run is registered in build_dir."""
-    doctor.ensure_ready(settings.build_dir, auto_fix=auto_fix, for_tests=for_tests)
+    doctor.ensure_ready(settings.build_dir, mirror=settings.mirror, auto_fix=auto_fix, for_tests=for_tests)
     runs.register(settings.build_dir)
 
 

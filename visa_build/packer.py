@@ -54,21 +54,22 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups())
 
 
-def build_argv(template_dir: Path, var_path: Path) -> list[str]:
-    """packer build: machine-readable events, and on error Packer cleans up (the VM is stopped and removed)."""
-    return ["packer", "build", "-machine-readable", "-on-error=cleanup", f"-var-file={var_path}", str(template_dir)]
+def build_argv(program: str, template_dir: Path, var_path: Path) -> list[str]:
+    """packer build (`program`: packer_binary.choose's): machine-readable events, and on error Packer cleans up (the
+    VM is stopped and removed)."""
+    return [program, "build", "-machine-readable", "-on-error=cleanup", f"-var-file={var_path}", str(template_dir)]
 
 
-def validate_argv(template_dir: Path, var_path: Path) -> list[str]:
-    return ["packer", "validate", f"-var-file={var_path}", str(template_dir)]
+def validate_argv(program: str, template_dir: Path, var_path: Path) -> list[str]:
+    return [program, "validate", f"-var-file={var_path}", str(template_dir)]
 
 
-def fmt_check_argv(template_dir: Path) -> list[str]:
-    return ["packer", "fmt", "-check", "-diff", str(template_dir)]
+def fmt_check_argv(program: str, template_dir: Path) -> list[str]:
+    return [program, "fmt", "-check", "-diff", str(template_dir)]
 
 
-def init_argv(template_dir: Path) -> list[str]:
-    return ["packer", "init", str(template_dir)]
+def init_argv(program: str, template_dir: Path) -> list[str]:
+    return [program, "init", str(template_dir)]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accelerator, artefact, interrupts, packer, progress, runs, timings, vm
+from . import accelerator, artefact, interrupts, packer, packer_binary, progress, runs, timings, vm
 from .errors import VisaBuildError
 from .process import run
 from .render import SECRET_ENV
@@ -71,8 +71,10 @@ def build(
             "provision_secrets": {name: value for name, value in job.env.items() if name in SECRET_ENV},
         }
         var_path = write_private(work / f"{job.name}.pkrvars.hcl", packer.var_file(values))
+        program = packer_binary.choose(build_dir)
         produced = _run_packer(
-            _templates(work),
+            program.path,
+            _templates(work, program),
             var_path,
             accel,
             packer_log,
@@ -116,21 +118,26 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
-def _templates(work: Path) -> Path:
+def _templates(work: Path, program: packer_binary.Packer) -> Path:
     """The template folder to run: packer/ itself, or a copy with the plugin block for Packer >= 1.7."""
-    version = packer.parse_version(run(["packer", "version"], timeout=60).output)
-    if not packer.needs_plugin_block(version):
+    if not packer.needs_plugin_block(program.version):
         return packer.TEMPLATES
     staged = work / "templates"
     staged.mkdir()
     for template in packer.TEMPLATES.glob("*.pkr.hcl"):
         shutil.copyfile(template, staged / template.name)
     shutil.copyfile(packer.PLUGINS_FILE, staged / packer.PLUGINS_FILE.name)
-    run(packer.init_argv(staged), timeout=600, on_line=progress.line, tip="packer init needs the plugin registry")
+    run(
+        packer.init_argv(program.path, staged),
+        timeout=600,
+        on_line=progress.line,
+        tip="packer init needs the plugin registry",
+    )
     return staged
 
 
 def _run_packer(
+    program: str,
     templates: Path,
     var_path: Path,
     accel: accelerator.Accel,
@@ -152,7 +159,7 @@ def _run_packer(
     previously = f", about {expected:.0f} s last time" if expected is not None else ""
     with progress.step(f"Building {title} with Packer (QEMU {accel.name}{previously}; logs under {packer_log.parent})"):
         result = run(
-            packer.build_argv(templates, var_path),
+            packer.build_argv(program, templates, var_path),
             timeout=2400 * accel.slowdown + 1200,
             env={
                 "PACKER_LOG": "1",

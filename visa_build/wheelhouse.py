@@ -177,12 +177,17 @@ def _allowed_from_source(spec: ImageSpec, name: str, glibc: str) -> str:
     return name
 
 
+def cache_path(cache_root: Path, spec: ImageSpec) -> Path:
+    """Where the wheelhouse of `spec` is cached."""
+    return cache_root / "wheelhouse" / cache_key(spec)
+
+
 def ensure_wheelhouse(
     spec: ImageSpec, cache_root: Path, *, source_image: Callable[[], str], runner: Runner = run
 ) -> Path:
     """The verified wheelhouse directory for `spec`, downloading it when absent or damaged (one run at a time).
     `source_image` gives the Docker image sdists are built in (the image's Debian base), when there are any."""
-    final = cache_root / "wheelhouse" / cache_key(spec)
+    final = cache_path(cache_root, spec)
     with runs.exclusive(cache_root / "locks" / f"wheelhouse-{final.name}.lock", f"the wheelhouse {final.name}"):
         return _ensure_wheelhouse(spec, final, runner, source_image)
 

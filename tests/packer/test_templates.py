@@ -1,4 +1,5 @@
-"""The Packer templates are formatted and valid for the installed Packer (both run `packer`)."""
+"""The Packer templates are formatted and valid for the Packer builds run (packer_binary.choose's: PATH's when it is
+1.6.6 or newer, else Debian 12's in the build folder's tools)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from visa_build import packer, vm
+from visa_build import packer, packer_binary, vm
 from visa_build.process import run
 from visa_build.render import SECRET_ENV
 
@@ -26,7 +27,12 @@ VALID: dict[str, packer.VarValue] = {
 }
 
 
-def _validate(tmp_path: Path, **overrides: packer.VarValue) -> str:
+@pytest.fixture(scope="module")
+def program(request: pytest.FixtureRequest) -> str:
+    return packer_binary.choose(Path(request.config.getoption("--visa-build-dir"))).path
+
+
+def _validate(program: str, tmp_path: Path, **overrides: packer.VarValue) -> str:
     (tmp_path / "seed").mkdir()
     (tmp_path / "ctx").mkdir()
     for name in ("seed/user-data", "seed/meta-data", "seed/network-config", "base.qcow2"):
@@ -39,20 +45,20 @@ def _validate(tmp_path: Path, **overrides: packer.VarValue) -> str:
     }
     var_path = tmp_path / "test.pkrvars.hcl"
     var_path.write_text(packer.var_file(values), encoding="utf-8")
-    result = run(packer.validate_argv(packer.TEMPLATES, var_path), timeout=120, check=False, cwd=str(tmp_path))
+    result = run(packer.validate_argv(program, packer.TEMPLATES, var_path), timeout=120, check=False, cwd=str(tmp_path))
     return ("ok" if result.returncode == 0 else "") + result.output
 
 
-def test_templates_are_formatted() -> None:
-    result = run(packer.fmt_check_argv(packer.TEMPLATES), timeout=60, check=False)
+def test_templates_are_formatted(program: str) -> None:
+    result = run(packer.fmt_check_argv(program, packer.TEMPLATES), timeout=60, check=False)
     assert result.returncode == 0, f"run: packer fmt {packer.TEMPLATES}\n{result.output}"
 
 
 @pytest.mark.parametrize(  # the published image (either compression), a cached intermediate stage
     ("compress", "compression"), [(True, "zlib"), (True, "zstd"), (False, "zlib")]
 )
-def test_templates_validate(tmp_path: Path, compress: bool, compression: str) -> None:
-    output = _validate(tmp_path, compress=compress, compression=compression)
+def test_templates_validate(program: str, tmp_path: Path, compress: bool, compression: str) -> None:
+    output = _validate(program, tmp_path, compress=compress, compression=compression)
     assert output.startswith("ok"), output
 
 
@@ -64,12 +70,12 @@ def test_templates_validate(tmp_path: Path, compress: bool, compression: str) ->
         ({"compression": "xz"}, "must be zlib or zstd"),
     ],
 )
-def test_templates_reject_bad_values(tmp_path: Path, override: dict[str, str], complaint: str) -> None:
-    output = _validate(tmp_path, **override)
+def test_templates_reject_bad_values(program: str, tmp_path: Path, override: dict[str, str], complaint: str) -> None:
+    output = _validate(program, tmp_path, **override)
     assert not output.startswith("ok") and complaint in output, output
 
 
-def test_an_index_token_never_reaches_packers_output(tmp_path: Path) -> None:
+def test_an_index_token_never_reaches_packers_output(program: str, tmp_path: Path) -> None:
     """VISA_INDEX_URL goes to Packer as a sensitive variable (packer_build splits it off): Packer prints
     <sensitive> for it, here in `packer inspect` as in PACKER_LOG."""
     token = "s3cr3t-visa-token"
@@ -79,21 +85,21 @@ def test_an_index_token_never_reaches_packers_output(tmp_path: Path) -> None:
         "provision_env": {k: v for k, v in env.items() if k not in SECRET_ENV},
         "provision_secrets": {k: v for k, v in env.items() if k in SECRET_ENV},
     }
-    assert _validate(tmp_path, **values).startswith("ok")
-    inspected = _inspect(tmp_path)
+    assert _validate(program, tmp_path, **values).startswith("ok")
+    inspected = _inspect(program, tmp_path)
     assert "<sensitive>" in inspected and token not in inspected, inspected
 
 
-def test_a_display_name_with_emoji_reaches_packer_unchanged(tmp_path: Path) -> None:
+def test_a_display_name_with_emoji_reaches_packer_unchanged(program: str, tmp_path: Path) -> None:
     """Packer 1.6 rejects JSON's surrogate pairs (\\ud83d\\ude80): the var file carries the name as UTF-8."""
     name = "Data 🚀 Analysis é"
-    output = _validate(tmp_path, provision_env={"VISA_TARGET": "vm", "VISA_KERNEL_DISPLAY_NAME": name})
+    output = _validate(program, tmp_path, provision_env={"VISA_TARGET": "vm", "VISA_KERNEL_DISPLAY_NAME": name})
     assert output.startswith("ok"), output
-    assert f'\\"VISA_KERNEL_DISPLAY_NAME\\" = \\"{name}\\"' in _inspect(tmp_path)
+    assert f'\\"VISA_KERNEL_DISPLAY_NAME\\" = \\"{name}\\"' in _inspect(program, tmp_path)
 
 
-def _inspect(tmp_path: Path) -> str:
+def _inspect(program: str, tmp_path: Path) -> str:
     """`packer inspect` of the var file `_validate` wrote: the variables as Packer read them."""
     var_path = tmp_path / "test.pkrvars.hcl"
-    argv = ["packer", "inspect", f"-var-file={var_path}", str(packer.TEMPLATES)]
+    argv = [program, "inspect", f"-var-file={var_path}", str(packer.TEMPLATES)]
     return run(argv, timeout=120, check=False, cwd=str(tmp_path)).output

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from visa_build import archive_state, base_rootfs
-from visa_build.archive_keyring import DEBIAN_KEYRING
+from visa_build.debian_package import DEBIAN_KEYRING
 from visa_build.distros import DISTROS
 from visa_build.errors import VisaBuildError
 

@@ -31,7 +31,7 @@ def spec() -> ImageSpec:
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings under tmp_path; the night's tool versions are not asked for (no packer or QEMU here)."""
-    monkeypatch.setattr(build_json, "_tool_versions", lambda: {})
+    monkeypatch.setattr(build_json, "_tool_versions", lambda build_dir: {})
     return make_settings(build_dir=str(tmp_path / "build"))
 
 

@@ -22,8 +22,8 @@ def test_var_file_keeps_text_beyond_ascii_as_utf8() -> None:
 
 
 def test_build_argv_is_machine_readable_and_cleans_up_on_error() -> None:
-    argv = packer.build_argv(Path("/t"), Path("/v.pkrvars.hcl"))
-    assert argv == ["packer", "build", "-machine-readable", "-on-error=cleanup", "-var-file=/v.pkrvars.hcl", "/t"]
+    argv = packer.build_argv("/opt/packer", Path("/t"), Path("/v.pkrvars.hcl"))
+    assert argv == ["/opt/packer", "build", "-machine-readable", "-on-error=cleanup", "-var-file=/v.pkrvars.hcl", "/t"]
 
 
 @pytest.mark.parametrize(("text", "needed"), [("Packer v1.6.6", False), ("Packer v1.11.2\n", True)])

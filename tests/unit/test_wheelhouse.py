@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from visa_build.wheelhouse import (
     UV_VERSION,
     UV_WHEEL_SHA256,
     _download,
+    bytecode_tag,
+    carries_bytecode,
     damaged_files,
     download_argv,
     lock_entries,
@@ -169,3 +172,13 @@ def test_an_allowed_package_without_a_wheel_is_built_from_source_in_the_base(
     requirements, tools_lock, image = built[0]
     assert requirements.startswith("ufit==1.11.1 \\\n    --hash=sha256:"), requirements
     assert tools_lock == spec.from_source.tools_lock and image == "visa-build/base:bookworm-test"
+
+
+@pytest.mark.parametrize("folder", ["ci", "ci-trixie", "ci-noble"])
+def test_bytecode_goes_into_the_wheels_when_the_hosts_python_has_the_images_series(folder: str) -> None:
+    """A Debian 12 host (3.11) compiles for bookworm images, a Debian 13 host (3.13) for trixie's, an Ubuntu 24.04
+    host (3.12) for noble's; the wheelhouse's key says which bytecode its wheels carry."""
+    spec = load_image_spec(IMAGES / folder)
+    same_series = spec.python.split(".")[:2] == [str(part) for part in sys.version_info[:2]]
+    assert carries_bytecode(spec) is same_series, (spec.python, sys.version_info)
+    assert bytecode_tag(spec) == (f"checked-hash:{sys.implementation.cache_tag}" if same_series else "none")

@@ -10,7 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .. import accelerator, archive_state, qcow2
+from .. import accelerator, archive_state, packer_binary, qcow2
 from ..image_spec import ImageSpec
 from ..process import run
 from ..settings import Settings
@@ -26,15 +26,19 @@ def junit_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def _tool_versions() -> dict[str, str]:
+def _tool_versions(build_dir: Path) -> dict[str, str]:
     def first_line(argv: list[str]) -> str:
         result = run(argv, timeout=60, check=False)
         return result.lines[0].strip() if result.returncode == 0 and result.lines else "unknown"
 
+    try:
+        packer = first_line([packer_binary.choose(build_dir).path, "version"])
+    except packer_binary.PackerNotFoundError:
+        packer = "unknown"  # a record of a night that failed for it is still written
     commit = first_line(["git", "-C", str(qcow2.REPO), "rev-parse", "--short", "HEAD"])
     return {
         "visa-build": f"{version('visa-build')} ({commit})",
-        "packer": first_line(["packer", "version"]),
+        "packer": packer,
         "qemu": first_line(["qemu-system-x86_64", "--version"]),
     }
 
@@ -63,7 +67,7 @@ def write(
         "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "upstream": [{"suite": s.suite, "date": s.date, "inrelease_sha256": s.sha256} for s in states],
         "keys": {"debian_state": archive_state.state_key(states)},
-        "versions": _tool_versions(),
+        "versions": _tool_versions(settings.build_dir),
         "settings": {
             "fill": settings.fill,
             "compression": settings.compression,
