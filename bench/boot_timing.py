@@ -20,7 +20,7 @@ from visa_build import image_tests
 from visa_build import qcow2 as qcow2_build
 from visa_build.image_spec import load_image_spec
 from visa_build.process import run
-from visa_build.settings import PROJECT as REPO
+from visa_build.resources import workspace
 from visa_build.settings import make_settings
 
 READY = "is running at"
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--image", default="images/ci", help="image spec folder (default: images/ci)")
     parser.add_argument("--qcow2", help="boot this qcow2 instead of the image's build")
     args = parser.parse_args()
-    spec = load_image_spec((REPO / args.image).resolve())
+    spec = load_image_spec((workspace() / args.image).resolve())
     settings = make_settings(
         image=args.image,
     )

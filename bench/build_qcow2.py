@@ -26,7 +26,7 @@ from visa_build import base_docker, double_build, fill, image_inputs, lock_files
 from visa_build.docker_engine import docker_client, image_exists
 from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.process import run
-from visa_build.settings import PROJECT as REPO
+from visa_build.resources import workspace
 from visa_build.settings import Settings, make_settings
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -135,9 +135,9 @@ def main() -> None:
     parser.add_argument("--warm-base", action="store_true", help="Docker base and wheelhouse built before timing")
     parser.add_argument("--compression", default="zlib", choices=("zlib", "zstd"), help="visa.compression")
     args = parser.parse_args()
-    image = (REPO / args.image).resolve()
+    image = (workspace() / args.image).resolve()
     spec = load_image_spec(image)
-    scratch = REPO / "build" / "bench" / f"build-qcow2-{spec.name}"
+    scratch = workspace() / "build" / "bench" / f"build-qcow2-{spec.name}"
     shutil.rmtree(scratch, ignore_errors=True)
     fast = settings_for(image, scratch / "native", args.compression)
     remove_images(spec, fast, keep_base=args.warm_base)

@@ -18,7 +18,7 @@ import uuid
 
 from visa_build import nightly, progress, qcow2
 from visa_build.image_spec import load_image_spec
-from visa_build.settings import PROJECT as REPO
+from visa_build.resources import workspace
 from visa_build.settings import make_settings
 
 
@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--image", default="images/ci", help="image spec folder (default: images/ci)")
     parser.add_argument("--cold-seconds", type=float, default=0.0, help="a cold build-qcow2 of the spec, seconds")
     args = parser.parse_args()
-    spec = load_image_spec((REPO / args.image).resolve())
-    releases = REPO / "build" / "bench" / f"nightly-{spec.name}"
+    spec = load_image_spec((workspace() / args.image).resolve())
+    releases = workspace() / "build" / "bench" / f"nightly-{spec.name}"
     shutil.rmtree(releases, ignore_errors=True)
     settings = make_settings(
         image=args.image,

@@ -22,7 +22,7 @@ from build_qcow2 import MIRROR, remove_images  # bench/ is the script folder
 
 from visa_build import image_inputs, progress
 from visa_build.image_spec import load_image_spec
-from visa_build.settings import PROJECT as REPO
+from visa_build.resources import workspace
 from visa_build.settings import Settings, make_settings
 from visa_build.wheelhouse import ensure_wheelhouse
 
@@ -34,7 +34,11 @@ def build(images: list[str], build_dir: Path) -> dict[str, float]:
     for image in images:
         log = (build_dir / f"bench-{Path(image).name}.log").open("w")
         procs[image] = subprocess.Popen(
-            ["./visa-build", "build-qcow2", "--image", image], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            ["./visa-build", "build-qcow2", "--image", image],
+            cwd=workspace(),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     while procs:
         for image, proc in list(procs.items()):
@@ -55,7 +59,7 @@ def settings_of(image: str, build_dir: Path) -> Settings:
 
 def cold(images: list[str], build_dir: Path) -> None:
     for image in images:
-        remove_images(load_image_spec(REPO / image), settings_of(image, build_dir), keep_base=True)
+        remove_images(load_image_spec(workspace() / image), settings_of(image, build_dir), keep_base=True)
     for folder in (build_dir / "images", build_dir / "cache" / "filled"):
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -64,12 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", action="append", help="spec folder (twice); default images/ci, images/ci-trixie")
     images = parser.parse_args().image or ["images/ci", "images/ci-trixie"]
-    build_dir = REPO / "build" / "bench" / "parallel"
+    build_dir = workspace() / "build" / "bench" / "parallel"
     shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True)
     try:
         for image in images:
-            spec = load_image_spec(REPO / image)
+            spec = load_image_spec(workspace() / image)
             settings = settings_of(image, build_dir)
             base = image_inputs.base_image(spec, settings)
             ensure_wheelhouse(spec, settings.cache_dir, source_image=functools.partial(str, base))

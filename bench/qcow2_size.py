@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from visa_build.mounts import mounted_root
-from visa_build.settings import PROJECT as REPO
+from visa_build.resources import workspace
 
 
 def bytes_in_use(root: Path) -> int:
@@ -20,12 +20,12 @@ def bytes_in_use(root: Path) -> int:
 
 
 def main(paths: list[str]) -> None:
-    images = [Path(p) for p in paths] or sorted((REPO / "build/images").glob("*/*.qcow2"))
+    images = [Path(p) for p in paths] or sorted((workspace() / "build/images").glob("*/*.qcow2"))
     if not images:
         sys.exit("no qcow2 found: run ./visa-build build-qcow2 first")
     rows = []
     for qcow2 in images:
-        with mounted_root(qcow2, scratch=REPO / "build/bench") as root:
+        with mounted_root(qcow2, scratch=workspace() / "build/bench") as root:
             used = bytes_in_use(root)
         rows.append(
             f"{qcow2.name}: qcow2 {qcow2.stat().st_size / 1e9:.2f} GB, in use {used / 1e9:.2f} GB, "

@@ -14,7 +14,7 @@ import time
 from visa_build import base_docker, double_build, image_inputs, image_tests, progress
 from visa_build.docker_engine import docker_client, image_exists
 from visa_build.image_spec import load_image_spec
-from visa_build.settings import PROJECT as REPO
+from visa_build.resources import workspace
 from visa_build.settings import make_settings
 
 MIRROR = "http://deb.debian.org/debian"
@@ -24,8 +24,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default="images/visa-jupyter", help="image spec (default: images/visa-jupyter)")
     args = parser.parse_args()
-    spec = load_image_spec((REPO / args.image).resolve())
-    scratch = REPO / "build" / "bench" / f"test-container-{spec.name}"
+    spec = load_image_spec((workspace() / args.image).resolve())
+    scratch = workspace() / "build" / "bench" / f"test-container-{spec.name}"
     shutil.rmtree(scratch, ignore_errors=True)
     settings = make_settings(
         image=args.image, build_dir=str(scratch), installer="uv", base_image="", mirror=MIRROR, wheelhouse_port=8765

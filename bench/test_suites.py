@@ -13,7 +13,7 @@ from pathlib import Path
 
 from visa_build import image_tests
 from visa_build.image_spec import load_image_spec
-from visa_build.settings import PROJECT as REPO
+from visa_build.resources import workspace
 from visa_build.settings import make_settings
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--qcow2", help="test this qcow2 instead of the image's build")
     parser.add_argument("--container-only", action="store_true", help="time the container double's suite only")
     args = parser.parse_args()
-    spec = load_image_spec((REPO / args.image).resolve())
+    spec = load_image_spec((workspace() / args.image).resolve())
     settings = make_settings(
         image=args.image,
     )

@@ -10,6 +10,12 @@ from tests.helpers import REPO, image_spec
 from visa_build.image_spec import ImageSpec
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Declared here, not in pyproject.toml: an installed visa-build runs these suites without the checkout's config.
+    config.addinivalue_line("markers", "vm_only: needs a booted VM (qcow2); skipped on the container double")
+    config.addinivalue_line("markers", "slow: boots its own target and takes a minute or more")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("visa-build")
     group.addoption("--jupyter-url", help="base URL that reaches the target's Jupyter server, e.g. through a proxy")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from . import render
 from .image_spec import ImageSpec
+from .resources import project_files
 
-REPO = Path(__file__).resolve().parent.parent
-PACKAGES_FILE = REPO / "provision" / "packages.txt"
+PACKAGES_FILE = project_files() / "provision" / "packages.txt"
 
 
 def image_packages() -> tuple[str, ...]:
@@ -32,8 +32,8 @@ def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") ->
     files = render.spec_files(spec)
     if destination.exists():
         shutil.rmtree(destination)
-    shutil.copytree(REPO / "provision", destination / "provision")
-    shutil.copytree(REPO / "docker", destination / "docker")
+    shutil.copytree(project_files() / "provision", destination / "provision")
+    shutil.copytree(project_files() / "docker", destination / "docker")
     spec_dir = destination / "spec"
     for name, text in files.items():
         _write(spec_dir / name, text)

@@ -18,12 +18,15 @@ import yaml
 from . import distros
 from .distros import Distro
 from .errors import ConfigError
+from .resources import project_files
 
 ServiceMode = Literal["prod", "dev"]
 DesktopSession = Literal["xfce"]
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+#: An image's name ([image] name): its qcow2's, its container tag's and its release folder's.
+SPEC_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 #: A JupyterLab settings plugin id, e.g. @jupyterlab/apputils-extension:notification.
 _PLUGIN_ID = re.compile(r"^(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*:[\w.-]+$")
 #: An extension (npm package name) or one of its plugins, as `jupyter labextension disable` takes it.
@@ -115,6 +118,7 @@ class ImageSpec:
     lab_settings: LabSettings = LabSettings()
     from_source: FromSource = FromSource()
     desktop: DesktopSpec | None = None  # None: no remote desktop layer
+    inherits: str = ""  # the project spec a site's spec builds on ([image] inherits), e.g. visa-build:ci
 
     def build_blockers(self) -> list[str]:
         """Why this spec cannot be built here; empty when it can."""
@@ -316,26 +320,80 @@ def _load_environment(path: Path, lock: Path, display_name: str) -> DataAnalysis
     )
 
 
-def load_image_spec(directory: Path) -> ImageSpec:
-    """Read and validate images/<name>/image.toml and everything it names."""
-    spec_file = directory / "image.toml"
-    where = str(spec_file)
+def _read_spec(spec_file: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(spec_file.read_text())
+        return tomllib.loads(spec_file.read_text())
     except FileNotFoundError:
         raise ConfigError(
             f"no image spec at {spec_file}",
             tip="pass --image with a folder under images/ that has image.toml",
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where} is not valid TOML: {exc}", tip=f"fix the syntax of {where}") from None
+        raise ConfigError(f"{spec_file} is not valid TOML: {exc}", tip=f"fix the syntax of {spec_file}") from None
+
+
+#: How a site's spec names the project spec it builds on: [image] inherits = "visa-build:<folder under images/>".
+INHERIT_PREFIX = "visa-build:"
+#: What a spec that inherits may set itself; every other key comes from the inherited spec.
+SITE_KEYS = {"image": ("name", "inherits"), "service": ("port", "owner_wait_seconds", "mode")}
+
+
+def project_specs() -> list[str]:
+    """visa-build's own spec folders (under its images/), by name: what a site's spec may inherit."""
+    images = project_files() / "images"
+    return sorted(folder.name for folder in images.iterdir() if (folder / "image.toml").is_file())
+
+
+def inherited_folder(value: object, where: str) -> Path:
+    """The project spec folder `value` ("visa-build:<name>") names; ConfigError listing them when it names none."""
+    name = value.removeprefix(INHERIT_PREFIX) if isinstance(value, str) else ""
+    known = project_specs()
+    if not (isinstance(value, str) and value.startswith(INHERIT_PREFIX) and name in known):
+        raise _err(where, "[image] inherits", value, "inherit one of " + ", ".join(INHERIT_PREFIX + s for s in known))
+    return project_files() / "images" / name
+
+
+def _inherit(raw: dict[str, Any], where: str) -> tuple[dict[str, Any], Path]:
+    """A site spec's tables over those of the project spec it inherits, and the folder the inherited spec's files
+    are named from. Only SITE_KEYS may be set by the site."""
+    inherits = raw["image"]["inherits"]
+    base = inherited_folder(inherits, where)
+    refused = []
+    for section, table in raw.items():
+        if not isinstance(table, dict):
+            refused.append(section)
+        else:
+            refused += [f"[{section}] {key}" for key in table if key not in SITE_KEYS.get(section, ())]
+    if refused:
+        allowed = ", ".join(f"[{section}] {key}" for section, keys in SITE_KEYS.items() for key in keys)
+        raise ConfigError(
+            f"{where}: {', '.join(refused)} comes from the inherited spec {inherits} and cannot be set here; a spec "
+            f"that inherits sets only {allowed}",
+            tip=f"remove {', '.join(refused)} from {where}",
+        )
+    merged = _read_spec(base / "image.toml")
+    for section, table in raw.items():
+        merged[section] = {**merged.get(section, {}), **table}
+    return merged, base
+
+
+def load_image_spec(directory: Path) -> ImageSpec:
+    """Read and validate images/<name>/image.toml and everything it names (a site's spec that inherits a project
+    spec: that spec's, with the site's name and [service] over it)."""
+    spec_file = directory / "image.toml"
+    where = str(spec_file)
+    raw = _read_spec(spec_file)
+    inherits = cast(dict[str, Any], raw.get("image", {})).get("inherits", "")
+    files = directory  # where the files the spec names are
+    if inherits:
+        raw, files = _inherit(raw, where)
     known = {"image", "jupyterlab", "data_analysis", "service", "wheels", "desktop"}
     for section in raw:
         if section not in known:
             raise _err(where, f"[{section}]", "...", f"known sections: {', '.join(sorted(known))}")
     image = cast(dict[str, Any], raw.get("image", {}))
     name = _get(image, "name", str, where, "image")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+    if not SPEC_NAME.fullmatch(name):
         raise _err(where, "[image] name", name, "use lower-case letters, digits and '-'")
     if "debian" in image:
         raise _err(
@@ -353,19 +411,19 @@ def load_image_spec(directory: Path) -> ImageSpec:
         raise _err(where, "[image] python", python, "write the full version, e.g. '3.11.2'")
 
     lab = cast(dict[str, Any], raw.get("jupyterlab", {}))
-    requirements = _spec_path(directory, lab, "requirements", where, "jupyterlab")
+    requirements = _spec_path(files, lab, "requirements", where, "jupyterlab")
     if not requirements.is_file():
         raise _err(where, "[jupyterlab] requirements", requirements.name, "name an existing file in the spec folder")
     top_level = parse_pins(requirements.read_text(), str(requirements), require_pinned=True)
     labextensions = _get(lab, "labextensions", list, where, "jupyterlab", default=[])
-    lab_lock = _spec_path(directory, lab, "lock", where, "jupyterlab")
+    lab_lock = _spec_path(files, lab, "lock", where, "jupyterlab")
     pins = () if labextensions else _read_lock(lab_lock, top_level)
-    lab_settings = _load_lab_settings(lab, directory, where)
+    lab_settings = _load_lab_settings(lab, files, where)
 
     analysis = cast(dict[str, Any], raw.get("data_analysis", {}))
     data_analysis = _load_environment(
-        _spec_path(directory, analysis, "environment", where, "data_analysis"),
-        _spec_path(directory, analysis, "lock", where, "data_analysis"),
+        _spec_path(files, analysis, "environment", where, "data_analysis"),
+        _spec_path(files, analysis, "lock", where, "data_analysis"),
         _display_name(_get(analysis, "display_name", str, where, "data_analysis", default="Data Analysis"), where),
     )
     imports = _get(analysis, "imports", list, where, "data_analysis", default=[])
@@ -393,8 +451,9 @@ def load_image_spec(directory: Path) -> ImageSpec:
         data_analysis=data_analysis,
         service=ServiceSpec(port=port, owner_wait_seconds=wait, mode=mode),
         lab_settings=lab_settings,
-        from_source=_load_from_source(cast(dict[str, Any], raw.get("wheels", {})), directory, where),
-        desktop=_load_desktop(cast(dict[str, Any], raw.get("desktop", {})), distro, directory, where),
+        from_source=_load_from_source(cast(dict[str, Any], raw.get("wheels", {})), files, where),
+        desktop=_load_desktop(cast(dict[str, Any], raw.get("desktop", {})), distro, files, where),
+        inherits=inherits,
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accelerator, build_context, leftovers, packer_build, progress, vm
+from . import accelerator, leftovers, packer_build, progress, vm
 from .double_boot import running_double, status_code, wait_for_status
 from .double_build import build_container
 from .errors import ConfigError, ImageTestError
@@ -19,10 +19,10 @@ from .image_spec import ImageSpec
 from .process import run
 from .proxy import reverse_proxy
 from .qcow2 import build_qcow2, double_image_file
+from .resources import project_files
 from .seed import Login, nocloud_seed, pam_keypair, random_instance_id, visa_meta
 from .settings import Settings
 
-REPO = build_context.REPO
 #: How long the double may take from start to answering /jupyter/<id>/api/status.
 SERVER_START_TIMEOUT = 300
 
@@ -66,7 +66,7 @@ def test_container(
                 target += [f"--visa-build-dir={settings.build_dir}"]  # where tests/double's doubles are a run
                 if desktop_args:
                     target += [*desktop_args, f"--guacd-address={double.address}:{vm.GUACD_PORT}"]
-                suite = _suite(target, ["tests/infra", "tests/double"], logs, spec, url, pytest_args)
+                suite = _suite(target, ["tests/infra", "tests/double"], settings, spec, url, pytest_args)
     return TestReport(tag, instance_id, owner, waited, suite)
 
 
@@ -95,23 +95,33 @@ TEST_USER = "visa-test"
 DESKTOP_TEST_LAYOUT = "fr-fr-azerty"
 
 
-def _suite(
-    target_args: list[str], suites: list[str], logs: Path, spec: ImageSpec, url: str, extra: list[str]
-) -> SuiteRun:
-    argv = [
+def suite_argv(target_args: list[str], suites: list[str], settings: Settings, spec: ImageSpec, url: str) -> list[str]:
+    """pytest of visa-build's own `suites` (tests/infra, ...) against a target: from the checkout or the installed
+    wheel alike, with pytest's cache under the build folder (never in site-packages)."""
+    root = project_files()
+    return [
         sys.executable,
         "-m",
         "pytest",
-        *(str(REPO / suite) for suite in suites),
+        *(str(root / suite) for suite in suites),
+        f"--rootdir={root}",
+        "-o",
+        f"cache_dir={settings.build_dir / 'pytest-cache'}",
         *target_args,
         f"--jupyter-url={url}",
         f"--image-spec={spec.directory}",
-        f"--visa-log-dir={logs}",
-        *extra,
+        f"--visa-log-dir={settings.log_dir}",
     ]
+
+
+def _suite(
+    target_args: list[str], suites: list[str], settings: Settings, spec: ImageSpec, url: str, extra: list[str]
+) -> SuiteRun:
+    argv = [*suite_argv(target_args, suites, settings, spec, url), *extra]
+    logs = settings.log_dir
     started = time.monotonic()
     with progress.step(f"Running the infra suite ({', '.join(suites)})"):
-        result = run(argv, timeout=3600 * 3, cwd=str(REPO), on_line=progress.passthrough, check=False)
+        result = run(argv, timeout=3600 * 3, cwd=str(project_files()), on_line=progress.passthrough, check=False)
         if result.returncode != 0:
             raise ImageTestError(
                 f"the infra suite failed (pytest exit code {result.returncode})",
@@ -243,7 +253,7 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
         if record.is_file():  # natively filled: its container double can be compared with it
             target.append(f"--double-image={record.read_text().strip()}")
         with reverse_proxy(f"127.0.0.1:{guest.http_port}", workdir=settings.build_dir / "proxy") as url:
-            suite = _suite(target, ["tests/infra", "tests/vm"], settings.log_dir, spec, url, pytest_args)
+            suite = _suite(target, ["tests/infra", "tests/vm"], settings, spec, url, pytest_args)
     return TestReport(
         qcow2.name, instance.instance_id, instance.owner, instance.seconds_to_status, suite, instance.seconds_to_ssh
     )

@@ -24,10 +24,10 @@ from . import (
     vm,
     wheelhouse,
 )
-from .build_context import REPO
 from .errors import ConfigError
 from .image_spec import ImageSpec
 from .packer_build import BUILD_USER, PackerJob
+from .resources import project_files
 from .settings import Settings
 from .wheelhouse import ensure_wheelhouse
 from .wheelhouse_server import serving
@@ -96,7 +96,7 @@ def stage_keys(spec: ImageSpec, settings: Settings, context_dir: Path, base: tup
     common = (
         base_url if settings.base_qcow2 else "",
         base_checksum,
-        stages.tree_digest(REPO, ("packer",)),
+        stages.tree_digest(project_files(), ("packer",)),
         settings.installer,
         settings.index_url if settings.installer == "pip-index" else "",
         settings.disk_size,

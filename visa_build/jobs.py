@@ -13,16 +13,17 @@ from . import doctor, leftovers, mounts, nightly, progress, publish, runs
 from .errors import ConfigError, VisaBuildError
 from .image_spec import ImageSpec, load_image_spec, require_buildable
 from .release import record
-from .settings import PROJECT, Publishing, Settings
+from .resources import workspace
+from .settings import Publishing, Settings
 
 #: In a night's record copy: the name of the release the night left as the spec's latest.
 RELEASE_FILE = "RELEASE.txt"
 
 
 def load_spec(settings: Settings) -> ImageSpec:
-    """The spec of settings.image_dir (a relative folder is under the project)."""
-    folder = settings.image_dir
-    return load_image_spec(folder if folder.is_absolute() else PROJECT / folder)
+    """The spec of settings.image_dir (a relative folder is under the workspace: the checkout, or the current
+    folder when visa-build is installed)."""
+    return load_image_spec(workspace() / settings.image_dir)
 
 
 def host_ready(settings: Settings, *, auto_fix: bool, for_tests: bool = False) -> None:
@@ -74,7 +75,7 @@ def check_record_copy(copy: Path, settings: Settings) -> None:
     """Refuse a --record-copy folder that is the current folder, the project, the build folder or a parent of
     it, or the release folder (or in it, or a parent of it)."""
     given, releases = copy.resolve(), settings.release_dir.resolve()
-    refused = {Path.cwd().resolve(): "the current folder", PROJECT.resolve(): "the project"}
+    refused = {workspace().resolve(): "the project", Path.cwd().resolve(): "the current folder"}
     if given in refused:
         what = refused[given]
     elif settings.build_dir.resolve().is_relative_to(given):

@@ -39,6 +39,12 @@ def compile_argv(requirements: Path, output: Path, *, python: str, glibc: str) -
 
 def lock_image(spec: ImageSpec, *, runner: Runner = run) -> list[Path]:
     """Regenerate both lock files of `spec`; returns their paths."""
+    if spec.inherits:
+        raise ConfigError(
+            f"{spec.name} inherits {spec.inherits}, whose lock files are visa-build's own: they change with "
+            "visa-build's version",
+            tip="pin a newer visa-build in the site's requirements.txt to get newer locks",
+        )
     blockers = [reason for reason in spec.build_blockers() if "lock file" not in reason]
     if blockers:
         raise ConfigError(f"cannot lock {spec.name}: " + "; ".join(blockers), tip="lock a buildable spec")

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build_context import REPO
+from .resources import project_files
 
-TEMPLATES = REPO / "packer"
+TEMPLATES = project_files() / "packer"
 #: Packer from 1.7 on finds the QEMU builder only as a plugin; 1.6 rejects the block that asks for it.
 PLUGINS_FILE = TEMPLATES / "plugins" / "required-plugins.pkr.hcl"
 #: "qemu.visa: " before a build's output: the source (type.name) it came from.

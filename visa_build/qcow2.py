@@ -30,9 +30,9 @@ from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
 from .in_guest import timed_packer, vm_env
 from .packer_build import BUILD_USER, PackerJob, build_key_file
+from .resources import project_files
 from .settings import Settings
 
-REPO = build_context.REPO
 #: What the one boot of a natively filled disk runs: the VM's difference, then image cleanup (99-seal.sh is
 #: Packer's shutdown command).
 SEAL_SCRIPTS = ("50-target.sh", stages.CLEANUP)
@@ -124,7 +124,7 @@ def native_key(spec: ImageSpec, settings: Settings, context_dir: Path, state: st
         spec.jupyterlab.lock.read_text(),
         spec.data_analysis.lock.read_text(),
         stages.tree_digest(context_dir, ("provision", "spec", "docker")),
-        stages.tree_digest(REPO, ("packer",)),
+        stages.tree_digest(project_files(), ("packer",)),
         repr(sorted(double_env.items())),
         repr(sorted(vm_env(spec, settings, wheelhouse_url="", state=state).items())),
         BUILD_USER,

@@ -9,9 +9,7 @@ from typing import Any, Literal, get_args
 
 from . import runs
 from .errors import ConfigError
-
-#: The project folder: relative spec folders and the default build folder are under it.
-PROJECT = Path(__file__).resolve().parent.parent
+from .resources import workspace
 
 #: uv and pip install from the host's wheelhouse; pip-index is pip from a package index inside the guest
 #: (the way images were provisioned before the wheelhouse; qcow2 builds only, for sites and benchmarks).
@@ -28,7 +26,7 @@ Compression = Literal["zlib", "zstd"]
 #: is written. tasks.py configures invoke with it; make_settings and make_publishing fill what a caller leaves out.
 DEFAULTS: dict[str, Any] = {
     "image": "images/visa-jupyter",  # the image spec folder of the tasks that take --image
-    "build_dir": str(PROJECT / "build"),  # every generated file lives under it
+    "build_dir": "build",  # every generated file lives under it; a relative folder is under resources.workspace()
     "installer": "uv",
     "base_image": "",  # "" = build one from the mirror; else an existing Docker image, e.g. debian:bookworm
     "mirror": "http://deb.debian.org/debian",  # the release and its -updates suite
@@ -169,7 +167,7 @@ def make_settings(**given: Any) -> Settings:
             f"{why} inside the build VM, but visa.fill is native (filled from the Docker image)",
             tip="set INVOKE_VISA_FILL=guest (or pass --fill guest)",
         )
-    build_dir = Path(v["build_dir"]).resolve()
+    build_dir = (workspace() / v["build_dir"]).resolve()
     if not re.fullmatch(r"[A-Za-z0-9._/+@=~-]+", str(build_dir)):
         raise ConfigError(
             f"visa.build_dir = {str(build_dir)!r} holds a character (a comma, space, semicolon, quote, $, ...) that "

@@ -18,14 +18,15 @@ from visa_build import archive_state, jobs, nightly, qcow2, runs
 from visa_build.errors import ConfigError, VisaBuildError
 from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.release import build_json, record
-from visa_build.settings import PROJECT, Settings, make_publishing, make_settings
+from visa_build.resources import workspace
+from visa_build.settings import Settings, make_publishing, make_settings
 
 STATE = (archive_state.SuiteState("bookworm", "http://mirror/InRelease", "Thu, 26 Nov 2026", "ab" * 32),)
 
 
 @pytest.fixture
 def spec() -> ImageSpec:
-    return load_image_spec(PROJECT / "images" / "visa-jupyter")
+    return load_image_spec(workspace() / "images" / "visa-jupyter")
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_a_record_copy_into_a_folder_visa_build_needs_is_refused(
     monkeypatch.chdir(tmp_path)
     given = {
         "current folder": Path("."),
-        "project": PROJECT,
+        "project": workspace(),
         "build folder": settings.build_dir,
         "build's parent": settings.build_dir.parent.parent,
         "releases": settings.release_dir,

@@ -13,6 +13,7 @@ from typing import Any
 from .. import accelerator, archive_state, packer_binary, qcow2
 from ..image_spec import ImageSpec
 from ..process import run
+from ..resources import checkout
 from ..settings import Settings
 
 
@@ -26,20 +27,27 @@ def junit_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def _tool_versions(build_dir: Path) -> dict[str, str]:
-    def first_line(argv: list[str]) -> str:
-        result = run(argv, timeout=60, check=False)
-        return result.lines[0].strip() if result.returncode == 0 and result.lines else "unknown"
+def _first_line(argv: list[str]) -> str:
+    result = run(argv, timeout=60, check=False)
+    return result.lines[0].strip() if result.returncode == 0 and result.lines else "unknown"
 
+
+def source_revision() -> str:
+    """The commit of the checkout visa-build runs from, or "installed" for a wheel (whose folder may well sit in
+    a site's own git repository, whose commit is not visa-build's)."""
+    source = checkout()
+    return _first_line(["git", "-C", str(source), "rev-parse", "--short", "HEAD"]) if source else "installed"
+
+
+def _tool_versions(build_dir: Path) -> dict[str, str]:
     try:
-        packer = first_line([packer_binary.choose(build_dir).path, "version"])
+        packer = _first_line([packer_binary.choose(build_dir).path, "version"])
     except packer_binary.PackerNotFoundError:
         packer = "unknown"  # a record of a night that failed for it is still written
-    commit = first_line(["git", "-C", str(qcow2.REPO), "rev-parse", "--short", "HEAD"])
     return {
-        "visa-build": f"{version('visa-build')} ({commit})",
+        "visa-build": f"{version('visa-build')} ({source_revision()})",
         "packer": packer,
-        "qemu": first_line(["qemu-system-x86_64", "--version"]),
+        "qemu": _first_line(["qemu-system-x86_64", "--version"]),
     }
 
 
