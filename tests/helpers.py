@@ -146,3 +146,13 @@ def desktop_token(key: Path, user: str, issued: int | None = None) -> str:
     argv = ["openssl", "dgst", "-sha256", "-sign", str(key), "-binary"]
     signed = subprocess.run(argv, input=payload.encode(), capture_output=True, check=True).stdout
     return f"{payload};{base64.b64encode(signed).decode()}"
+
+
+def opened_lab(jupyter: str) -> requests.Session:
+    """An HTTP session like a browser's that has just opened /lab: it holds a fresh _xsrf cookie for POSTs (a
+    restarted server may sign it anew)."""
+    session = requests.Session()
+    response = session.get(f"{jupyter}/lab", timeout=30)
+    assert response.status_code == 200, f"GET {jupyter}/lab answered {response.status_code}"
+    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf") or ""
+    return session

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import CONFIG, DATA_ANALYSIS, VENV, Facts, Instance, image_spec, packages
+from tests.helpers import CONFIG, DATA_ANALYSIS, VENV, Facts, Instance, image_spec, opened_lab, packages
 from visa_build.image_spec import ImageSpec
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -97,11 +97,7 @@ def jupyter(pytestconfig: pytest.Config, instance: Instance) -> str:
 @pytest.fixture(scope="module")
 def browser(jupyter: str) -> requests.Session:
     """An HTTP session like a browser's: it opened /lab, so it holds the _xsrf cookie for POSTs."""
-    session = requests.Session()
-    response = session.get(f"{jupyter}/lab", timeout=30)
-    assert response.status_code == 200, f"GET {jupyter}/lab answered {response.status_code}"
-    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf") or ""
-    return session
+    return opened_lab(jupyter)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.helpers import opened_lab
+
 UNIT = "visa-jupyter.service"
 
 
@@ -74,15 +76,6 @@ def unit_show(host: Any, *properties: str) -> dict[str, str]:
     with host.sudo():
         shown = host.check_output("systemctl show --property=%s %s", ",".join(properties), UNIT)
     return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
-
-
-def opened_lab(jupyter: str) -> requests.Session:
-    """A browser-like session with a fresh _xsrf cookie (a restarted server may sign it anew)."""
-    session = requests.Session()
-    response = session.get(f"{jupyter}/lab", timeout=30)
-    assert response.status_code == 200, f"GET {jupyter}/lab answered {response.status_code}"
-    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf") or ""
-    return session
 
 
 def test_shutting_down_more_often_than_the_start_limit_allows_still_comes_back(host: Any, jupyter: str) -> None:

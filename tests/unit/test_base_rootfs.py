@@ -3,15 +3,15 @@ any other failure keeps mmdebstrap's own output."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from visa_build import base_rootfs
 from visa_build.distros import DISTROS
 from visa_build.errors import CommandError, ConfigError
-from visa_build.process import LineHandler, Result, Runner
+from visa_build.process import Result, Runner
 
 #: The end of what mmdebstrap 1.3.5 printed here for `--include=no-such-package-visa,python3 bookworm`.
 MISSING_OUTPUT = """\
@@ -29,19 +29,11 @@ UNREACHABLE_OUTPUT = [
 
 
 def failing(lines: list[str]) -> Runner:
-    def runner(
-        argv: list[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        on_line: LineHandler | None = None,
-        check: bool = True,
-        tail_lines: int = 40,
-        tip: str | None = None,
-    ) -> Result:
+    """A runner whose mmdebstrap fails with `lines` as its output, as process.run reports it."""
+
+    def runner(argv: list[str], **options: Any) -> Result:
         assert argv[0] == "mmdebstrap"
-        raise CommandError(argv, 25, lines[-tail_lines:], tip=tip)
+        raise CommandError(argv, 25, lines, tip=options.get("tip"))
 
     return runner
 
