@@ -228,7 +228,8 @@ def test_unit(c: Context) -> None:
     pytest's default set (tests/unit, tests/packer): unit tests, shellcheck, packer fmt and validate."""
     with _user_errors():
         checkout = _checkout()
-        jobs.host_ready(_settings(c), auto_fix=c.config.visa.auto_fix, for_tests=True)
+        settings = _settings(c)
+        jobs.host_ready(settings, auto_fix=c.config.visa.auto_fix, for_tests=True)
         failed = []
         for gate in LINT_GATES:
             with progress.step(" ".join(gate)):
@@ -241,9 +242,8 @@ def test_unit(c: Context) -> None:
                 ).returncode
             if code != 0:
                 failed.append(" ".join(gate))
-        code = run(
-            [sys.executable, "-m", "pytest"], timeout=600, cwd=str(checkout), on_line=progress.passthrough, check=False
-        ).returncode
+        pytest = [sys.executable, "-m", "pytest", f"--visa-build-dir={settings.build_dir}"]  # its Packer is there
+        code = run(pytest, timeout=600, cwd=str(checkout), on_line=progress.passthrough, check=False).returncode
         if code != 0:
             failed.append(f"unit tests (pytest exit code {code})")
         if failed:

@@ -83,6 +83,7 @@ def keep_output_after_hangup(path: str) -> None:
 def detach_terminal() -> None:
     """Point stdout and stderr at the hang-up log (or /dev/null): writes to a hung-up terminal fail (EIO)."""
     try:
+        os.makedirs(os.path.dirname(_hangup_log) or ".", exist_ok=True)  # a run's log folder may not exist yet
         target = os.open(_hangup_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     except OSError:
         target = os.open(os.devnull, os.O_WRONLY)

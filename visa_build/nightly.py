@@ -60,8 +60,10 @@ def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
 def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     root = settings.release_dir / spec.name
     _prune(root, spec, settings)
-    shutil.rmtree(tonight.work, ignore_errors=True)  # no JUnit file of an earlier night goes into this record
-    tonight.work.mkdir(parents=True)
+    # No JUnit file of an earlier night goes into this record; a killed night's changelog mount is released first.
+    mounts.release_all_under(tonight.work)
+    shutil.rmtree(tonight.work, ignore_errors=True)
+    tonight.work.mkdir(parents=True, exist_ok=True)
     sources = image_inputs.sources(spec, settings)
     mark = time.monotonic()
     tonight.states = archive_state.read_state(sources)
@@ -95,7 +97,7 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     )
     previous, why = record.previous_manifest(root)
     check = {"qcow2": built.path.name, "checked": tonight.started.isoformat(timespec="seconds")}
-    if previous == image:
+    if previous is not None and manifest.same_image(previous, image):
         record.write_last_check(root, {**check, "verdict": "unchanged", "release": why})
         return Night(
             spec.name, "unchanged", f"{spec.name}: the image holds what its last release holds ({why}): no new release"

@@ -4,6 +4,7 @@ by apt from bookworm and unpacked into visa-build's own tools folder, never inst
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -56,16 +57,16 @@ def version_of(path: str) -> tuple[int, ...] | None:
         return None
 
 
-def _candidates(build_dir: Path) -> list[str]:
-    on_path = shutil.which("packer")
+def _candidates(build_dir: Path, *, on_path: bool) -> list[str]:
+    found = shutil.which("packer") if on_path else None
     unpacked = sorted(tools_folder(build_dir).glob("*/usr/bin/packer"), reverse=True)
-    return ([on_path] if on_path else []) + [str(path) for path in unpacked]
+    return ([found] if found else []) + [str(path) for path in unpacked]
 
 
-def choose(build_dir: Path) -> Packer:
-    """The Packer to run: the first of PATH's and the tools folder's that is 1.6.6 or newer."""
+def choose(build_dir: Path, *, on_path: bool = True) -> Packer:
+    """The Packer to run: the first of PATH's (unless not `on_path`) and the tools folder's that is 1.6.6 or newer."""
     refused = []
-    for path in _candidates(build_dir):
+    for path in _candidates(build_dir, on_path=on_path):
         version = version_of(path)
         if version is not None and version >= MIN_VERSION:
             return Packer(path, version)
@@ -78,6 +79,8 @@ def fetch(build_dir: Path, mirror: str) -> Packer:
     runs); the host's packages are not touched."""
     folder = tools_folder(build_dir)
     with runs.exclusive(folder.parent / "packer.lock", "the download of Packer"):
+        with contextlib.suppress(PackerNotFoundError):
+            return choose(build_dir, on_path=False)  # a run beside this one fetched it while this one waited
         work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=folder.parent))
         try:
             with progress.step(f"Fetching Debian 12's packer ({mirror} {SUITE}, verified by apt)"):

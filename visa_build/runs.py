@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import progress
-from .errors import VisaBuildError
+from .errors import ConfigError, VisaBuildError
 
 RUN_ID = secrets.token_hex(4)
 _registered: dict[Path, int] = {}  # runs folder -> the open, locked file descriptor of this run's lock
@@ -64,8 +64,14 @@ def use_alone(build_dir: Path) -> None:
 
 
 def _open_in_use(folder: Path) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
-    return os.open(folder / IN_USE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder / IN_USE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write the build folder's run records in {folder}: {error.strerror}",
+            tip="run as a user who may write visa.build_dir, or point visa.build_dir (INVOKE_VISA_BUILD_DIR) elsewhere",
+        ) from None
 
 
 def register(build_dir: Path) -> str:

@@ -146,3 +146,14 @@ def test_release_all_under_unmounts_and_detaches_what_a_killed_run_left(tmp_path
         subprocess.run(["umount", "--recursive", str(build / "fill/root")], capture_output=True)
         subprocess.run(["umount", str(outside)], capture_output=True)
         subprocess.run(["losetup", "--detach", loop.stdout.strip()], capture_output=True)
+
+
+def test_output_after_a_hang_up_goes_to_the_run_log_even_before_its_folder_exists(tmp_path: Path) -> None:
+    """The run's log folder (build/logs/<run id>/) is made when the terminal goes, if nothing made it before."""
+    log = tmp_path / "logs" / "run-1" / "hangup.log"
+    script = (
+        "from visa_build import interrupts; "
+        f"interrupts.keep_output_after_hangup({str(log)!r}); interrupts.detach_terminal(); print('after the hang-up')"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
+    assert log.read_text() == "after the hang-up\n"

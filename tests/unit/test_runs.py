@@ -21,7 +21,7 @@ import pytest
 
 from tests.helpers import IMAGES, REPO
 from visa_build import docker_engine, jobs, leftovers, runs
-from visa_build.errors import VisaBuildError
+from visa_build.errors import ConfigError, VisaBuildError
 from visa_build.process import Result
 from visa_build.settings import make_settings
 
@@ -225,3 +225,10 @@ def test_the_crafted_doubles_belong_to_a_registered_run(tmp_path: Path, monkeypa
     item = SimpleNamespace(callspec=SimpleNamespace(params={"case": "id 12a"}), fixturenames=("crafted",))
     doubles.pytest_collection_finish(cast(pytest.Session, SimpleNamespace(config=config, items=[item])))
     assert registered == [True], "a crafted double was started by a run that is not registered in the build folder"
+
+
+def test_a_build_folder_the_user_cannot_write_is_named(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "build"
+    not_a_folder.write_text("a file where the build folder should be")
+    with pytest.raises(ConfigError, match="cannot write the build folder's run records"):
+        runs.use(not_a_folder)

@@ -90,6 +90,15 @@ def system_part(manifest: Manifest) -> dict[str, Any]:
     return {"distribution": "debian", "version": DISTROS[old["release"]].version, **old}
 
 
+def same_image(old: Manifest, new: Manifest) -> bool:
+    """Whether two manifests describe the same image, also when `old` was written with a `debian` part."""
+
+    def normal(manifest: Manifest) -> Manifest:
+        return {**{k: v for k, v in manifest.items() if k not in ("debian", "system")}, "system": system_part(manifest)}
+
+    return normal(old) == normal(new)
+
+
 def to_markdown(manifest: Manifest) -> str:
     """The manifest for people: one table per part."""
     system = system_part(manifest)
