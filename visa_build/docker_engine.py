@@ -77,6 +77,7 @@ def build_image(
             buildargs=buildargs,
             network_mode="host",
             extra_hosts=hosts,
+            use_config_proxy=False,  # a client's proxy settings would send the host's wheelhouse requests to it
             rm=True,
             forcerm=True,
             decode=True,
