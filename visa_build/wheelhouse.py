@@ -9,11 +9,15 @@ and no TLS.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from . import pip_download, progress, runs, sdists
 from .artefact import key_of, sha256_of
@@ -177,6 +181,51 @@ def _allowed_from_source(spec: ImageSpec, name: str, glibc: str) -> str:
     return name
 
 
+def wheel_store(cache_root: Path) -> Path:
+    """Every wheel downloaded before, as its index published it (no bytecode), in a folder named by its sha256: a
+    new wheelhouse takes from it what its locks allow, so a pin change downloads only the changed pins."""
+    return cache_root / "wheels"
+
+
+def _target_tags(spec: ImageSpec) -> set[Tag]:
+    """The wheel tags the image's interpreter and glibc install."""
+    version = tuple(int(part) for part in spec.python.split(".")[:2])
+    platforms = platform_tags(spec.distro.glibc)
+    return {
+        *cpython_tags(version, platforms=platforms),
+        *compatible_tags(version, f"cp{version[0]}{version[1]}", platforms),
+    }
+
+
+def _take_from_store(store: Path, spec: ImageSpec, dest: Path) -> int:
+    """Copy into `dest` each stored wheel whose sha256 the locks allow and whose tags the image installs (pip then
+    finds it there, hash-checked, instead of downloading it); returns how many."""
+    locks = spec.jupyterlab.lock.read_text() + spec.data_analysis.lock.read_text()
+    allowed = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", locks)) | {UV_WHEEL_SHA256}
+    wanted, taken = _target_tags(spec), 0
+    for digest in sorted(allowed):
+        for wheel in (store / digest).glob("*.whl"):
+            try:
+                tags = parse_wheel_filename(wheel.name)[3]
+            except InvalidWheelFilename:
+                continue
+            if tags & wanted and _regular(wheel) and sha256_of(wheel) == digest:
+                shutil.copyfile(wheel, dest / wheel.name)
+                taken += 1
+    return taken
+
+
+def _keep_in_store(store: Path, downloaded: Path) -> None:
+    """Keep each wheel in `downloaded` (before bytecode goes into it) in the store, under its sha256."""
+    for wheel in sorted(downloaded.glob("*.whl")):
+        kept = store / sha256_of(wheel) / wheel.name
+        if not kept.is_file():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            partial = kept.with_name(f"{kept.name}.{os.getpid()}.partial")  # runs side by side may store it too
+            shutil.copyfile(wheel, partial)
+            partial.replace(kept)
+
+
 def cache_path(cache_root: Path, spec: ImageSpec) -> Path:
     """Where the wheelhouse of `spec` is cached."""
     return cache_root / "wheelhouse" / cache_key(spec)
@@ -189,10 +238,12 @@ def ensure_wheelhouse(
     `source_image` gives the Docker image sdists are built in (the image's Debian base), when there are any."""
     final = cache_path(cache_root, spec)
     with runs.exclusive(cache_root / "locks" / f"wheelhouse-{final.name}.lock", f"the wheelhouse {final.name}"):
-        return _ensure_wheelhouse(spec, final, runner, source_image)
+        return _ensure_wheelhouse(spec, final, wheel_store(cache_root), runner, source_image)
 
 
-def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner, source_image: Callable[[], str]) -> Path:
+def _ensure_wheelhouse(
+    spec: ImageSpec, final: Path, store: Path, runner: Runner, source_image: Callable[[], str]
+) -> Path:
     if final.is_dir():
         with progress.step(f"Verifying wheelhouse {final.name}"):
             bad = damaged_files(final)
@@ -205,7 +256,10 @@ def _ensure_wheelhouse(spec: ImageSpec, final: Path, runner: Runner, source_imag
     with progress.step(f"Downloading wheelhouse {final.name} for Python {spec.python}"):
         scratch = runs.scratch_dir(final.parent, f".{final.name}-")
         try:
+            taken = _take_from_store(store, spec, scratch)
+            progress.line(f"{taken} wheels taken from earlier downloads (sha256 checked against the locks)")
             _download(spec, scratch, runner, source_image)
+            _keep_in_store(store, scratch)
             if carries_bytecode(spec):
                 progress.line("compiling bytecode into the wheels (the guest then compiles nothing)")
                 count = add_bytecode_to_all(sorted(scratch.glob("*.whl")))

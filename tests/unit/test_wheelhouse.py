@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -10,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import IMAGES
-from visa_build import sdists
+from visa_build import sdists, wheelhouse
 from visa_build.errors import CommandError, VisaBuildError
-from visa_build.image_spec import FromSource, load_image_spec
+from visa_build.image_spec import FromSource, ImageSpec, load_image_spec
 from visa_build.process import Result
 from visa_build.wheelhouse import (
     UV_VERSION,
@@ -22,8 +24,10 @@ from visa_build.wheelhouse import (
     carries_bytecode,
     damaged_files,
     download_argv,
+    ensure_wheelhouse,
     lock_entries,
     platform_tags,
+    wheel_store,
     write_manifest,
 )
 
@@ -182,3 +186,61 @@ def test_bytecode_goes_into_the_wheels_when_the_hosts_python_has_the_images_seri
     same_series = spec.python.split(".")[:2] == [str(part) for part in sys.version_info[:2]]
     assert carries_bytecode(spec) is same_series, (spec.python, sys.version_info)
     assert bytecode_tag(spec) == (f"checked-hash:{sys.implementation.cache_tag}" if same_series else "none")
+
+
+def test_a_pin_change_downloads_only_the_changed_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wheels downloaded before are taken from the store when a lock still allows their sha256 and the image
+    installs their tags; pip finds them in place and downloads only what changed. A stored wheel whose bytes no
+    longer match its sha256, or one for another interpreter, is not taken."""
+    index = {
+        name: f"wheel {name}".encode()
+        for name in (
+            "attrs-25.1.0-py3-none-any.whl",
+            "attrs-25.2.0-py3-none-any.whl",
+            "idna-3.10-py3-none-any.whl",
+            "idna-3.10-cp313-cp313-manylinux_2_17_x86_64.whl",
+        )
+    }
+    digest = {name: hashlib.sha256(data).hexdigest() for name, data in index.items()}
+    downloaded: list[str] = []
+    monkeypatch.setattr(wheelhouse, "carries_bytecode", lambda spec: False)  # these wheels are not real zips
+
+    def pip(argv: list[str], **_: object) -> Result:
+        dest, pins = Path(argv[argv.index("-d") + 1]), Path(argv[argv.index("-r") + 1]).read_text()
+        for name, data in index.items():
+            wanted = digest[name] in pins and "cp313" not in name
+            if wanted and not (dest / name).is_file():
+                (dest / name).write_bytes(data)
+                downloaded.append(name)
+        return Result(argv, 0, [])
+
+    def spec_with(attrs: str) -> ImageSpec:
+        lock = tmp_path / f"attrs-{attrs}.lock"
+        idna = [name for name in index if name.startswith("idna")]
+        lock.write_text(
+            f"attrs=={attrs} \\\n    --hash=sha256:{digest[f'attrs-{attrs}-py3-none-any.whl']}\n"
+            f"idna==3.10 \\\n"
+            + "".join(f"    --hash=sha256:{digest[name]} \\\n" for name in idna).rstrip(" \\\n")
+            + "\n"
+        )
+        spec = load_image_spec(IMAGES / "ci")
+        return replace(
+            spec, jupyterlab=replace(spec.jupyterlab, lock=lock), data_analysis=replace(spec.data_analysis, lock=lock)
+        )
+
+    cache = tmp_path / "cache"
+    ensure_wheelhouse(spec_with("25.1.0"), cache, source_image=lambda: "", runner=pip)
+    assert sorted(downloaded) == ["attrs-25.1.0-py3-none-any.whl", "idna-3.10-py3-none-any.whl"]
+    (wheel_store(cache) / digest["idna-3.10-cp313-cp313-manylinux_2_17_x86_64.whl"]).mkdir()
+    cp313 = "idna-3.10-cp313-cp313-manylinux_2_17_x86_64.whl"
+    (wheel_store(cache) / digest[cp313] / cp313).write_bytes(index[cp313])
+    downloaded.clear()
+    house = ensure_wheelhouse(spec_with("25.2.0"), cache, source_image=lambda: "", runner=pip)
+    assert downloaded == ["attrs-25.2.0-py3-none-any.whl"], f"downloaded again: {downloaded}"
+    assert not (house / cp313).exists(), "a wheel for another interpreter was taken into the wheelhouse"
+    stored_idna = wheel_store(cache) / digest["idna-3.10-py3-none-any.whl"] / "idna-3.10-py3-none-any.whl"
+    stored_idna.write_bytes(b"tampered")
+    downloaded.clear()
+    shutil.rmtree(wheelhouse.cache_path(cache, spec_with("25.1.0")))
+    ensure_wheelhouse(spec_with("25.1.0"), cache, source_image=lambda: "", runner=pip)
+    assert "idna-3.10-py3-none-any.whl" in downloaded, "a stored wheel whose bytes changed was taken"
