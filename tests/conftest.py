@@ -39,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--accelerator", default="tcg", help="kvm or tcg: what the suite's own VM boots run under")
     group.addoption(
         "--datasource-boots",
-        default="nova,config-drive,nocloud-net",
+        default="nova,config-drive,nocloud-net,nova-without-owner",
         help="tests/vm boots the qcow2 through each of these metadata paths (comma-separated; empty: none)",
     )
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")

@@ -4,10 +4,12 @@
   everything for its first 30 s, as a busy service does at boot, and the instance still gets its metadata.
 - `config-drive`: the same openstack/ tree on an ISO labelled config-2.
 - `nocloud-net`: VISA's Proxmox provider: `ds=nocloud-net;s=<server>/<vmid>/` in the SMBIOS serial.
+- `nova-without-owner`: Nova's service with no `owner` in the metadata: the server says why and does not start,
+  the desktop comes up all the same.
 
 Each boot gets VISA's whole metadata set (seed.visa_meta, as Nova takes it for the OpenStack paths: the
 desktop key as its base64 body) and VISA's boot command as user data; the test's ssh login comes as the
-cloud's vendor data. One ssh round trip gathers what the tests assert. Runs with --datasource-boots (all three
+cloud's vendor data. One ssh round trip gathers what the tests assert. Runs with --datasource-boots (all four
 by default); `./visa-build test` runs them for one image, see docs/testing.md."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,9 @@ print(json.dumps({{
     "boot_command_runs": runs.count("ran"),
     "public_pem": out("openssl", "pkey", "-pubin", "-in", "/etc/visa/public.pem"),
     "server_user": out("ps", "-o", "user=", "-p", pid),
+    "server_state": out("systemctl", "show", "-p", "ActiveState", "--value", "visa-jupyter.service"),
+    "server_journal": out("journalctl", "-b", "-u", "visa-jupyter.service", "-o", "cat", "--no-pager"),
+    "listening": out("ss", "-Hltn"),
 }}))
 """
 
@@ -81,7 +87,9 @@ def _vendor_data(login: Login) -> str:
 
 
 @contextlib.contextmanager
-def _platform(path: str, meta: dict[str, str], login: Login, work: Path) -> Iterator[vm.Platform]:
+def _platform(
+    path: str, meta: dict[str, str], login: Login, work: Path, *, failing_seconds: float = NOVA_FAILING_SECONDS
+) -> Iterator[vm.Platform]:
     """The QEMU platform of `path`, with its metadata server running while the block runs."""
     vendor = _vendor_data(login)
     if path == "nocloud-net":
@@ -97,20 +105,23 @@ def _platform(path: str, meta: dict[str, str], login: Login, work: Path) -> Iter
     if path == "config-drive":
         yield vm.Platform(smbios=metadata_service.NOVA_SMBIOS, drive=metadata_service.config_drive(files, work))
         return
-    with metadata_service.serving(files, failing_seconds=NOVA_FAILING_SECONDS) as service:
+    with metadata_service.serving(files, failing_seconds=failing_seconds) as service:
         network = f"{metadata_service.NOVA_NETWORK},{service.guest_forward()}"
         yield vm.Platform(smbios=metadata_service.NOVA_SMBIOS, network=network)
 
 
-@pytest.fixture(scope="module")
-def booted(path: str, pytestconfig: pytest.Config) -> Iterator[Booted]:
-    """Boot the suite's qcow2 through `path` until JupyterLab answers; what the guest says, the metadata sent,
-    and the spec."""
+def _wanted(pytestconfig: pytest.Config, boot: str) -> None:
     wanted = [name for name in str(pytestconfig.getoption("--datasource-boots")).split(",") if name]
-    if path not in wanted:
-        pytest.skip(f"the {path} boot is not in --datasource-boots={','.join(wanted)}")
+    if boot not in wanted:
+        pytest.skip(f"the {boot} boot is not in --datasource-boots={','.join(wanted)}")
+
+
+@contextlib.contextmanager
+def _booted_through(
+    path: str, pytestconfig: pytest.Config, *, without: str = "", failing_seconds: float = NOVA_FAILING_SECONDS
+) -> Iterator[tuple[vm.BootedVM, dict[str, str], ImageSpec, Accel]]:
+    """The suite's qcow2 booted through `path` with VISA's metadata (less the key `without`), once ssh answers."""
     spec = image_spec(pytestconfig)
-    qcow2 = Path(pytestconfig.getoption("--qcow2"))
     accel = Accel(str(pytestconfig.getoption("--accelerator")))
     build = Path(pytestconfig.getoption("--visa-build-dir"))
     (build / "vm").mkdir(parents=True, exist_ok=True)
@@ -120,10 +131,11 @@ def booted(path: str, pytestconfig: pytest.Config) -> Iterator[Booted]:
         login = Login(TEST_USER, public)
         meta = visa_meta(random_instance_id(), OWNER, pam_public_key=pam_keypair(work)[1])
         meta |= {"proposals": PROPOSALS, "instruments": INSTRUMENTS}
+        meta.pop(without, None)
         with (
-            _platform(path, meta, login, work) as platform,
+            _platform(path, meta, login, work, failing_seconds=failing_seconds) as platform,
             vm.booted_vm(
-                qcow2,
+                Path(pytestconfig.getoption("--qcow2")),
                 None,
                 (login, private_key),
                 accel=accel,
@@ -135,14 +147,29 @@ def booted(path: str, pytestconfig: pytest.Config) -> Iterator[Booted]:
             ) as guest,
         ):
             vm.wait_for_ssh(guest, timeout=300 * accel.slowdown)
-            status = f"http://127.0.0.1:{guest.http_port}/jupyter/{meta['id']}/api/status"
-            wait_for_status(status, timeout=300 * accel.slowdown)
-            script = base64.b64encode(GATHER.encode()).decode()
-            gather = f"sudo python3 -c 'import base64; exec(base64.b64decode(\"{script}\"))'"
-            said = run(guest.ssh_argv(gather), timeout=120)
-            yield json.loads(said.lines[-1]), meta, spec
+            yield guest, meta, spec, accel
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _gather(guest: vm.BootedVM) -> dict[str, Any]:
+    """What the guest says (GATHER), in one ssh round trip."""
+    script = base64.b64encode(GATHER.encode()).decode()
+    said = run(guest.ssh_argv(f"sudo python3 -c 'import base64; exec(base64.b64decode(\"{script}\"))'"), timeout=120)
+    facts: dict[str, Any] = json.loads(said.lines[-1])
+    return facts
+
+
+@pytest.fixture(scope="module")
+def booted(path: str, pytestconfig: pytest.Config) -> Iterator[Booted]:
+    """Boot the suite's qcow2 through `path` until JupyterLab answers; what the guest says, the metadata sent,
+    and the spec."""
+    _wanted(pytestconfig, path)
+    with _booted_through(path, pytestconfig) as (guest, meta, spec, accel):
+        wait_for_status(
+            f"http://127.0.0.1:{guest.http_port}/jupyter/{meta['id']}/api/status", timeout=300 * accel.slowdown
+        )
+        yield _gather(guest), meta, spec
 
 
 EXPECTED = {  # path: (v1.platform, the datasource class cloud-init chose, part of v1.subplatform)
@@ -185,3 +212,21 @@ def test_the_desktop_key_is_the_metadatas(path: str, booted: Booted) -> None:
     assert said["public_pem"] == meta["pamPublicKey"].strip(), (
         f"{path}: /etc/visa/public.pem is not the metadata's pamPublicKey:\n{said['public_pem']}"
     )
+
+
+def test_without_an_owner_jupyterlab_says_why_and_the_desktop_comes_up(pytestconfig: pytest.Config) -> None:
+    """Nova's meta_data.json without `owner`: the server does not start, its journal says why, and the rest of
+    the instance (the remote desktop on a desktop image) comes up all the same."""
+    _wanted(pytestconfig, "nova-without-owner")
+    with _booted_through("nova", pytestconfig, without="owner", failing_seconds=0) as (guest, _, spec, accel):
+        desktop = {"3389", "4822"} if spec.desktop is not None else set()  # xrdp, guacd
+        deadline = time.monotonic() + 120 * accel.slowdown
+        while True:
+            said = _gather(guest)
+            ports = {line.split()[3].rsplit(":", 1)[1] for line in (said["listening"] or "").splitlines()}
+            if (said["server_state"] == "failed" and desktop <= ports) or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+    assert said["server_state"] == "failed", f"visa-jupyter.service is {said['server_state']} without an owner"
+    assert "metadata has no owner" in (said["server_journal"] or ""), f"its journal:\n{said['server_journal']}"
+    assert desktop <= ports, f"the desktop is not listening (xrdp 3389, guacd 4822): {sorted(ports)}"
