@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers import REPO, image_spec
 from visa_build.image_spec import ImageSpec
+from visa_build.settings import DATASOURCE_BOOTS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--accelerator", default="tcg", help="kvm or tcg: what the suite's own VM boots run under")
     group.addoption(
         "--datasource-boots",
-        default="nova,config-drive,nocloud-net,nova-without-owner",
+        default=",".join(DATASOURCE_BOOTS),
         help="tests/vm boots the qcow2 through each of these metadata paths (comma-separated; empty: none)",
     )
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")

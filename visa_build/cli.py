@@ -192,6 +192,8 @@ def build_qcow2(
         "accelerator": ACCEL_HELP,
         "qcow2": "test this qcow2 instead of building the image's (it is never changed)",
         "pytest-args": "extra pytest arguments, e.g. '-k kernel -x'",
+        "datasource-boots": "boot it also through these of VISA's metadata paths, comma-separated, '' for none "
+        "(default: visa.datasource_boots, all four)",
     }
 )
 def test_qcow2(
@@ -200,10 +202,11 @@ def test_qcow2(
     accelerator: str | None = None,
     qcow2: str | None = None,
     pytest_args: str = "",
+    datasource_boots: str | None = None,
 ) -> None:
     """Boot the qcow2 with VISA metadata and run the infra and VM suites over ssh."""
     with _user_errors():
-        settings = _settings(c, image=image, accelerator=accelerator)
+        settings = _settings(c, image=image, accelerator=accelerator, datasource_boots=datasource_boots)
         start = time.monotonic()
         with jobs.image_run(settings, auto_fix=c.config.visa.auto_fix, buildable=False) as spec:
             report = image_tests.test_qcow2(
@@ -363,8 +366,8 @@ def test(c: Context) -> None:
     for image in _spec_list(c.config.visa.test_qcow2_images):
         # The three metadata-path boots of tests/vm (Nova's service, a config drive, nocloud-net) for one image
         # only: the desktop one, whose key they also check. The others boot through NoCloud, as before.
-        boots = "" if Path(image).name == DATASOURCE_BOOTS_IMAGE else "--datasource-boots="
-        test_qcow2(c, image=image, pytest_args=boots)
+        boots = c.config.visa.datasource_boots if Path(image).name == DATASOURCE_BOOTS_IMAGE else ""
+        test_qcow2(c, image=image, datasource_boots=boots)
     _pytest_step(
         "Builds stopped by SIGTERM and SIGHUP in each step leave nothing behind (tests/interrupted)",
         ["tests/interrupted"],

@@ -245,6 +245,7 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
             f"--qcow2={qcow2}",
             f"--boot-timeout={300 * instance.accel.slowdown}",
             f"--accelerator={instance.accel.name}",
+            f"--datasource-boots={','.join(settings.datasource_boots)}",
             f"--visa-build-dir={settings.build_dir}",
         ]
         if instance.desktop_args:

@@ -22,6 +22,10 @@ Fill = Literal["native", "guest"]
 Compression = Literal["zlib", "zstd"]
 
 
+#: The boots of tests/vm/test_datasources.py: Nova's metadata service, a config drive, Proxmox's nocloud-net,
+#: and Nova's metadata without an owner.
+DATASOURCE_BOOTS = ("nova", "config-drive", "nocloud-net", "nova-without-owner")
+
 #: Every `visa.*` setting and its default (invoke.yaml or INVOKE_VISA_<KEY> override it): the one place a default
 #: is written. tasks.py configures invoke with it; make_settings and make_publishing fill what a caller leaves out.
 DEFAULTS: dict[str, Any] = {
@@ -56,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "nightly_promote": False,  # ... and promotes it (a release exists only when its tests passed)
     "test_container_images": "images/visa-jupyter,images/ci-trixie,images/ci-noble",
     "test_qcow2_images": "images/ci,images/ci-trixie,images/ci-noble",
+    # test-qcow2 (and the nightly) also boot the qcow2 as VISA's clouds do, once per name (empty: none)
+    "datasource_boots": "nova,config-drive,nocloud-net,nova-without-owner",
     "auto_fix": True,  # build tasks install missing host tools and start the Docker engine
     "debug": False,  # log every command run
 }
@@ -86,6 +92,7 @@ class Settings:
     releases: str
     keep_releases: int
     index_allow_http: bool
+    datasource_boots: tuple[str, ...] = DATASOURCE_BOOTS  # test-qcow2's boots through VISA's metadata paths
 
     @property
     def cache_dir(self) -> Path:
@@ -145,6 +152,12 @@ def make_settings(**given: Any) -> Settings:
     wheelhouse_port = _within(v, "wheelhouse_port", 1024, 65535, "use a free port 1024-65535")
     rebase_days = _within(v, "rebase_days", 0, 366, "use 0-366 days (0: never by age)")
     keep_releases = _within(v, "keep_releases", 1, 1000, "keep 1-1000 releases per spec")
+    boots = tuple(name.strip() for name in str(v["datasource_boots"]).split(",") if name.strip())
+    if not set(boots) <= set(DATASOURCE_BOOTS):
+        raise ConfigError(
+            f"visa.datasource_boots = {v['datasource_boots']!r} names {sorted(set(boots) - set(DATASOURCE_BOOTS))}",
+            tip=f"name some of {', '.join(DATASOURCE_BOOTS)}, comma-separated, or none",
+        )
     disk_size, index_url, index_ca_bundle = v["disk_size"], v["index_url"], v["index_ca_bundle"]
     if not disk_size[:-1].isdigit() or disk_size[-1] not in "MGT":
         raise ConfigError(f"visa.disk_size = {disk_size!r} is not a size like 12G", tip="set INVOKE_VISA_DISK_SIZE")
@@ -196,6 +209,7 @@ def make_settings(**given: Any) -> Settings:
         releases=v["release_dir"],
         keep_releases=keep_releases,
         index_allow_http=bool(v["index_allow_http"]),
+        datasource_boots=boots,
     )
 
 

@@ -279,6 +279,7 @@ def booted_vm(
     log_dir: Path,
     guest_http_port: int,
     platform: Platform = Platform(),
+    memory_mib: int = 4096,
     runner: Runner = run,
 ) -> Iterator[BootedVM]:
     """Boot `qcow2` through an overlay (the artefact is never written) with `seed` on a NoCloud disk (none when
@@ -308,6 +309,7 @@ def booted_vm(
             serial_log=serial,
             guacd_port=guacd_port,
             platform=platform,
+            memory_mib=memory_mib,
         )
         with background(argv, log_path=str(work / "qemu.log")) as qemu:
             yield BootedVM(name, ssh_port, http_port, serial, login[1], login[0].user, qemu, guacd_port)

@@ -53,3 +53,10 @@ def test_a_build_folder_that_option_strings_would_split_is_refused(folder: str) 
 def test_a_plain_http_index_needs_an_explicit_setting() -> None:
     settings = make_settings(**{**VALID, "index_url": "http://pypi.example.org/simple", "index_allow_http": True})
     assert settings.index_url.startswith("http://")
+
+
+def test_datasource_boots_are_known_names_or_none() -> None:
+    assert make_settings(datasource_boots="nova, config-drive").datasource_boots == ("nova", "config-drive")
+    assert make_settings(datasource_boots="").datasource_boots == ()
+    with pytest.raises(ConfigError, match=r"visa.datasource_boots = 'nova,azure' names \['azure'\]"):
+        make_settings(datasource_boots="nova,azure")

@@ -9,8 +9,9 @@
 
 Each boot gets VISA's whole metadata set (seed.visa_meta, as Nova takes it for the OpenStack paths: the
 desktop key as its base64 body) and VISA's boot command as user data; the test's ssh login comes as the
-cloud's vendor data. One ssh round trip gathers what the tests assert. Runs with --datasource-boots (all four
-by default); `./visa-build test` runs them for one image, see docs/testing.md."""
+cloud's vendor data. The VMs start at once, so their boots overlap; one ssh round trip each gathers what the
+tests assert. Runs with --datasource-boots (all four by default); `./visa-build test` runs them for one image,
+see docs/testing.md."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from tests.vm import metadata_service
 from visa_build import vm
 from visa_build.accelerator import Accel
 from visa_build.double_boot import wait_for_status
+from visa_build.errors import VisaBuildError
 from visa_build.image_spec import ImageSpec
 from visa_build.image_tests import TEST_USER
 from visa_build.process import run
@@ -42,6 +44,10 @@ pytestmark = [pytest.mark.vm_only, pytest.mark.slow]
 PATHS = ("nova", "config-drive", "nocloud-net")
 #: What a boot gives its tests: what the guest said, the metadata sent, the spec.
 Booted = tuple[dict[str, Any], dict[str, str], ImageSpec]
+#: A started VM and the metadata it was given.
+Started = tuple[vm.BootedVM, dict[str, str]]
+#: What a desktop image listens on: xrdp and guacd.
+DESKTOP_PORTS = {"3389", "4822"}
 OWNER = "visauser"
 #: Comma lists, one with an empty entry, as VISA joins an instance's proposals and instruments.
 PROPOSALS, INSTRUMENTS = "9-12-345,,9-13-1", "D11,D22,IN5"
@@ -110,22 +116,24 @@ def _platform(
         yield vm.Platform(smbios=metadata_service.NOVA_SMBIOS, network=network)
 
 
-def _wanted(pytestconfig: pytest.Config, boot: str) -> None:
-    wanted = [name for name in str(pytestconfig.getoption("--datasource-boots")).split(",") if name]
-    if boot not in wanted:
-        pytest.skip(f"the {boot} boot is not in --datasource-boots={','.join(wanted)}")
+#: Each boot: the metadata path, the metadata key left out, and how long Nova's service answers 500 at first.
+BOOTS = {
+    "nova": ("nova", "", NOVA_FAILING_SECONDS),
+    "config-drive": ("config-drive", "", 0.0),
+    "nocloud-net": ("nocloud-net", "", 0.0),
+    "nova-without-owner": ("nova", "owner", 0.0),
+}
+#: Memory of each of these VMs (they run at once beside the suite's own VM; no desktop session is opened).
+MEMORY_MIB = 2048
 
 
 @contextlib.contextmanager
-def _booted_through(
-    path: str, pytestconfig: pytest.Config, *, without: str = "", failing_seconds: float = NOVA_FAILING_SECONDS
-) -> Iterator[tuple[vm.BootedVM, dict[str, str], ImageSpec, Accel]]:
-    """The suite's qcow2 booted through `path` with VISA's metadata (less the key `without`), once ssh answers."""
-    spec = image_spec(pytestconfig)
-    accel = Accel(str(pytestconfig.getoption("--accelerator")))
+def _started(boot: str, spec: ImageSpec, accel: Accel, pytestconfig: pytest.Config) -> Iterator[Started]:
+    """The suite's qcow2 started (not yet booted) as `boot` says, with VISA's metadata; stopped afterwards."""
+    path, without, failing_seconds = BOOTS[boot]
     build = Path(pytestconfig.getoption("--visa-build-dir"))
     (build / "vm").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"datasource-{path}-", dir=build / "vm"))
+    work = Path(tempfile.mkdtemp(prefix=f"datasource-{boot}-", dir=build / "vm"))
     try:
         private_key, public = vm.keypair(work)
         login = Login(TEST_USER, public)
@@ -139,15 +147,15 @@ def _booted_through(
                 None,
                 (login, private_key),
                 accel=accel,
-                name=f"datasource-{path}",
+                name=f"datasource-{boot}",
                 work_root=work,
                 log_dir=Path(pytestconfig.getoption("--visa-log-dir")),
                 guest_http_port=spec.service.port,
                 platform=platform,
+                memory_mib=MEMORY_MIB,
             ) as guest,
         ):
-            vm.wait_for_ssh(guest, timeout=300 * accel.slowdown)
-            yield guest, meta, spec, accel
+            yield guest, meta
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -160,16 +168,60 @@ def _gather(guest: vm.BootedVM) -> dict[str, Any]:
     return facts
 
 
+def _settled(boot: str, guest: vm.BootedVM, meta: dict[str, str], spec: ImageSpec, accel: Accel) -> dict[str, Any]:
+    """What the guest says once it is ready: JupyterLab answering; without an owner, the server given up and the
+    desktop (on a desktop image) listening."""
+    vm.wait_for_ssh(guest, timeout=300 * accel.slowdown)
+    if not BOOTS[boot][1]:
+        status = f"http://127.0.0.1:{guest.http_port}/jupyter/{meta['id']}/api/status"
+        wait_for_status(status, timeout=300 * accel.slowdown)
+        return _gather(guest)
+    desktop = DESKTOP_PORTS if spec.desktop is not None else set()
+    deadline = time.monotonic() + 120 * accel.slowdown
+    while True:
+        said = _gather(guest)
+        if (said["server_state"] == "failed" and desktop <= _ports(said)) or time.monotonic() > deadline:
+            return said
+        time.sleep(5)
+
+
+def _ports(said: dict[str, Any]) -> set[str]:
+    return {line.split()[3].rsplit(":", 1)[1] for line in (said["listening"] or "").splitlines()}
+
+
 @pytest.fixture(scope="module")
-def booted(path: str, pytestconfig: pytest.Config) -> Iterator[Booted]:
-    """Boot the suite's qcow2 through `path` until JupyterLab answers; what the guest says, the metadata sent,
-    and the spec."""
-    _wanted(pytestconfig, path)
-    with _booted_through(path, pytestconfig) as (guest, meta, spec, accel):
-        wait_for_status(
-            f"http://127.0.0.1:{guest.http_port}/jupyter/{meta['id']}/api/status", timeout=300 * accel.slowdown
-        )
-        yield _gather(guest), meta, spec
+def boots(pytestconfig: pytest.Config) -> dict[str, Booted | str]:
+    """Every boot of --datasource-boots, their VMs started at once so the boots overlap, each gathered once
+    ready, then all stopped: what each guest said and the metadata sent, or why the boot failed."""
+    wanted = [name for name in str(pytestconfig.getoption("--datasource-boots")).split(",") if name]
+    unknown = sorted(set(wanted) - set(BOOTS))
+    if unknown:
+        pytest.fail(f"--datasource-boots names {unknown}; known: {sorted(BOOTS)}")
+    spec, accel = image_spec(pytestconfig), Accel(str(pytestconfig.getoption("--accelerator")))
+    results: dict[str, Booted | str] = {}
+    with contextlib.ExitStack() as stack:
+        started = {boot: stack.enter_context(_started(boot, spec, accel, pytestconfig)) for boot in wanted}
+        for boot, (guest, meta) in started.items():
+            try:
+                results[boot] = (_settled(boot, guest, meta, spec, accel), meta, spec)
+            except VisaBuildError as error:  # this boot's tests fail with it; the others still run
+                results[boot] = f"the {boot} boot failed: {error}"
+    return results
+
+
+def _booted(boots: dict[str, Booted | str], boot: str) -> Booted:
+    if boot not in boots:
+        pytest.skip(f"the {boot} boot is not in --datasource-boots")
+    result = boots[boot]
+    if isinstance(result, str):
+        pytest.fail(result)
+    return result
+
+
+@pytest.fixture
+def booted(path: str, boots: dict[str, Booted | str]) -> Booted:
+    """The `path` boot: what the guest said, the metadata sent, the spec."""
+    return _booted(boots, path)
 
 
 EXPECTED = {  # path: (v1.platform, the datasource class cloud-init chose, part of v1.subplatform)
@@ -214,19 +266,12 @@ def test_the_desktop_key_is_the_metadatas(path: str, booted: Booted) -> None:
     )
 
 
-def test_without_an_owner_jupyterlab_says_why_and_the_desktop_comes_up(pytestconfig: pytest.Config) -> None:
+def test_without_an_owner_jupyterlab_says_why_and_the_desktop_comes_up(boots: dict[str, Booted | str]) -> None:
     """Nova's meta_data.json without `owner`: the server does not start, its journal says why, and the rest of
     the instance (the remote desktop on a desktop image) comes up all the same."""
-    _wanted(pytestconfig, "nova-without-owner")
-    with _booted_through("nova", pytestconfig, without="owner", failing_seconds=0) as (guest, _, spec, accel):
-        desktop = {"3389", "4822"} if spec.desktop is not None else set()  # xrdp, guacd
-        deadline = time.monotonic() + 120 * accel.slowdown
-        while True:
-            said = _gather(guest)
-            ports = {line.split()[3].rsplit(":", 1)[1] for line in (said["listening"] or "").splitlines()}
-            if (said["server_state"] == "failed" and desktop <= ports) or time.monotonic() > deadline:
-                break
-            time.sleep(5)
+    said, _, spec = _booted(boots, "nova-without-owner")
     assert said["server_state"] == "failed", f"visa-jupyter.service is {said['server_state']} without an owner"
     assert "metadata has no owner" in (said["server_journal"] or ""), f"its journal:\n{said['server_journal']}"
-    assert desktop <= ports, f"the desktop is not listening (xrdp 3389, guacd 4822): {sorted(ports)}"
+    if spec.desktop is not None:
+        listening = sorted(_ports(said))
+        assert _ports(said) >= DESKTOP_PORTS, f"the desktop is not listening (xrdp 3389, guacd 4822): {listening}"
