@@ -34,13 +34,16 @@ def _image(tmp_path: Path) -> Path:
     (doc / "libssl3/changelog.Debian.gz").write_bytes(FIXTURE.read_bytes())
     (doc / "libssl-dev").symlink_to("libssl3")
     (doc / "escape").symlink_to("/usr/share/doc/libssl3")  # absolute: would be the host's, never read
+    (doc / "apt").mkdir()  # a native package: its changelog is changelog.gz
+    (doc / "apt/changelog.gz").write_bytes(FIXTURE.read_bytes())
     return tmp_path / "root"
 
 
 def test_fixes_are_read_from_the_image_by_binary_package(tmp_path: Path) -> None:
     updates = [("libssl3:amd64", OLD, NEW), ("libssl-dev:amd64", OLD, NEW), ("escape", OLD, NEW), ("gone", "1", "2")]
-    found = fixes.read_fixes(_image(tmp_path), updates)
+    found = fixes.read_fixes(_image(tmp_path), [*updates, ("apt", OLD, NEW)])
     assert found["libssl3:amd64"] == found["libssl-dev:amd64"] and len(found["libssl3:amd64"] or []) == 21
+    assert found["apt"] == found["libssl3:amd64"], "a native package's changelog.gz is read as well"
     assert found["escape"] is None and found["gone"] is None
 
 

@@ -31,16 +31,23 @@ def cves_between(changelog: str, old: str, new: str) -> list[str]:
     return list(found)
 
 
+#: A package's changelog: a Debian revision's (changelog.Debian.gz), or a native package's own (changelog.gz, e.g.
+#: apt), in the same format.
+CHANGELOGS = ("changelog.Debian.gz", "changelog.gz")
+
+
 def changelog(root: Path, package: str) -> str | None:
     """The Debian changelog of `package` (`libssl3` or `libssl3:amd64`) in the image mounted at `root`; None when
     the image holds none (or its doc folder points outside the image)."""
-    path = root / "usr/share/doc" / package.split(":")[0] / "changelog.Debian.gz"
-    try:
-        if not path.resolve().is_relative_to(root.resolve()):
-            return None
-        return gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
-    except (OSError, EOFError, zlib.error):
-        return None
+    folder = root / "usr/share/doc" / package.split(":")[0]
+    for name in CHANGELOGS:
+        path = folder / name
+        try:
+            if path.resolve().is_relative_to(root.resolve()):
+                return gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
+        except (OSError, EOFError, zlib.error):
+            continue
+    return None
 
 
 def read_fixes(root: Path, updates: list[tuple[str, str, str]]) -> dict[str, list[str] | None]:
