@@ -34,6 +34,7 @@ def test_first_night_releases_the_second_sees_no_change_and_publishing_uploads_o
         mirror="http://deb.debian.org/debian",
         wheelhouse_port=8765,
         release_dir=str(tmp_path / "releases"),
+        datasource_boots="",  # tests/vm proves them on images/ci-noble; this proves the nightly
     )
     first = nightly.run_nightly(spec, settings)
     assert first.verdict == "released" and first.folder, f"the first night made no release: {first.summary}"
