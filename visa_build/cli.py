@@ -338,7 +338,7 @@ def _pytest_step(title: str, args: list[str], build_dir: Path) -> None:
             raise Exit(f"ERROR {title}: failed (pytest exit code {code}); the findings are printed above", code=1)
 
 
-#: The CI image whose qcow2 `test` also boots through Nova's metadata service, a config drive and nocloud-net.
+#: The CI image whose qcow2 `test` also boots through VISA's metadata paths (visa.datasource_boots).
 DATASOURCE_BOOTS_IMAGE = "ci-noble"
 
 

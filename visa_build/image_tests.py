@@ -63,7 +63,6 @@ def test_container(
                 waited = wait_for_status(status_url, timeout=SERVER_START_TIMEOUT)
             with reverse_proxy(f"{double.address}:{spec.service.port}", workdir=settings.build_dir / "proxy") as url:
                 target = [f"--hosts=docker://{double.name}", f"--visa-image={tag}", "--visa-target=container"]
-                target += [f"--visa-build-dir={settings.build_dir}"]  # where tests/double's doubles are a run
                 if desktop_args:
                     target += [*desktop_args, f"--guacd-address={double.address}:{vm.GUACD_PORT}"]
                 suite = _suite(target, ["tests/infra", "tests/double"], settings, spec, url, pytest_args)
@@ -111,6 +110,7 @@ def suite_argv(target_args: list[str], suites: list[str], settings: Settings, sp
         f"--jupyter-url={url}",
         f"--image-spec={spec.directory}",
         f"--visa-log-dir={settings.log_dir}",
+        f"--visa-build-dir={settings.build_dir}",  # tests/double's doubles are a run there; tests/vm's boots work there
     ]
 
 
@@ -246,7 +246,6 @@ def test_qcow2(spec: ImageSpec, settings: Settings, *, qcow2: Path | None, pytes
             f"--boot-timeout={300 * instance.accel.slowdown}",
             f"--accelerator={instance.accel.name}",
             f"--datasource-boots={','.join(settings.datasource_boots)}",
-            f"--visa-build-dir={settings.build_dir}",
         ]
         if instance.desktop_args:
             target += [*instance.desktop_args, f"--guacd-address=127.0.0.1:{guest.guacd_port}"]

@@ -36,6 +36,7 @@ from visa_build.double_boot import wait_for_status
 from visa_build.errors import VisaBuildError
 from visa_build.image_spec import ImageSpec
 from visa_build.image_tests import TEST_USER
+from visa_build.in_guest import HOST_FROM_GUEST
 from visa_build.process import run
 from visa_build.seed import Login, cloud_user, pam_keypair, pem_body, random_instance_id, visa_meta
 
@@ -56,8 +57,6 @@ RUNS_FILE = "/var/lib/visa-test-boot-command.runs"
 BOOT_COMMAND = f"sleep 5; useradd -m -s /bin/bash {OWNER}; echo ran >>{RUNS_FILE}"
 #: Seconds Nova's metadata service answers 500 at first.
 NOVA_FAILING_SECONDS = 30
-#: Booted from the host: 10.0.2.2 is the host's loopback on QEMU's default user network.
-HOST_FROM_GUEST = "10.0.2.2"
 
 GATHER = f"""
 import json, os, subprocess
