@@ -14,6 +14,10 @@ from visa_build.settings import DATASOURCE_BOOTS
 def pytest_configure(config: pytest.Config) -> None:
     # Declared here, not in pyproject.toml: an installed visa-build runs these suites without the checkout's config.
     config.addinivalue_line("markers", "vm_only: needs a booted VM (qcow2); skipped on the container double")
+    config.addinivalue_line(
+        "markers",
+        "double_only: the unit's and systemd's behaviour, the same in the VM; run on the container double only",
+    )
     config.addinivalue_line("markers", "slow: boots its own target and takes a minute or more")
 
 
@@ -56,13 +60,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: Why a test does not run on a target: vm_only tests on the container double, double_only ones on a VM.
+NOT_ON = {
+    "container": ("vm_only", "vm_only: the container double has no kernel, boot or image of its own"),
+    "vm": (
+        "double_only",
+        "double_only: the same unit under the same systemd as the image's container double, where it runs "
+        "(minutes of restarts under TCG)",
+    ),
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--visa-target") == "vm":
-        return
-    skip = pytest.mark.skip(reason="vm_only: the container double has no kernel, boot or image of its own")
+    marker, reason = NOT_ON[config.getoption("--visa-target")]
     for item in items:
-        if "vm_only" in item.keywords:
-            item.add_marker(skip)
+        if marker in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
