@@ -193,7 +193,7 @@ def build_qcow2(
         "qcow2": "test this qcow2 instead of building the image's (it is never changed)",
         "pytest-args": "extra pytest arguments, e.g. '-k kernel -x'",
         "datasource-boots": "boot it also through these of VISA's metadata paths, comma-separated, '' for none "
-        "(default: visa.datasource_boots, all four)",
+        "(default: visa.datasource_boots, all seven)",
     }
 )
 def test_qcow2(
@@ -344,13 +344,14 @@ DATASOURCE_BOOTS_IMAGE = "ci-noble"
 
 @task(pre=[test_unit])
 def test(c: Context) -> None:
-    """Run every test: unit, publishing, both targets of the CI images, interrupted runs, the nightly.
+    """Run every test: unit, publishing, both targets of the CI images, the nightly, interrupted runs.
 
     In order: the unit tests; publishing through real Glance APIs and the CI templates; the container double of
     each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
-    of each visa.test_qcow2_images spec (images/ci, images/ci-trixie and images/ci-noble, whose small data-analysis
-    environments fit CI under TCG); builds of images/ci stopped by signals in each step (tests/interrupted); then
-    the nightly of images/ci twice, publishing its release to Glance (tests/nightly)."""
+    of each visa.test_qcow2_images spec (images/ci-trixie and images/ci-noble, whose small data-analysis
+    environments fit CI under TCG); the nightly of images/ci twice, publishing its release to Glance
+    (tests/nightly: its first night builds and tests images/ci's qcow2 with the archive's updates, the bookworm
+    qcow2 of this run); then builds of images/ci stopped by signals in each step (tests/interrupted)."""
     build_dir = _settings(c).build_dir
     _pytest_step(
         "Publishing to real Glance APIs; the CI templates (tests/publish, tests/pipelines)",
@@ -364,16 +365,16 @@ def test(c: Context) -> None:
         build_dir,
     )
     for image in _spec_list(c.config.visa.test_qcow2_images):
-        # The three metadata-path boots of tests/vm (Nova's service, a config drive, nocloud-net) for one image
-        # only: the desktop one, whose key they also check. The others boot through NoCloud, as before.
+        # VISA's metadata paths (Nova's service, a config drive, nocloud-net) for one image only: the desktop
+        # one, whose key they also check. The others boot through NoCloud, as before.
         boots = c.config.visa.datasource_boots if Path(image).name == DATASOURCE_BOOTS_IMAGE else ""
         test_qcow2(c, image=image, datasource_boots=boots)
+    _pytest_step("The nightly of images/ci, twice, then publishing (tests/nightly)", ["tests/nightly"], build_dir)
     _pytest_step(
         "Builds stopped by SIGTERM and SIGHUP in each step leave nothing behind (tests/interrupted)",
         ["tests/interrupted"],
         build_dir,
     )
-    _pytest_step("The nightly of images/ci, twice, then publishing (tests/nightly)", ["tests/nightly"], build_dir)
 
 
 @task(help={"caches-only": "delete only build/cache (bases, wheelhouses, fills, stages); keep images and logs"})

@@ -22,9 +22,17 @@ Fill = Literal["native", "guest"]
 Compression = Literal["zlib", "zstd"]
 
 
-#: The boots of tests/vm/test_datasources.py: Nova's metadata service, a config drive, Proxmox's nocloud-net,
-#: and Nova's metadata without an owner.
-DATASOURCE_BOOTS = ("nova", "config-drive", "nocloud-net", "nova-without-owner")
+#: The boots of tests/vm/test_datasources.py: Nova's metadata service, a config drive, Proxmox's nocloud-net;
+#: Nova's metadata without an owner; and each path with an instance id that is not a number.
+DATASOURCE_BOOTS = (
+    "nova",
+    "config-drive",
+    "nocloud-net",
+    "nova-without-owner",
+    "nova-bad-id",
+    "config-drive-bad-id",
+    "nocloud-net-bad-id",
+)
 
 #: Every `visa.*` setting and its default (invoke.yaml or INVOKE_VISA_<KEY> override it): the one place a default
 #: is written. tasks.py configures invoke with it; make_settings and make_publishing fill what a caller leaves out.
@@ -59,7 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "nightly_publish": False,  # the nightly publishes each spec's latest release as a candidate
     "nightly_promote": False,  # ... and promotes it (a release exists only when its tests passed)
     "test_container_images": "images/visa-jupyter,images/ci-trixie,images/ci-noble",
-    "test_qcow2_images": "images/ci,images/ci-trixie,images/ci-noble",
+    "test_qcow2_images": "images/ci-trixie,images/ci-noble",  # images/ci's is tests/nightly's
     # test-qcow2 (and the nightly) also boot the qcow2 as VISA's clouds do, once per name (empty: none)
     "datasource_boots": "nova,config-drive,nocloud-net,nova-without-owner",
     "auto_fix": True,  # build tasks install missing host tools and start the Docker engine

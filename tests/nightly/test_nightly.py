@@ -1,7 +1,8 @@
-"""The nightly end to end on images/ci (run by `./visa-build test` after the qcow2 suites, whose build it
-reuses): the first night writes a full release record, the second finds nothing changed, makes no release
-and takes under a minute, mirror check included; then the nightly task, with publishing on, uploads that
-release to a real Glance and promotes it, and a second run finds it there."""
+"""The nightly end to end on images/ci (run by `./visa-build test` after the qcow2 suites of the other CI
+images; its first night is that run's build and test of the bookworm qcow2): the first night writes a full
+release record, the second finds nothing changed, makes no release and takes under a minute, mirror check
+included; then the nightly task, with publishing on, uploads that release to a real Glance and promotes it, and
+a second run finds it there."""
 
 from __future__ import annotations
 

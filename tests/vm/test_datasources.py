@@ -6,11 +6,12 @@
 - `nocloud-net`: VISA's Proxmox provider: `ds=nocloud-net;s=<server>/<vmid>/` in the SMBIOS serial.
 - `nova-without-owner`: Nova's service with no `owner` in the metadata: the server says why and does not start,
   the desktop comes up all the same.
+- `<path>-bad-id`: each path with an instance id that is not a number: refused the same way.
 
 Each boot gets VISA's whole metadata set (seed.visa_meta, as Nova takes it for the OpenStack paths: the
 desktop key as its base64 body) and VISA's boot command as user data; the test's ssh login comes as the
 cloud's vendor data. The VMs start at once, so their boots overlap; one ssh round trip each gathers what the
-tests assert. Runs with --datasource-boots (all four by default); `./visa-build test` runs them for one image,
+tests assert. Runs with --datasource-boots (all seven by default); `./visa-build test` runs them for one image,
 see docs/testing.md."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -115,12 +116,28 @@ def _platform(
         yield vm.Platform(smbios=metadata_service.NOVA_SMBIOS, network=network)
 
 
-#: Each boot: the metadata path, the metadata key left out, and how long Nova's service answers 500 at first.
+class Boot(NamedTuple):
+    """One boot: its metadata path, what is wrong with the metadata sent (a key left out, a key's bad value), and
+    how long Nova's service answers 500 at first."""
+
+    path: str
+    without: str = ""
+    bad: tuple[str, str] | None = None
+    failing_seconds: float = 0.0
+
+    @property
+    def server_refuses(self) -> bool:
+        return bool(self.without or self.bad)
+
+
+#: An instance id that is not a number: the launcher refuses it, whatever path brought it.
+BAD_ID = "4711x"
 BOOTS = {
-    "nova": ("nova", "", NOVA_FAILING_SECONDS),
-    "config-drive": ("config-drive", "", 0.0),
-    "nocloud-net": ("nocloud-net", "", 0.0),
-    "nova-without-owner": ("nova", "owner", 0.0),
+    "nova": Boot("nova", failing_seconds=NOVA_FAILING_SECONDS),
+    "config-drive": Boot("config-drive"),
+    "nocloud-net": Boot("nocloud-net"),
+    "nova-without-owner": Boot("nova", without="owner"),
+    **{f"{path}-bad-id": Boot(path, bad=("id", BAD_ID)) for path in PATHS},
 }
 #: Memory of each of these VMs (they run at once beside the suite's own VM; no desktop session is opened).
 MEMORY_MIB = 2048
@@ -129,7 +146,7 @@ MEMORY_MIB = 2048
 @contextlib.contextmanager
 def _started(boot: str, spec: ImageSpec, accel: Accel, pytestconfig: pytest.Config) -> Iterator[Started]:
     """The suite's qcow2 started (not yet booted) as `boot` says, with VISA's metadata; stopped afterwards."""
-    path, without, failing_seconds = BOOTS[boot]
+    how = BOOTS[boot]
     build = Path(pytestconfig.getoption("--visa-build-dir"))
     (build / "vm").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"datasource-{boot}-", dir=build / "vm"))
@@ -138,9 +155,11 @@ def _started(boot: str, spec: ImageSpec, accel: Accel, pytestconfig: pytest.Conf
         login = Login(TEST_USER, public)
         meta = visa_meta(random_instance_id(), OWNER, pam_public_key=pam_keypair(work)[1])
         meta |= {"proposals": PROPOSALS, "instruments": INSTRUMENTS}
-        meta.pop(without, None)
+        meta.pop(how.without, None)
+        if how.bad:
+            meta[how.bad[0]] = how.bad[1]
         with (
-            _platform(path, meta, login, work, failing_seconds=failing_seconds) as platform,
+            _platform(how.path, meta, login, work, failing_seconds=how.failing_seconds) as platform,
             vm.booted_vm(
                 Path(pytestconfig.getoption("--qcow2")),
                 None,
@@ -168,10 +187,10 @@ def _gather(guest: vm.BootedVM) -> dict[str, Any]:
 
 
 def _settled(boot: str, guest: vm.BootedVM, meta: dict[str, str], spec: ImageSpec, accel: Accel) -> dict[str, Any]:
-    """What the guest says once it is ready: JupyterLab answering; without an owner, the server given up and the
-    desktop (on a desktop image) listening."""
+    """What the guest says once it is ready: JupyterLab answering; with metadata it refuses, the server given up
+    and the desktop (on a desktop image) listening."""
     vm.wait_for_ssh(guest, timeout=300 * accel.slowdown)
-    if not BOOTS[boot][1]:
+    if not BOOTS[boot].server_refuses:
         status = f"http://127.0.0.1:{guest.http_port}/jupyter/{meta['id']}/api/status"
         wait_for_status(status, timeout=300 * accel.slowdown)
         return _gather(guest)
@@ -274,3 +293,17 @@ def test_without_an_owner_jupyterlab_says_why_and_the_desktop_comes_up(boots: di
     if spec.desktop is not None:
         listening = sorted(_ports(said))
         assert _ports(said) >= DESKTOP_PORTS, f"the desktop is not listening (xrdp 3389, guacd 4822): {listening}"
+
+
+def test_a_non_numeric_id_is_refused(path: str, boots: dict[str, Booted | str]) -> None:
+    """An instance id that is not a number, on each path: the launcher refuses it (it becomes the base URL), the
+    journal says why, and the desktop comes up all the same."""
+    said, _, spec = _booted(boots, f"{path}-bad-id")
+    assert said["server_state"] == "failed", f"{path}: visa-jupyter.service is {said['server_state']} with id {BAD_ID}"
+    refusal = f"instance id {BAD_ID} is not a number"
+    assert refusal in (said["server_journal"] or ""), f"{path}: its journal:\n{said['server_journal']}"
+    if spec.desktop is not None:
+        listening = sorted(_ports(said))
+        assert _ports(said) >= DESKTOP_PORTS, (
+            f"{path}: the desktop is not listening (xrdp 3389, guacd 4822): {listening}"
+        )
