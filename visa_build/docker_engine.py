@@ -6,6 +6,7 @@ import collections
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,20 +52,57 @@ def image_exists(client: Any, tag: str) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def build_network(name: str, run_id: str) -> Iterator[tuple[str, str]]:
+    """A bridge network of run `run_id` for its builds, removed afterwards; yields its name and gateway address.
+    A build on it reaches the archives through the engine's NAT and this host only at that address, never the
+    host's loopback services (Glance, the Docker API, a site's local proxy)."""
+    client = docker_client()
+    labels = {LABEL: "build-network", RUN_LABEL: run_id}
+    try:
+        network = client.networks.create(f"visa-build-{run_id}-{name}", driver="bridge", labels=labels)
+        network.reload()
+        gateway = str(network.attrs["IPAM"]["Config"][0]["Gateway"])
+    except (docker.errors.APIError, KeyError, IndexError) as exc:
+        raise VisaBuildError(
+            f"the Docker engine could not make a build network: {exc}",
+            tip="a bridge network needs free address pools; `docker network prune` removes unused networks",
+        ) from None
+    try:
+        yield network.name, gateway
+    finally:
+        _remove_network(network)
+
+
+def _remove_network(network: Any) -> None:
+    """Remove `network` once the engine has let go of the build's last container (a cancelled step's takes a
+    moment); gone already counts as removed, one that stays is left to the next run's reaper."""
+    for _ in range(30):
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:  # still in use by a container the engine is removing
+            time.sleep(1)
+    LOGGER.warning("the build network %s is still in use; the next run removes it", network.name)
+
+
 def build_image(
     context: Path,
     tag: str,
     buildargs: dict[str, str],
     *,
+    network: str,
     hosts: dict[str, str],
     log_path: Path,
     target: str | None = None,
     dockerfile: str = "docker/Dockerfile",
     silence: float = BUILD_SILENCE_SECONDS,
 ) -> str:
-    """docker build of context/`dockerfile` (up to its stage `target`, or all of it) on the host network, with
-    `hosts` in its /etc/hosts (to reach the wheelhouse); returns the image id. A build silent for `silence`
-    seconds is stopped (the engine cancels it when the client goes) with the log's tail."""
+    """docker build of context/`dockerfile` (up to its stage `target`, or all of it) on the Docker `network` (a
+    build_network's name), with `hosts` in its /etc/hosts (to reach the wheelhouse); returns the image id. A build
+    silent for `silence` seconds is stopped (the engine cancels it when the client goes) with the log's tail."""
     client = docker_client(timeout=silence)
     tail: collections.deque[str] = collections.deque(maxlen=40)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +113,7 @@ def build_image(
             dockerfile=dockerfile,
             tag=tag,
             buildargs=buildargs,
-            network_mode="host",
+            network_mode=network,
             extra_hosts=hosts,
             use_config_proxy=False,  # a client's proxy settings would send the host's wheelhouse requests to it
             rm=True,
@@ -116,7 +154,8 @@ def _until_silent(
 
 
 def remove_containers_of(run_id: str) -> int:
-    """Remove the containers of run `run_id` (a killed run's); returns how many."""
+    """Remove the containers, then the build networks, of run `run_id` (a killed run's); returns how many
+    containers."""
     client = docker_client()
     leftovers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
     for container in leftovers:
@@ -125,4 +164,6 @@ def remove_containers_of(run_id: str) -> int:
         except docker.errors.APIError as exc:  # gone, or being removed, by another run's reaper: done
             if not isinstance(exc, docker.errors.NotFound) and exc.status_code != 409:
                 raise
+    for network in client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"}):
+        _remove_network(network)
     return len(leftovers)

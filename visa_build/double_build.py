@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build_context, image_inputs, progress, render, wheelhouse
-from .docker_engine import build_image
+from . import build_context, image_inputs, progress, render, runs, wheelhouse
+from .docker_engine import build_image, build_network
 from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
 from .settings import Settings
@@ -51,7 +51,8 @@ def build_container(
     context_dir = context_dir or build_context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
     with (
-        serving_to_docker(wheelhouses, port=settings.wheelhouse_port) as (url, address),
+        build_network(spec.name, runs.RUN_ID) as (network, address),
+        serving_to_docker(wheelhouses, port=settings.wheelhouse_port, address=address) as url,
         progress.step(f"Building container image {tag}"),
     ):
         env = render.provision_env(
@@ -64,11 +65,12 @@ def build_container(
         )
         args = {"BASE_IMAGE": base_tag, **env}
         hosts = {DOCKER_WHEELHOUSE_HOST: address}
-        double_id = build_image(context_dir, tag, args, hosts=hosts, log_path=log_path)
+        double_id = build_image(context_dir, tag, args, network=network, hosts=hosts, log_path=log_path)
         filesystem_id = build_image(
             context_dir,
             filesystem_tag(spec),
             args,
+            network=network,
             hosts=hosts,
             target=FILESYSTEM_STAGE,
             log_path=log_path.with_suffix(".filesystem.log"),

@@ -1,12 +1,11 @@
 """The wheelhouse served read-only over HTTP while a build installs from it: to QEMU guests on 127.0.0.1, to
-Docker builds on a loopback address of the run's own under a fixed host name."""
+Docker builds on the gateway of the run's own build network under a fixed host name."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
-import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 #: The name Docker builds reach the wheelhouse by (an /etc/hosts entry of the build). The URL is part of Docker's
-#: layer cache key, so it stays the same for every run, while each run serves on a loopback address of its own:
-#: builds of several specs run side by side without sharing a port.
+#: layer cache key, so it stays the same for every run, while each run serves on the gateway of a build network
+#: of its own: builds of several specs run side by side without sharing an address.
 DOCKER_WHEELHOUSE_HOST = "visa-wheelhouse"
 
 
@@ -57,18 +56,15 @@ def serving(directory: Path, *, port: int) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serving_to_docker(directory: Path, *, port: int) -> Iterator[tuple[str, str]]:
-    """Serve `directory` on `port` of a free loopback address 127.x.y.z of this run; yields the URL the build
-    uses (DOCKER_WHEELHOUSE_HOST) and the address that name must resolve to."""
-    for _ in range(16):
-        address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-        with contextlib.suppress(OSError):
-            server = _server(directory, address, port)
-            break
-    else:
+def serving_to_docker(directory: Path, *, port: int, address: str) -> Iterator[str]:
+    """Serve `directory` on `address`:`port` (the gateway of the run's own build network) for the block; yields
+    the URL builds use (DOCKER_WHEELHOUSE_HOST, which their /etc/hosts maps to `address`)."""
+    try:
+        server = _server(directory, address, port)
+    except OSError as exc:
         raise VisaBuildError(
-            f"cannot serve the wheelhouse on port {port} of any loopback address",
+            f"cannot serve the wheelhouse on {address}:{port}: {exc.strerror}",
             tip="set another port: INVOKE_VISA_WHEELHOUSE_PORT=<port>",
-        )
+        ) from None
     with _running(server):
-        yield f"http://{DOCKER_WHEELHOUSE_HOST}:{port}/", address
+        yield f"http://{DOCKER_WHEELHOUSE_HOST}:{server.server_address[1]}/"

@@ -10,19 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from visa_build.docker_engine import build_image, docker_client
+from visa_build import runs
+from visa_build.docker_engine import build_image, build_network, docker_client
 from visa_build.errors import VisaBuildError
 
 MARK = "visa-build-stall-test"
 
 
 @pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port on 127.0.0.1 whose listener takes connections (the kernel's backlog) and never answers."""
+def network() -> Iterator[tuple[str, str]]:
+    """A build network of this test's own: its name and gateway address."""
+    with build_network("stall-test", runs.RUN_ID) as made:
+        yield made
+
+
+@pytest.fixture
+def silent_server(network: tuple[str, str]) -> Iterator[str]:
+    """host:port on the build network's gateway whose listener takes connections (the kernel's backlog) and never
+    answers."""
     with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+        listener.bind((network[1], 0))
         listener.listen(8)
-        yield int(listener.getsockname()[1])
+        yield f"{network[1]}:{listener.getsockname()[1]}"
 
 
 def stall_containers() -> list[str]:
@@ -33,9 +42,9 @@ def stall_containers() -> list[str]:
 
 @pytest.mark.parametrize("stall", ["sleep 600", "server"])
 def test_a_silent_build_is_stopped_with_its_tail(
-    pytestconfig: pytest.Config, tmp_path: Path, silent_server: int, stall: str
+    pytestconfig: pytest.Config, tmp_path: Path, network: tuple[str, str], silent_server: str, stall: str
 ) -> None:
-    fetch = f"python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:{silent_server}/\")'"
+    fetch = f"python3 -c 'import urllib.request; urllib.request.urlopen(\"http://{silent_server}/\")'"
     step = fetch if stall == "server" else stall
     image = pytestconfig.getoption("--visa-image")
     nonce = time.time()  # the step is never in Docker's cache
@@ -45,6 +54,7 @@ def test_a_silent_build_is_stopped_with_its_tail(
             tmp_path,
             f"{MARK}:latest",
             {},
+            network=network[0],
             hosts={},
             log_path=tmp_path / "build.log",
             dockerfile="Dockerfile",

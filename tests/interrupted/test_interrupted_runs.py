@@ -2,7 +2,7 @@
 base, docker build, the native fill and the Packer sealing boot, each by SIGTERM (a cancelled pipeline job) and by
 SIGHUP (the ssh session dropped: the run's terminal hangs up). Each must exit with the signal's code and leave
 nothing behind: no packer, QEMU, nginx, mmdebstrap, apt or cp process, no mount under the build folder, no loop
-device, no private key, no container, no partial artefact.
+device, no private key, no container or build network, no partial artefact.
 
 A setting that changes only the step's cache key makes each run redo that step with the rest cached:
 visa.rebase_days (a new Debian base), visa.installer (new Docker layers), visa.disk_size (a new fill),
@@ -75,13 +75,16 @@ class Snapshot:
 
     processes: set[tuple[int, str]]
     containers: set[str]
+    networks: set[str]  # Docker networks (each build makes its own)
     artefacts: set[Path]  # published images and cache entries
 
     @classmethod
     def take(cls, build: Path) -> Snapshot:
-        containers = {c.id for c in docker_client().containers.list(all=True)}
+        client = docker_client()
+        containers = {c.id for c in client.containers.list(all=True)}
+        networks = {n.id for n in client.networks.list()}
         artefacts = files_under(build / "images") | files_under(build / "cache" / "filled")
-        return cls(processes(), containers, artefacts)
+        return cls(processes(), containers, networks, artefacts)
 
 
 class Run:
@@ -204,6 +207,8 @@ def interrupted(build: Path) -> Iterator[Callable[[dict[str, str]], Run]]:
         problems.append(f"private keys left: {keys}")
     if containers := {c.id for c in docker_client().containers.list(all=True)} - before.containers:
         problems.append(f"containers left: {containers}")
+    if networks := {n.name for n in docker_client().networks.list() if n.id not in before.networks}:
+        problems.append(f"Docker networks left: {networks}")
     if artefacts := (files_under(build / "images") | files_under(build / "cache" / "filled")) - before.artefacts:
         problems.append(f"new files among the published images and filled disks: {sorted(map(str, artefacts))}")
     scratch = [p for p in (build / "cache").rglob(".*") if re.match(r"\.(fill|mmdebstrap|base)-", p.name)]

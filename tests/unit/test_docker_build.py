@@ -25,6 +25,9 @@ def test_the_build_ignores_the_docker_clients_proxy_settings(tmp_path: Path, mon
         close=lambda: None,
     )
     monkeypatch.setattr(docker_engine, "docker_client", lambda timeout: client)
-    built = docker_engine.build_image(tmp_path, "visa-build/x:latest", {}, hosts={}, log_path=tmp_path / "build.log")
+    built = docker_engine.build_image(
+        tmp_path, "visa-build/x:latest", {}, network="visa-build-0badc0de-x", hosts={}, log_path=tmp_path / "build.log"
+    )
     assert built == "sha256:0123"
     assert asked["use_config_proxy"] is False, "docker-py would add the client's proxy settings as build args"
+    assert asked["network_mode"] == "visa-build-0badc0de-x", "the build does not run on the run's own build network"

@@ -102,16 +102,19 @@ def test_a_lock_held_too_long_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_what_another_reaper_removed_first_counts_as_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two runs reap the same dead run: the lock file and containers the other removed are done, not a crash."""
+    """Two runs reap the same dead run: the lock file, containers and build network the other removed are done,
+    not a crash."""
     runs.runs_dir(tmp_path).mkdir()
     (runs.runs_dir(tmp_path) / "0badc0de.lock").symlink_to(tmp_path / "removed")  # listed, gone when opened
     assert runs.dead_runs(tmp_path) == [] and runs.scratch_of(tmp_path, "0badc0de") == []
 
     class Gone:
-        def remove(self, force: bool) -> None:
-            raise docker.errors.NotFound("No such container")
+        def remove(self, force: bool = False) -> None:
+            raise docker.errors.NotFound("No such container or network")
 
-    client = SimpleNamespace(containers=SimpleNamespace(list=lambda **_: [Gone()]))
+    client = SimpleNamespace(
+        containers=SimpleNamespace(list=lambda **_: [Gone()]), networks=SimpleNamespace(list=lambda **_: [Gone()])
+    )
     monkeypatch.setattr(docker_engine, "docker_client", lambda: client)
     assert docker_engine.remove_containers_of("0badc0de") == 1
 
