@@ -32,6 +32,8 @@ BUILD_TOOLS: dict[str, str] = {
     "sfdisk": "fdisk",  # the VM tests find the root partition of an image with it
     "openssl": "openssl",  # Ubuntu keyring checks; test instances of a [desktop] image get a token key
     "gpgv": "gpgv",  # verifies each suite's InRelease before the archive's state is trusted
+    "/usr/share/zoneinfo/zone1970.tab": "tzdata",  # a spec's [site] timezone is checked against the tz database
+    "/usr/share/X11/xkb/rules/base.lst": "xkb-data",  # ... and its [site] keyboard against XKB's layouts
     # the root of apt's checks of Debian's packages and indexes (on Ubuntu hosts: in universe)
     str(DEBIAN_KEYRING): "debian-archive-keyring",
 }

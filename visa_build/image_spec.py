@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -97,6 +98,16 @@ class FromSource:
 
 
 @dataclass(frozen=True)
+class SiteSettings:
+    """A site's settings of the image (image.toml [site]); empty ones leave the distribution's defaults."""
+
+    timezone: str = ""  # a tz database name, e.g. Europe/Paris
+    keyboard: str = ""  # VISA's <language>-<country>-<kind>, e.g. fr-fr-azerty: console and desktop default
+    ntp_servers: tuple[str, ...] = ()  # chrony's sources, instead of the distribution's pool
+    ca_certificates: tuple[Path, ...] = ()  # PEM CA certificates the image trusts beside the system's
+
+
+@dataclass(frozen=True)
 class DesktopSpec:
     """The remote desktop VISA activates an instance by (image.toml [desktop]): xrdp with an XFCE session, guacd,
     VISA's token login. guacd comes from the release, or from a site-built .deb named by path and sha256."""
@@ -118,6 +129,7 @@ class ImageSpec:
     lab_settings: LabSettings = LabSettings()
     from_source: FromSource = FromSource()
     desktop: DesktopSpec | None = None  # None: no remote desktop layer
+    site: SiteSettings = SiteSettings()
     inherits: str = ""  # the project spec a site's spec builds on ([image] inherits), e.g. visa-build:ci
 
     def build_blockers(self) -> list[str]:
@@ -335,7 +347,11 @@ def _read_spec(spec_file: Path) -> dict[str, Any]:
 #: How a site's spec names the project spec it builds on: [image] inherits = "visa-build:<folder under images/>".
 INHERIT_PREFIX = "visa-build:"
 #: What a spec that inherits may set itself; every other key comes from the inherited spec.
-SITE_KEYS = {"image": ("name", "inherits"), "service": ("port", "owner_wait_seconds", "mode")}
+SITE_KEYS = {
+    "image": ("name", "inherits"),
+    "service": ("port", "owner_wait_seconds", "mode"),
+    "site": ("timezone", "keyboard", "ntp_servers", "ca_certificates"),
+}
 
 
 def project_specs() -> list[str]:
@@ -385,9 +401,11 @@ def load_image_spec(directory: Path) -> ImageSpec:
     raw = _read_spec(spec_file)
     inherits = cast(dict[str, Any], raw.get("image", {})).get("inherits", "")
     files = directory  # where the files the spec names are
+    site_files = directory  # ... and those of its [site] (a site's own, when it sets [site])
     if inherits:
+        site_files = directory if "site" in raw else inherited_folder(inherits, where)
         raw, files = _inherit(raw, where)
-    known = {"image", "jupyterlab", "data_analysis", "service", "wheels", "desktop"}
+    known = {"image", "jupyterlab", "data_analysis", "service", "wheels", "desktop", "site"}
     for section in raw:
         if section not in known:
             raise _err(where, f"[{section}]", "...", f"known sections: {', '.join(sorted(known))}")
@@ -453,8 +471,66 @@ def load_image_spec(directory: Path) -> ImageSpec:
         lab_settings=lab_settings,
         from_source=_load_from_source(cast(dict[str, Any], raw.get("wheels", {})), files, where),
         desktop=_load_desktop(cast(dict[str, Any], raw.get("desktop", {})), distro, files, where),
+        site=_load_site(cast(dict[str, Any], raw.get("site", {})), site_files, where),
         inherits=inherits,
     )
+
+
+#: XKB's list of layouts (the host's xkb-data): a [site] keyboard must name one of them.
+XKB_RULES = Path("/usr/share/X11/xkb/rules/base.lst")
+#: A host name or an IP address chrony can use as a server.
+NTP_SERVER = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?")
+PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?")
+
+
+def xkb_layout(keyboard: str) -> tuple[str, str] | None:
+    """The XKB layout and variant of VISA's <language>-<country>-<kind> (as the image's visa-desktop-metadata
+    reads keyboardLayout: the country's layout; French Swiss is ch's fr variant), or None for another form."""
+    match = re.fullmatch(r"([a-z]{2})-([a-z]{2})-[a-z]+", keyboard)
+    if not match:
+        return None
+    language, country = match.groups()
+    return country, "fr" if (language, country) == ("fr", "ch") else ""
+
+
+def _xkb_layouts() -> set[str]:
+    """The layout names of XKB's rules file (its `! layout` section)."""
+    layouts, section = set(), ""
+    for line in XKB_RULES.read_text().splitlines():
+        if line.startswith("!"):
+            section = line[1:].strip()
+        elif section == "layout" and line.strip():
+            layouts.add(line.split()[0])
+    return layouts
+
+
+def _load_site(table: dict[str, Any], directory: Path, where: str) -> SiteSettings:
+    timezone = _get(table, "timezone", str, where, "site", default="")
+    if timezone and timezone not in zoneinfo.available_timezones():
+        raise _err(where, "[site] timezone", timezone, "name a zone of the tz database, e.g. Europe/Paris")
+    keyboard = _get(table, "keyboard", str, where, "site", default="")
+    if keyboard:
+        layout = xkb_layout(keyboard)
+        if layout is None:
+            raise _err(
+                where, "[site] keyboard", keyboard, "write VISA's <language>-<country>-<kind>, e.g. fr-fr-azerty"
+            )
+        if layout[0] not in _xkb_layouts():
+            raise _err(where, "[site] keyboard", keyboard, f"XKB has no layout {layout[0]!r} (its country part)")
+    servers = _get(table, "ntp_servers", list, where, "site", default=[])
+    for server in servers:
+        if not (isinstance(server, str) and NTP_SERVER.fullmatch(server)):
+            raise _err(where, "[site] ntp_servers", server, "name host names or IP addresses, e.g. ntp.example.org")
+    certificates = []
+    for value in _get(table, "ca_certificates", list, where, "site", default=[]):
+        path = _spec_path(directory, {"ca_certificates": value}, "ca_certificates", where, "site")
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        if not PEM_CERTIFICATE.fullmatch(text.strip() + "\n"):
+            raise _err(
+                where, "[site] ca_certificates", value, "name files in the spec folder, one PEM certificate each"
+            )
+        certificates.append(path)
+    return SiteSettings(timezone, keyboard, tuple(servers), tuple(certificates))
 
 
 def _load_desktop(table: dict[str, Any], distro: Distro, directory: Path, where: str) -> DesktopSpec | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from .image_spec import ImageSpec, Pin
 
 #: Jupyter server settings of every VISA image (contract C4). base_url, port and root_dir are set by the
@@ -50,6 +52,20 @@ def disabled_extensions(spec: ImageSpec) -> str:
     return "".join(f"{name}\n" for name in spec.lab_settings.disabled)
 
 
+def site_files(spec: ImageSpec) -> dict[str, str]:
+    """The spec/site/ folder: site.env (what provision/42-site-settings.sh sets) and the CA certificates."""
+    site = spec.site
+    values = {
+        "VISA_SITE_TIMEZONE": site.timezone,
+        "VISA_SITE_KEYBOARD": site.keyboard,
+        "VISA_SITE_NTP_SERVERS": " ".join(site.ntp_servers),
+    }
+    files = {"site/site.env": "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())}
+    for number, path in enumerate(site.ca_certificates, start=1):
+        files[f"site/ca/visa-site-{number:02d}.crt"] = path.read_text().strip() + "\n"
+    return files
+
+
 def pins_file(pins: tuple[Pin, ...]) -> str:
     """Exact pins, one per line, for the installer (hashes were checked when the wheelhouse was filled)."""
     return "".join(f"{pin}\n" for pin in sorted(pins, key=lambda pin: pin.name))
@@ -66,6 +82,7 @@ def spec_files(spec: ImageSpec) -> dict[str, str]:
         "visa-jupyter.env": service_env(spec),
         "jupyterlab-overrides.json": lab_overrides(spec),
         "jupyterlab-disabled.txt": disabled_extensions(spec),
+        **site_files(spec),
     }
 
 

@@ -43,7 +43,14 @@ JUPYTERLAB = Stage(
 )
 IMAGE = Stage(
     "image",
-    ("30-data-analysis.sh", "35-desktop.sh", "40-jupyter-service.sh", "45-debian-updates.sh", "50-target.sh"),
+    (
+        "30-data-analysis.sh",
+        "35-desktop.sh",
+        "40-jupyter-service.sh",
+        "42-site-settings.sh",
+        "45-debian-updates.sh",
+        "50-target.sh",
+    ),
     reads=("provision", "spec"),
 )
 STAGES = (JUPYTERLAB, IMAGE)

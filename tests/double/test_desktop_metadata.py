@@ -11,6 +11,7 @@ import pytest
 
 from tests.double.conftest import NO_DESKTOP_METADATA, NOT_PEM
 from visa_build.double_boot import RunningDouble
+from visa_build.image_spec import ImageSpec, xkb_layout
 
 
 def settled(double: RunningDouble, timeout: float = 180) -> str:
@@ -53,12 +54,17 @@ def test_token_login_is_refused_without_a_valid_key_and_the_journal_says_why(
     assert "no VISA public key" in said, f"{case}: the refusal left no line saying why:\n{said}"
 
 
-def test_no_keyboard_layout_gives_visa_default_and_says_so(crafted: Callable[[str], RunningDouble]) -> None:
+def test_no_keyboard_layout_gives_the_default_and_says_so(
+    crafted: Callable[[str], RunningDouble], spec: ImageSpec
+) -> None:
+    """Without keyboardLayout: the site's [site] keyboard, else VISA's own en-gb-qwerty."""
+    default = spec.site.keyboard or "en-gb-qwerty"
+    layout, variant = xkb_layout(default) or ("", "")
     double = crafted(NO_DESKTOP_METADATA)
     journal = settled(double)
-    assert "has no keyboardLayout: the default en-gb-qwerty" in journal, journal
+    assert f"has no keyboardLayout: the default {default}" in journal, journal
     keyboard = double.container.exec_run(["cat", "/etc/visa/keyboard"]).output.decode()
-    assert "XKBLAYOUT=gb" in keyboard, f"the default layout is not VISA's en-gb-qwerty: {keyboard}"
+    assert f"XKBLAYOUT={layout}\nXKBVARIANT={variant}\n" == keyboard, f"not the default {default}: {keyboard}"
 
 
 @pytest.mark.parametrize("case", [NO_DESKTOP_METADATA, NOT_PEM])
