@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import os
 import pwd
@@ -129,6 +130,19 @@ def apt_sources() -> list[str]:
     files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]
     lines = (line.strip() for path in files if path.is_file() for line in path.read_text().splitlines())
     return [line for line in lines if line.startswith("deb ")]
+
+
+def site_settings() -> dict[str, object]:
+    """What the image holds of a spec's [site]: time zone, default keyboard, chrony's site servers, and the sha256
+    of each site CA certificate."""
+    keyboard, sources = Path("/etc/visa/keyboard-default"), Path("/etc/chrony/sources.d/visa-site.sources")
+    certificates = sorted(Path("/usr/local/share/ca-certificates").glob("visa-site-*.crt"))
+    return {
+        "timezone": os.path.realpath("/etc/localtime").removeprefix("/usr/share/zoneinfo/"),
+        "keyboard": keyboard.read_text().strip() if keyboard.is_file() else "",
+        "ntp_servers": [line.split()[1] for line in sources.read_text().splitlines()] if sources.is_file() else [],
+        "ca_certificates": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in certificates},
+    }
 
 
 def parse_dpkg(text: str) -> dict[str, str]:
@@ -269,6 +283,7 @@ def main() -> None:
             "debian_packages": debian_packages,
             "apt_sources": apt_sources,
             "kernelspecs": lambda: kernelspecs(venv),
+            "site": site_settings,
             **{f"import:{module}": importer(f"{data_analysis}/bin/python", module) for module in request["imports"]},
             "server_list": lambda: server_list(owner(), venv),
             "server_process": lambda: server_process(owner()),

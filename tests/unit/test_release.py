@@ -36,6 +36,12 @@ def _facts(numpy: str = "2.4.6", bash: str = "5.2.15-2+b7") -> dict[str, Any]:
         f"env:{ANALYSIS}": {"packages": {"numpy": numpy, "ipykernel": "7.4.0"}},
         "kernelspecs": {"python3": {"display_name": "Data Analysis", "argv0": f"{ANALYSIS}/bin/python"}},
         "labextensions": LISTING,
+        "site": {
+            "timezone": "Europe/Paris",
+            "keyboard": "fr-ch-qwertz",
+            "ntp_servers": ["ntp1.example.org"],
+            "ca_certificates": {"visa-site-01.crt": "f" * 64},
+        },
     }
 
 
@@ -64,6 +70,9 @@ def test_manifest_holds_every_part_with_wheel_digests(wheelhouse: Path) -> None:
     assert image["kernelspecs"]["python3"]["display_name"] == "Data Analysis"
     assert image["labextensions"]["installed"]["jupyter-matplotlib"] == {"version": "0.12.0", "enabled": True}
     assert image["labextensions"]["disabled"] == ["@jupyterlab/extensionmanager-extension"]
+    assert image["site"]["ca_certificates"] == {"visa-site-01.crt": "f" * 64}
+    text = manifest.to_markdown(image)
+    assert "| time zone | Europe/Paris |" in text and f"| CA certificate visa-site-01.crt | sha256 {'f' * 64} |" in text
 
 
 def test_manifest_json_is_byte_identical_for_the_same_image(wheelhouse: Path) -> None:

@@ -73,6 +73,7 @@ def from_facts(image: str, distro: Distro, facts: dict[str, Any], wheelhouse: Pa
         "python": python,
         "kernelspecs": _fact(facts, "kernelspecs"),
         "labextensions": parse_labextensions(_fact(facts, "labextensions")),
+        "site": _fact(facts, "site"),
     }
 
 
@@ -122,6 +123,12 @@ def to_markdown(manifest: Manifest) -> str:
         f"| {name} | {spec['display_name']} | {spec['argv0']} |"
         for name, spec in sorted(manifest["kernelspecs"].items())
     ]
+    if "site" in manifest:  # records written before [site] existed have none
+        site = manifest["site"]
+        lines += ["", "## Site settings", "", "| setting | value |", "|---|---|"]
+        lines += [f"| time zone | {site['timezone']} |", f"| keyboard | {site['keyboard'] or '(the default)'} |"]
+        lines += [f"| NTP servers | {', '.join(site['ntp_servers']) or '(the distribution pool)'} |"]
+        lines += [f"| CA certificate {name} | sha256 {digest} |" for name, digest in site["ca_certificates"].items()]
     lines += ["", "## JupyterLab extensions", "", "| extension | version | enabled |", "|---|---|---|"]
     extensions = manifest["labextensions"]
     lines += [
