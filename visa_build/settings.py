@@ -69,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "test_container_images": "images/visa-jupyter,images/ci-trixie,images/ci-noble",
     "test_qcow2_images": "images/ci-trixie,images/ci-noble",  # images/ci's is tests/nightly's
     # test-qcow2 (and the nightly) also boot the qcow2 as VISA's clouds do, once per name (empty: none)
-    "datasource_boots": "nova,config-drive,nocloud-net,nova-without-owner",
+    "datasource_boots": ",".join(DATASOURCE_BOOTS),
     "auto_fix": True,  # build tasks install missing host tools and start the Docker engine
     "debug": False,  # log every command run
 }

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.vm.test_datasources import BOOTS
 from visa_build.errors import ConfigError
-from visa_build.settings import make_settings
+from visa_build.settings import DATASOURCE_BOOTS, make_settings
 
 VALID = {
     "image": "images/ci",
@@ -60,3 +61,9 @@ def test_datasource_boots_are_known_names_or_none() -> None:
     assert make_settings(datasource_boots="").datasource_boots == ()
     with pytest.raises(ConfigError, match=r"visa.datasource_boots = 'nova,azure' names \['azure'\]"):
         make_settings(datasource_boots="nova,azure")
+
+
+def test_every_metadata_path_boot_runs_by_default() -> None:
+    """visa.datasource_boots defaults to every boot tests/vm/test_datasources.py knows."""
+    assert set(BOOTS) == set(DATASOURCE_BOOTS), "settings.DATASOURCE_BOOTS and the boots of tests/vm differ"
+    assert make_settings().datasource_boots == DATASOURCE_BOOTS, "visa.datasource_boots leaves some boots out"
