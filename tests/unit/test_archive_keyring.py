@@ -24,9 +24,10 @@ def test_a_mirror_with_a_bad_signature_gives_no_keyring(tmp_path: Path) -> None:
     tampered.write_text(signed.replace("Codename:", "Codename:  ", 1))  # signed text changed, signature kept
     with serving(tmp_path / "mirror", port=free_port()) as url, pytest.raises(VisaBuildError) as raised:
         archive_keyring.ubuntu_keyring(tmp_path / "cache", url.rstrip("/"))
-    assert "could not fetch and verify ubuntu-keyring" in str(raised.value) and "BADSIG" in str(raised.value), (
-        raised.value
-    )
+    said = str(raised.value)
+    # apt's reason: gpgv's BADSIG (apt 2, Debian 12 and Ubuntu 24.04 hosts), Sequoia's sqv (apt 3, Debian 13)
+    assert "could not fetch and verify ubuntu-keyring" in said, said
+    assert "BADSIG" in said or "Message has been manipulated" in said, f"apt's reason is not in the error: {said}"
     assert not list((tmp_path / "cache").rglob("*.gpg")), "a keyring was kept from an index that did not verify"
 
 
