@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from visa_build.image_spec import ImageSpec
 from visa_build.mounts import mounted_root
 
 pytestmark = pytest.mark.vm_only
@@ -79,12 +80,14 @@ def test_hostname_is_not_the_build_vms(image_root: Path) -> None:
     assert "visa-build" not in hostname, f"/etc/hostname still names the build VM: {hostname}"
 
 
-def test_no_proxy_or_extra_ca(image_root: Path) -> None:
+def test_no_proxy_or_extra_ca(image_root: Path, spec: ImageSpec) -> None:
+    """No build proxy, and no CA beyond the spec's [site] ca_certificates (e.g. the build index's)."""
     apt = " ".join(p.read_text() for p in (image_root / "etc/apt/apt.conf.d").glob("*"))
     environment = (image_root / "etc/environment").read_text() if (image_root / "etc/environment").exists() else ""
     assert "proxy" not in (apt + environment).lower(), "a build proxy setting remains in the image"
     extra = sorted(p.name for p in (image_root / "usr/local/share/ca-certificates").glob("*"))
-    assert extra == [], f"extra CA certificates remain in the image: {extra}"
+    site = [f"visa-site-{number:02d}.crt" for number in range(1, len(spec.site.ca_certificates) + 1)]
+    assert extra == site, f"CA certificates other than the site's ({site}) remain in the image: {extra}"
 
 
 def test_service_enabled_in_the_image(image_root: Path) -> None:
