@@ -25,7 +25,8 @@ fi
 if [[ -n $VISA_SITE_TIMEZONE ]]; then
   [[ -f /usr/share/zoneinfo/$VISA_SITE_TIMEZONE ]] || die "the image's tzdata has no zone $VISA_SITE_TIMEZONE"
   ln -sfn "/usr/share/zoneinfo/$VISA_SITE_TIMEZONE" /etc/localtime
-  printf '%s\n' "$VISA_SITE_TIMEZONE" >/etc/timezone
+  # /etc/timezone where the release still has one (Debian 12, Ubuntu 24.04; Debian 13 dropped it)
+  [[ ! -e /etc/timezone ]] || printf '%s\n' "$VISA_SITE_TIMEZONE" >/etc/timezone
   log "time zone $VISA_SITE_TIMEZONE"
 fi
 
