@@ -31,16 +31,13 @@ if [[ -n $VISA_SITE_TIMEZONE ]]; then
 fi
 
 if [[ -n $VISA_SITE_KEYBOARD ]]; then
-  # VISA's <language>-<country>-<kind> (checked when the spec was read): the country's XKB layout, French Swiss
-  # being ch's fr variant, as visa-desktop-metadata reads keyboardLayout, whose default this becomes.
-  IFS=- read -r language country _ <<<"$VISA_SITE_KEYBOARD"
-  variant=""
-  [[ $language-$country == fr-ch ]] && variant=fr
-  printf 'XKBMODEL=pc105\nXKBLAYOUT=%s\nXKBVARIANT=%s\nXKBOPTIONS=\nBACKSPACE=guess\n' "$country" "$variant" \
-    >/etc/default/keyboard
+  # VISA's <language>-<country>-<kind> and its XKB layout and variant (render.site_files); the desktop's default
+  # when the metadata has no keyboardLayout (visa-desktop-metadata).
+  printf 'XKBMODEL=pc105\nXKBLAYOUT=%s\nXKBVARIANT=%s\nXKBOPTIONS=\nBACKSPACE=guess\n' \
+    "$VISA_SITE_XKB_LAYOUT" "$VISA_SITE_XKB_VARIANT" >/etc/default/keyboard
   install -d -m 0755 /etc/visa
   printf '%s\n' "$VISA_SITE_KEYBOARD" >/etc/visa/keyboard-default
-  log "default keyboard layout $VISA_SITE_KEYBOARD (XKB $country${variant:+ $variant})"
+  log "default keyboard layout $VISA_SITE_KEYBOARD (XKB $VISA_SITE_XKB_LAYOUT${VISA_SITE_XKB_VARIANT:+ $VISA_SITE_XKB_VARIANT})"
 fi
 
 if [[ -n $VISA_SITE_NTP_SERVERS ]]; then

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from .image_spec import ImageSpec, Pin
+from .image_spec import ImageSpec, Pin, xkb_layout
 
 #: Jupyter server settings of every VISA image (contract C4). base_url, port and root_dir are set by the
 #: launcher at start, from the instance metadata.
@@ -55,9 +55,12 @@ def disabled_extensions(spec: ImageSpec) -> str:
 def site_files(spec: ImageSpec) -> dict[str, str]:
     """The spec/site/ folder: site.env (what provision/42-site-settings.sh sets) and the CA certificates."""
     site = spec.site
+    layout, variant = xkb_layout(site.keyboard) or ("", "")
     values = {
         "VISA_SITE_TIMEZONE": site.timezone,
         "VISA_SITE_KEYBOARD": site.keyboard,
+        "VISA_SITE_XKB_LAYOUT": layout,
+        "VISA_SITE_XKB_VARIANT": variant,
         "VISA_SITE_NTP_SERVERS": " ".join(site.ntp_servers),
     }
     files = {"site/site.env": "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())}

@@ -35,6 +35,7 @@ def test_the_site_settings_reach_the_build_context(tmp_path: Path) -> None:
     site = build_context.prepare(spec, tmp_path / "context") / "spec" / "site"
     assert (site / "site.env").read_text() == (
         "VISA_SITE_TIMEZONE=America/Argentina/Buenos_Aires\nVISA_SITE_KEYBOARD=fr-ch-qwertz\n"
+        "VISA_SITE_XKB_LAYOUT=ch\nVISA_SITE_XKB_VARIANT=fr\n"
         "VISA_SITE_NTP_SERVERS='ntp.example.org 2001:db8::123'\n"
     )
     assert (site / "ca" / "visa-site-01.crt").read_text() == CA.strip() + "\n"
@@ -44,7 +45,10 @@ def test_the_site_settings_reach_the_build_context(tmp_path: Path) -> None:
 def test_no_site_settings_leave_the_distributions_defaults(tmp_path: Path) -> None:
     spec = load_image_spec(IMAGES / "ci")
     files = render.site_files(spec)
-    assert files == {"site/site.env": "VISA_SITE_TIMEZONE=''\nVISA_SITE_KEYBOARD=''\nVISA_SITE_NTP_SERVERS=''\n"}
+    assert files == {
+        "site/site.env": "VISA_SITE_TIMEZONE=''\nVISA_SITE_KEYBOARD=''\n"
+        "VISA_SITE_XKB_LAYOUT=''\nVISA_SITE_XKB_VARIANT=''\nVISA_SITE_NTP_SERVERS=''\n"
+    }
 
 
 @pytest.mark.parametrize(
