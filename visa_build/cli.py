@@ -92,10 +92,11 @@ def doctor(c: Context, fix: bool = False) -> None:
     """Check this host for what builds need; --fix repairs it."""
     with _user_errors():
         settings = _settings(c)
-        findings = host_doctor.examine(settings.build_dir)
+        free_gib = host_doctor.build_free_gib(settings.disk_size)
+        findings = host_doctor.examine(settings.build_dir, free_gib=free_gib)
         if fix:
             host_doctor.fix(findings, build_dir=settings.build_dir, mirror=settings.mirror)
-            findings = host_doctor.examine(settings.build_dir)
+            findings = host_doctor.examine(settings.build_dir, free_gib=free_gib)
         for finding in findings:
             mark = "ok " if finding.ok else "BAD"
             progress.result(f"{mark} {finding.check}: {finding.detail}" + ("" if finding.ok else f"  -> {finding.fix}"))

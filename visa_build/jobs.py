@@ -27,8 +27,12 @@ def load_spec(settings: Settings) -> ImageSpec:
 
 
 def host_ready(settings: Settings, *, auto_fix: bool, for_tests: bool = False) -> None:
-    """The host has what a run needs (fixed first when `auto_fix`), and this run is registered in build_dir."""
-    doctor.ensure_ready(settings.build_dir, mirror=settings.mirror, auto_fix=auto_fix, for_tests=for_tests)
+    """The host has what a run needs (fixed first when `auto_fix`): the tests' tools and the free disk of a whole
+    `test` when `for_tests`, else a build's; and this run is registered in build_dir."""
+    free_gib = doctor.TEST_FREE_GIB if for_tests else doctor.build_free_gib(settings.disk_size)
+    doctor.ensure_ready(
+        settings.build_dir, mirror=settings.mirror, auto_fix=auto_fix, free_gib=free_gib, for_tests=for_tests
+    )
     runs.register(settings.build_dir)
 
 
