@@ -16,9 +16,15 @@ def sources(spec: ImageSpec, settings: Settings) -> base_rootfs.Sources:
     generation = base_rootfs.generation(settings.rebase_days, time.time())
     if spec.distro.distribution == "ubuntu":
         keyring = archive_keyring.ubuntu_keyring(settings.cache_dir, settings.mirror)
-        mirrors = (settings.ubuntu_mirror, settings.ubuntu_security_mirror)
-        return base_rootfs.Sources(spec.distro, *mirrors, generation, keyring=str(keyring))
-    return base_rootfs.Sources(spec.distro, settings.mirror, settings.security_mirror, generation)
+        return base_rootfs.Sources(spec.distro, *mirrors(spec, settings), generation, keyring=str(keyring))
+    return base_rootfs.Sources(spec.distro, *mirrors(spec, settings), generation)
+
+
+def mirrors(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
+    """The image's archive and security archive: its distribution's visa.*mirror settings."""
+    if spec.distro.distribution == "ubuntu":
+        return settings.ubuntu_mirror, settings.ubuntu_security_mirror
+    return settings.mirror, settings.security_mirror
 
 
 def archive_key(spec: ImageSpec, settings: Settings) -> str:

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accelerator, leftovers, packer_build, progress, vm
+from . import accelerator, archive_proxy, leftovers, packer_build, progress, vm
 from .double_boot import running_double, status_code, wait_for_status
 from .double_build import build_container
 from .errors import ConfigError, ImageTestError
+from .image_inputs import mirrors
 from .image_spec import ImageSpec
 from .process import run
 from .proxy import reverse_proxy
@@ -183,6 +184,10 @@ class Instance:
     desktop_args: tuple[str, ...] = ()  # the suite's options for a [desktop] image (its token key)
 
 
+def _archives_forward(proxy_port: int) -> str:
+    return vm.guest_forward(vm.HOST_SERVICES_FROM_GUEST, archive_proxy.GUEST_PORT, proxy_port)
+
+
 @contextlib.contextmanager
 def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterator[Instance]:
     """Boot `qcow2` through an overlay as VISA does (metadata id and owner, the owner created late) with a
@@ -198,17 +203,22 @@ def booted_instance(spec: ImageSpec, settings: Settings, qcow2: Path) -> Iterato
         login = Login(TEST_USER, public)
         meta, desktop_args = _desktop_meta(spec, keys)
         seed = nocloud_seed(visa_meta(instance_id, owner, **meta), create_user=owner, login=login)
-        boot = vm.booted_vm(
-            qcow2,
-            seed,
-            (login, private_key),
-            accel=accel,
-            name=f"test-{spec.name}",
-            work_root=work_root,
-            log_dir=logs,
-            guest_http_port=spec.service.port,
-        )
-        with boot as guest:
+        # the guest's network is restricted: the archives' proxy is all it reaches (the -security check's apt)
+        proxy = archive_proxy.serving(archive_proxy.archive_hosts(*mirrors(spec, settings)))
+        with (
+            proxy as proxy_port,
+            vm.booted_vm(
+                qcow2,
+                seed,
+                (login, private_key),
+                accel=accel,
+                name=f"test-{spec.name}",
+                work_root=work_root,
+                log_dir=logs,
+                guest_http_port=spec.service.port,
+                platform=vm.Platform(network=_archives_forward(proxy_port)),
+            ) as guest,
+        ):
             started = time.monotonic()
             with progress.step(f"Booting {qcow2.name} (QEMU {accel.name}) until ssh answers"):
                 to_ssh = vm.wait_for_ssh(guest, timeout=300 * accel.slowdown)

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,6 +40,12 @@ SSH_OPTIONS = (
     "-o",
     "ConnectTimeout=5",
 )
+
+#: Each guest connection to a forwarded address runs this program (guest_forward).
+GUEST_RELAY = Path(__file__).with_name("guest_relay.py")
+#: In the guest's default network (10.0.2.0/24), the address of the host services a test VM may reach: QEMU
+#: forwards only its listed ports there (guest_forward), and the host's own 10.0.2.2 answers no connection.
+HOST_SERVICES_FROM_GUEST = "10.0.2.100"
 
 #: guacd's port in the guest: VISA's API server opens its Guacamole connections there.
 GUACD_PORT = 4822
@@ -74,6 +81,13 @@ class Platform:
     smbios: str = ""  # e.g. "manufacturer=OpenStack Foundation,product=OpenStack Nova"
     network: str = ""  # appended to -netdev user,..., e.g. "net=169.254.0.0/16,guestfwd=..."
     drive: Path | None = None  # an ISO attached as a CD-ROM, e.g. an OpenStack config drive
+
+
+def guest_forward(address: str, guest_port: int, host_port: int) -> str:
+    """QEMU's user-network option that relays each guest connection to address:guest_port to 127.0.0.1:host_port
+    (a `cmd:` per connection; a `tcp:` chardev would be one stream for all). `address` must be in the guest's
+    network and be neither its host nor its DNS address (QEMU refuses those)."""
+    return f"guestfwd=tcp:{address}:{guest_port}-cmd:{sys.executable} {GUEST_RELAY} {host_port}"
 
 
 def keypair(directory: Path, *, runner: Runner = run) -> tuple[Path, str]:
@@ -124,8 +138,9 @@ def qemu_argv(
 ) -> list[str]:
     """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter (and guacd when
     `guacd_port` is given) to 127.0.0.1; the NoCloud `seed_iso` and the `platform`'s SMBIOS, network and drive
-    when given."""
-    forwards = f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
+    when given. The network is restricted: the guest reaches neither the host nor beyond it, only the platform's
+    guest forwards."""
+    forwards = f"restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
     forwards += f",hostfwd=tcp:127.0.0.1:{guacd_port}-:{GUACD_PORT}" if guacd_port else ""
     forwards += f",{platform.network}" if platform.network else ""
     cdroms = [iso for iso in (seed_iso, platform.drive) if iso is not None]

@@ -63,7 +63,7 @@ def test_the_relay_carries_a_guest_connection_to_the_metadata_server() -> None:
     with metadata_service.serving(files) as service:
         guest, relay_end = socket.socketpair()
         relay = subprocess.Popen(
-            [sys.executable, str(metadata_service.RELAY), str(service.port)],
+            [sys.executable, str(vm.GUEST_RELAY), str(service.port)],
             stdin=relay_end.fileno(),
             stdout=relay_end.fileno(),
         )

@@ -59,6 +59,7 @@ def test_qemu_argv_under_tcg_uses_cpu_max_and_forwards_to_loopback_only() -> Non
     joined = " ".join(argv)
     assert argv[3:5] == ["-accel", "tcg"] and "-cpu max" in joined and "-cpu host" not in joined
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined and "hostfwd=tcp:127.0.0.1:8080-:8888" in joined
+    assert "user,id=net0,restrict=on," in joined, "a test VM's network must reach neither the host nor beyond it"
     assert f"-name visa-build-{runs.RUN_ID}-t " in joined, "the VM's name must carry the run id: runs reap by it"
     assert (
         accelerator.Accel("kvm").cpu == "host" and accelerator.Accel("tcg").slowdown > accelerator.Accel("kvm").slowdown

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import sys
 import threading
 import time
 import uuid
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from visa_build import vm
 from visa_build.process import run
 from visa_build.seed import QEMU_MAC, nova_metadata
 
@@ -27,9 +27,6 @@ NOVA_ADDRESS = "169.254.169.254"
 #: its default 10.0.2.0/24, so the guest's network is link-local, as on many OpenStack clouds.
 NOVA_NETWORK = "net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
 NOVA_SMBIOS = "manufacturer=OpenStack Foundation,product=OpenStack Nova"
-#: Each guest connection to the metadata address runs this program with the connection as its stdin and stdout
-#: (QEMU's guestfwd `cmd:` form); it relays to the host server. A `tcp:` chardev would be one stream for all.
-RELAY = Path(__file__).with_name("metadata_relay.py")
 
 
 def nova_files(meta: dict[str, str], *, user_data: str, vendor_data: str, name: str) -> dict[str, bytes]:
@@ -108,7 +105,7 @@ class MetadataService:
 
     def guest_forward(self) -> str:
         """QEMU's user-network option that makes Nova's metadata address reach this server."""
-        return f"guestfwd=tcp:{NOVA_ADDRESS}:80-cmd:{sys.executable} {RELAY} {self.port}"
+        return vm.guest_forward(NOVA_ADDRESS, 80, self.port)
 
 
 @contextlib.contextmanager

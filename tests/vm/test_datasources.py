@@ -37,7 +37,6 @@ from visa_build.double_boot import wait_for_status
 from visa_build.errors import VisaBuildError
 from visa_build.image_spec import ImageSpec
 from visa_build.image_tests import TEST_USER
-from visa_build.in_guest import HOST_FROM_GUEST
 from visa_build.process import run
 from visa_build.seed import Login, cloud_user, pam_keypair, pem_body, random_instance_id, visa_meta
 
@@ -102,8 +101,10 @@ def _platform(
         vmid = meta["id"]
         files = metadata_service.proxmox_files(vmid, meta, boot_command=BOOT_COMMAND, vendor_data=vendor)
         with metadata_service.serving(files) as service:
-            seed_from = f"http://{HOST_FROM_GUEST}:{service.port}/{vmid}/"
-            yield vm.Platform(smbios=f"serial=ds=nocloud-net;s={seed_from}")
+            # the guest's network is restricted: the server is reached through a forward of its own port
+            seed_from = f"http://{vm.HOST_SERVICES_FROM_GUEST}:{service.port}/{vmid}/"
+            forward = vm.guest_forward(vm.HOST_SERVICES_FROM_GUEST, service.port, service.port)
+            yield vm.Platform(smbios=f"serial=ds=nocloud-net;s={seed_from}", network=forward)
         return
     nova_meta = {**meta, "pamPublicKey": pem_body(meta["pamPublicKey"])}
     user_data = f"#!/bin/sh\n{BOOT_COMMAND}\n"
@@ -245,7 +246,7 @@ def booted(path: str, boots: dict[str, Booted | str]) -> Booted:
 EXPECTED = {  # path: (v1.platform, the datasource class cloud-init chose, part of v1.subplatform)
     "nova": ("openstack", "DataSourceOpenStack", metadata_service.NOVA_ADDRESS),
     "config-drive": ("configdrive", "DataSourceConfigDrive", "config-disk"),
-    "nocloud-net": ("nocloud", "DataSourceNoCloudNet", f"http://{HOST_FROM_GUEST}:"),
+    "nocloud-net": ("nocloud", "DataSourceNoCloudNet", f"http://{vm.HOST_SERVICES_FROM_GUEST}:"),
 }
 
 

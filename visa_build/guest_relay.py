@@ -1,5 +1,6 @@
-"""Relay one guest connection to the host's metadata server: QEMU's guestfwd `cmd:` runs this for each
-connection to 169.254.169.254:80, with the connection as stdin and stdout. Usage: metadata_relay.py PORT"""
+"""Relay one guest connection to a server on the host's 127.0.0.1: QEMU's guestfwd `cmd:` runs this for each
+guest connection to a forwarded address (vm.guest_forward), with the connection as stdin and stdout. A test VM's
+network is restricted, so these forwards are all it reaches beyond itself. Usage: guest_relay.py PORT"""
 
 from __future__ import annotations
 
