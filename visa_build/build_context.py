@@ -26,6 +26,24 @@ def _write(path: Path, text: str) -> None:
     partial.replace(path)
 
 
+def _lay_out_layers(spec: ImageSpec, layers_dir: Path, dockerfile: Path) -> None:
+    """The site's layers: their files under spec/layers/ (an empty debs/ and overlay/ when there are none) and
+    their steps in the Dockerfile, at its mark."""
+    for folder in ("debs", "scripts", "hooks"):
+        (layers_dir / folder).mkdir(parents=True, exist_ok=True)
+    for name, source in render.layer_files(spec).items():
+        shutil.copyfile(source, layers_dir / name)
+        (layers_dir / name).chmod(0o755 if name.startswith(("scripts/", "hooks/")) else 0o644)
+    overlay = layers_dir / "overlay"
+    if spec.layers.overlay:
+        shutil.copytree(spec.layers.overlay, overlay, symlinks=True)  # the spec refused symlinks already
+    overlay.mkdir(exist_ok=True)
+    text = dockerfile.read_text()
+    if render.DOCKERFILE_LAYERS_MARK not in text:
+        raise AssertionError(f"{dockerfile} has no {render.DOCKERFILE_LAYERS_MARK} line")
+    _write(dockerfile, text.replace(render.DOCKERFILE_LAYERS_MARK + "\n", render.site_layer_steps(spec)))
+
+
 def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") -> Path:
     """Lay out `destination` as provision/, spec/ and docker/ (spec/ with the index's CA bundle when one is
     given); returns it."""
@@ -38,6 +56,7 @@ def prepare(spec: ImageSpec, destination: Path, *, index_ca_bundle: str = "") ->
     for name, text in files.items():
         _write(spec_dir / name, text)
     (spec_dir / "desktop").mkdir()  # always there: the Dockerfile copies it
+    _lay_out_layers(spec, spec_dir / render.LAYERS, destination / "docker" / "Dockerfile")
     if spec.desktop and spec.desktop.guacd_deb:
         shutil.copyfile(spec.desktop.guacd_deb, spec_dir / render.GUACD_DEB)
     if index_ca_bundle:

@@ -16,10 +16,11 @@ from typing import Any, Literal, cast, get_args
 
 import yaml
 
-from . import distros
+from . import distros, site_layers
 from .distros import Distro
 from .errors import ConfigError
 from .resources import project_files
+from .site_layers import SiteLayers
 
 ServiceMode = Literal["prod", "dev"]
 DesktopSession = Literal["xfce"]
@@ -130,6 +131,7 @@ class ImageSpec:
     from_source: FromSource = FromSource()
     desktop: DesktopSpec | None = None  # None: no remote desktop layer
     site: SiteSettings = SiteSettings()
+    layers: SiteLayers = SiteLayers()  # the site's own layers, before the distribution's updates
     inherits: str = ""  # the project spec a site's spec builds on ([image] inherits), e.g. visa-build:ci
 
     def build_blockers(self) -> list[str]:
@@ -351,6 +353,7 @@ SITE_KEYS = {
     "image": ("name", "inherits"),
     "service": ("port", "owner_wait_seconds", "mode"),
     "site": ("timezone", "keyboard", "ntp_servers", "ca_certificates"),
+    "layers": site_layers.KEYS,
 }
 
 
@@ -402,10 +405,12 @@ def load_image_spec(directory: Path) -> ImageSpec:
     inherits = cast(dict[str, Any], raw.get("image", {})).get("inherits", "")
     files = directory  # where the files the spec names are
     site_files = directory  # ... and those of its [site] (a site's own, when it sets [site])
+    layer_files = directory  # ... and those of its [layers] (likewise)
     if inherits:
         site_files = directory if "site" in raw else inherited_folder(inherits, where)
+        layer_files = directory if "layers" in raw else inherited_folder(inherits, where)
         raw, files = _inherit(raw, where)
-    known = {"image", "jupyterlab", "data_analysis", "service", "wheels", "desktop", "site"}
+    known = {"image", "jupyterlab", "data_analysis", "service", "wheels", "desktop", "site", "layers"}
     for section in raw:
         if section not in known:
             raise _err(where, f"[{section}]", "...", f"known sections: {', '.join(sorted(known))}")
@@ -472,6 +477,7 @@ def load_image_spec(directory: Path) -> ImageSpec:
         from_source=_load_from_source(cast(dict[str, Any], raw.get("wheels", {})), files, where),
         desktop=_load_desktop(cast(dict[str, Any], raw.get("desktop", {})), distro, files, where),
         site=_load_site(cast(dict[str, Any], raw.get("site", {})), site_files, where),
+        layers=site_layers.load(cast(dict[str, Any], raw.get("layers", {})), layer_files, where),
         inherits=inherits,
     )
 

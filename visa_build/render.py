@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from .image_spec import ImageSpec, Pin, xkb_layout
 
@@ -69,6 +70,62 @@ def site_files(spec: ImageSpec) -> dict[str, str]:
     return files
 
 
+#: The site's layers in the build context's spec/ folder, and where the rendered Dockerfile takes them.
+LAYERS = "layers"
+DOCKERFILE_LAYERS_MARK = "# {site layers}"
+
+
+def layer_files(spec: ImageSpec) -> dict[str, Path]:
+    """The files of the site's layers by their name under spec/layers/: debs/, scripts/ and hooks/, each file
+    numbered by its place in the spec (the order they install or run in)."""
+    layers = spec.layers
+    files = {}
+    for folder, paths in (
+        ("debs", [d.path for d in layers.debs]),
+        ("scripts", layers.scripts),
+        ("hooks", layers.boot_hooks),
+    ):
+        for number, path in enumerate(paths, start=1):
+            files[f"{folder}/{number:02d}-{path.name}"] = path
+    return files
+
+
+def layers_text_files(spec: ImageSpec) -> dict[str, str]:
+    """spec/layers/packages.txt and overlay-modes.txt ("<mode> <path>" lines)."""
+    layers = spec.layers
+    return {
+        f"{LAYERS}/packages.txt": "".join(f"{name}\n" for name in layers.packages),
+        f"{LAYERS}/overlay-modes.txt": "".join(f"{mode} {path}\n" for path, mode in layers.overlay_modes),
+    }
+
+
+def site_layer_steps(spec: ImageSpec) -> str:
+    """The Dockerfile's steps of the site's layers, each its own layer, so changing one script rebuilds only the
+    layers from that script on: the packages and .debs, the overlay, each script, the boot hooks."""
+    layers, target = spec.layers, f"${{VISA_SPEC_DIR}}/{LAYERS}"
+    if not layers:
+        return ""
+    run = "RUN /opt/visa/build/provision/43-site-layers.sh"
+    steps = ["COPY provision/43-site-layers.sh /opt/visa/build/provision/"]
+    if layers.packages or layers.debs:
+        steps += [
+            f"COPY spec/{LAYERS}/packages.txt {target}/",
+            f"COPY spec/{LAYERS}/debs/ {target}/debs/",
+            f"{run} packages",
+        ]
+    if layers.overlay:
+        steps += [
+            f"COPY spec/{LAYERS}/overlay-modes.txt {target}/",
+            f"COPY spec/{LAYERS}/overlay/ {target}/overlay/",
+            f"{run} overlay",
+        ]
+    for name in sorted(n for n in layer_files(spec) if n.startswith("scripts/")):
+        steps += [f"COPY spec/{LAYERS}/{name} {target}/scripts/", f"{run} script {name.removeprefix('scripts/')}"]
+    if layers.boot_hooks:
+        steps += [f"COPY spec/{LAYERS}/hooks/ {target}/hooks/", f"{run} hooks"]
+    return "\n".join(steps) + "\n"
+
+
 def pins_file(pins: tuple[Pin, ...]) -> str:
     """Exact pins, one per line, for the installer (hashes were checked when the wheelhouse was filled)."""
     return "".join(f"{pin}\n" for pin in sorted(pins, key=lambda pin: pin.name))
@@ -86,6 +143,7 @@ def spec_files(spec: ImageSpec) -> dict[str, str]:
         "jupyterlab-overrides.json": lab_overrides(spec),
         "jupyterlab-disabled.txt": disabled_extensions(spec),
         **site_files(spec),
+        **layers_text_files(spec),
     }
 
 

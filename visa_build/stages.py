@@ -48,6 +48,7 @@ IMAGE = Stage(
         "35-desktop.sh",
         "40-jupyter-service.sh",
         "42-site-settings.sh",
+        "43-site-layers.sh",
         "45-debian-updates.sh",
         "50-target.sh",
     ),

@@ -142,7 +142,19 @@ def site_settings() -> dict[str, object]:
         "keyboard": keyboard.read_text().strip() if keyboard.is_file() else "",
         "ntp_servers": [line.split()[1] for line in sources.read_text().splitlines()] if sources.is_file() else [],
         "ca_certificates": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in certificates},
+        "layers": site_layers(),
     }
+
+
+def site_layers() -> dict[str, dict[str, str]]:
+    """What the image holds of a spec's [layers], by kind (deb, overlay, script, hook): name -> sha256, as the
+    build recorded it in /usr/share/visa/site-layers.sha256."""
+    record = Path("/usr/share/visa/site-layers.sha256")
+    layers: dict[str, dict[str, str]] = {}
+    for line in record.read_text().splitlines() if record.is_file() else []:
+        digest, kind, name = line.split(" ", 2)
+        layers.setdefault(kind, {})[name] = digest
+    return layers
 
 
 def parse_dpkg(text: str) -> dict[str, str]:

@@ -138,9 +138,37 @@ def test_no_usable_previous_release_is_said_not_crashed() -> None:
 def test_sbom_names_debian_and_python_packages_by_purl(wheelhouse: Path) -> None:
     document = json.loads(sbom.to_json(manifest.from_facts("visa-ci", DISTROS["bookworm"], _facts(), wheelhouse)))
     assert document["bomFormat"] == "CycloneDX"
-    purls = {component["purl"]: component for component in document["components"]}
+    purls = {component["purl"]: component for component in document["components"] if "purl" in component}
     assert "pkg:deb/debian/bash@5.2.15-2%2Bb7?distro=debian-12" in purls
     assert purls["pkg:pypi/numpy@2.4.6"]["hashes"] == [{"alg": "SHA-256", "content": "b" * 64}]
+
+
+def test_sbom_lists_the_sites_own_files_with_their_sha256(wheelhouse: Path) -> None:
+    """A site's CA certificates, overlay files, build scripts and boot hooks are in the image as files of no
+    package: the SBOM lists each with its sha256. Its .debs are Debian packages, listed by purl already."""
+    facts = _facts()
+    facts["site"] = {
+        **facts["site"],
+        "ca_certificates": {"visa-site-01.crt": "c" * 64},
+        "layers": {
+            "deb": {"01-tool_1.0_all.deb": "d" * 64},
+            "overlay": {"/etc/app.conf": "e" * 64},
+            "script": {"01-ldap.sh": "f" * 64},
+            "hook": {"01-homes.sh": "a" * 64},
+        },
+    }
+    built = manifest.from_facts("visa-ci", DISTROS["bookworm"], facts, wheelhouse)
+    files = {c["bom-ref"]: c for c in json.loads(sbom.to_json(built))["components"] if c["type"] == "file"}
+    assert set(files) == {
+        "site-ca-certificate:visa-site-01.crt",
+        "site-overlay:/etc/app.conf",
+        "site-script:01-ldap.sh",
+        "site-hook:01-homes.sh",
+    }, files
+    assert files["site-overlay:/etc/app.conf"]["hashes"] == [{"alg": "SHA-256", "content": "e" * 64}]
+    text = manifest.to_markdown(built)
+    assert "| site script 01-ldap.sh | sha256 " + "f" * 64 + " |" in text, text
+    assert "| site deb 01-tool_1.0_all.deb | sha256 " + "d" * 64 + " |" in text, text
 
 
 def test_release_is_written_whole_and_latest_follows(tmp_path: Path) -> None:
@@ -215,7 +243,7 @@ def test_junit_counts_read_pytest_xml(tmp_path: Path) -> None:
 
 def test_an_ubuntu_release_is_named_as_ubuntu_in_its_sbom_and_glance_properties(wheelhouse: Path) -> None:
     image = manifest.from_facts("visa-ci-noble", DISTROS["noble"], _facts(), wheelhouse)
-    purls = {component["purl"] for component in json.loads(sbom.to_json(image))["components"]}
+    purls = {c["purl"] for c in json.loads(sbom.to_json(image))["components"] if "purl" in c}
     assert "pkg:deb/ubuntu/bash@5.2.15-2%2Bb7?distro=ubuntu-24.04" in purls, sorted(purls)[:5]
     image["system"]["packages"]["linux-image-virtual"] = "6.8.0-151.151"
     build = {"spec": {"name": "visa-ci-noble", "release": "noble", "distribution": "ubuntu"}}

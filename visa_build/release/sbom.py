@@ -1,5 +1,6 @@
 """The release's CycloneDX SBOM (cyclonedx-python-lib): every Debian package as pkg:deb/debian/...,
-every package of both Python environments as pkg:pypi/... with its wheel's sha256."""
+every package of both Python environments as pkg:pypi/... with its wheel's sha256, and the site's own files (CA
+certificates, overlay files, build scripts, boot hooks; its .debs are Debian packages) with their sha256."""
 
 from __future__ import annotations
 
@@ -46,8 +47,27 @@ def bom(manifest: Manifest) -> Bom:
                     properties=[Property(name="visa:environment", value=prefix)],
                 )
             )
+    for kind, name, digest in _site_files(manifest):
+        document.components.add(
+            Component(
+                name=name,
+                type=ComponentType.FILE,
+                hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)],
+                bom_ref=f"site-{kind}:{name}",
+                properties=[Property(name="visa:site", value=kind)],
+            )
+        )
     document.register_dependency(root, list(document.components))  # the image holds every package
     return document
+
+
+def _site_files(manifest: Manifest) -> list[tuple[str, str, str]]:
+    """(kind, name, sha256) of the site's own files in the image: its CA certificates and [layers] files."""
+    site = manifest.get("site", {})  # records written before [site] existed have none
+    files = [("ca-certificate", name, digest) for name, digest in sorted(site.get("ca_certificates", {}).items())]
+    for kind, named in sorted(site.get("layers", {}).items()):
+        files += [(kind, name, digest) for name, digest in sorted(named.items()) if kind != "deb"]
+    return files
 
 
 def to_json(manifest: Manifest) -> str:
