@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from . import build_proxy
 from .base_rootfs import Sources
 from .debian_package import DEBIAN_KEYRING
 from .errors import VisaBuildError
@@ -53,10 +54,15 @@ def read_state(
     for suite, url in inrelease_urls(sources):
         try:
             response = http.get(url, timeout=TIMEOUT)
+        except requests.exceptions.ProxyError as exc:
+            raise VisaBuildError(
+                f"the proxy {build_proxy.current()} (visa.proxy) did not pass the request for {url}: {exc}",
+                tip="check that the proxy runs and lets this host reach the mirror, or fix visa.proxy",
+            ) from None
         except requests.RequestException as exc:
             raise VisaBuildError(
                 f"the mirror did not answer for {url}: {exc}",
-                tip="check the network and visa.mirror / visa.security_mirror",
+                tip="check the network, visa.mirror / visa.security_mirror (and visa.proxy when set)",
             ) from None
         if response.status_code != 200 or b"Codename:" not in response.content:
             raise VisaBuildError(

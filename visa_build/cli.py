@@ -347,7 +347,8 @@ DATASOURCE_BOOTS_IMAGE = "ci-noble"
 def test(c: Context) -> None:
     """Run every test: unit, publishing, both targets of the CI images, the nightly, interrupted runs.
 
-    In order: the unit tests; publishing through real Glance APIs and the CI templates; the container double of
+    In order: the unit tests; publishing through real Glance APIs, the CI templates and a build through a
+    tinyproxy; the container double of
     each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
     of each visa.test_qcow2_images spec (images/ci-trixie and images/ci-noble, whose small data-analysis
     environments fit CI under TCG); the nightly of images/ci twice, publishing its release to Glance
@@ -355,8 +356,9 @@ def test(c: Context) -> None:
     qcow2 of this run); then builds of images/ci stopped by signals in each step (tests/interrupted)."""
     build_dir = _settings(c).build_dir
     _pytest_step(
-        "Publishing to real Glance APIs; the CI templates (tests/publish, tests/pipelines)",
-        ["tests/publish", "tests/pipelines"],
+        "Publishing to real Glance APIs; the CI templates; the build proxy (tests/publish, tests/pipelines, "
+        "tests/proxy)",
+        ["tests/publish", "tests/pipelines", "tests/proxy"],
         build_dir,
     )
     specs = c.config.visa.test_container_images

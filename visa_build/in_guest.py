@@ -13,6 +13,7 @@ from . import (
     accelerator,
     artefact,
     base_qcow2,
+    build_proxy,
     image_inputs,
     leftovers,
     packer_build,
@@ -39,7 +40,7 @@ HOST_FROM_GUEST = "10.0.2.2"
 def vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str, state: str) -> dict[str, str]:
     """The provisioning variables of a Packer build of `spec` (installs from `wheelhouse_url` unless pip-index)."""
     from_wheelhouse = settings.installer != "pip-index"
-    return render.provision_env(
+    provision = render.provision_env(
         spec,
         target="vm",
         wheelhouse_url=wheelhouse_url,
@@ -49,6 +50,7 @@ def vm_env(spec: ImageSpec, settings: Settings, *, wheelhouse_url: str, state: s
         index_ca=bool(settings.index_ca_bundle),
         debian_state=state,
     )
+    return {**provision, **build_proxy.environment(settings.proxy, settings.no_proxy)}  # the proxy: a secret
 
 
 def timed_packer(job: PackerJob, accel: accelerator.Accel, settings: Settings, *, timing_key: str) -> float:

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import doctor, leftovers, mounts, nightly, progress, publish, runs
+from . import build_proxy, doctor, leftovers, mounts, nightly, progress, publish, runs
 from .errors import ConfigError, VisaBuildError
 from .image_spec import ImageSpec, load_image_spec, require_buildable
 from .release import record
@@ -29,6 +29,7 @@ def load_spec(settings: Settings) -> ImageSpec:
 def host_ready(settings: Settings, *, auto_fix: bool, for_tests: bool = False) -> None:
     """The host has what a run needs (fixed first when `auto_fix`): the tests' tools and the free disk of a whole
     `test` when `for_tests`, else a build's; and this run is registered in build_dir."""
+    build_proxy.apply(settings.proxy, settings.no_proxy)  # the run's downloads, and its children's
     free_gib = doctor.TEST_FREE_GIB if for_tests else doctor.build_free_gib(settings.disk_size)
     doctor.ensure_ready(
         settings.build_dir, mirror=settings.mirror, auto_fix=auto_fix, free_gib=free_gib, for_tests=for_tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from . import build_proxy
 from .image_spec import ImageSpec, Pin, xkb_layout
 
 #: Jupyter server settings of every VISA image (contract C4). base_url, port and root_dir are set by the
@@ -156,7 +157,7 @@ GUACD_DEB = "desktop/guacd.deb"
 
 #: Provisioning variables whose values may carry credentials: Packer gets them as a sensitive variable, so
 #: its log (PACKER_LOG=1) shows <sensitive> instead.
-SECRET_ENV = ("VISA_INDEX_URL",)
+SECRET_ENV = ("VISA_INDEX_URL", *build_proxy.NAMES)
 
 
 def provision_env(

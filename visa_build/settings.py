@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from . import runs
+from . import build_proxy, runs
 from .errors import ConfigError
 from .resources import workspace
 
@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "security_mirror": "http://deb.debian.org/debian-security",  # the -security suite
     "ubuntu_mirror": "http://archive.ubuntu.com/ubuntu",  # Ubuntu releases: the release and its -updates suite
     "ubuntu_security_mirror": "http://security.ubuntu.com/ubuntu",  # Ubuntu releases: the -security suite
+    "proxy": "",  # the site's HTTP proxy for the build's downloads, e.g. http://proxy.example.org:3128 (build_proxy)
+    "no_proxy": "",  # hosts reached without it beside this host's own, comma-separated
     "rebase_days": 7,  # the base is rebuilt from the mirror this often (0: only when its inputs change)
     "wheelhouse_port": 8765,
     "accelerator": "auto",
@@ -100,6 +102,8 @@ class Settings:
     releases: str
     keep_releases: int
     index_allow_http: bool
+    proxy: str = ""
+    no_proxy: str = ""
     datasource_boots: tuple[str, ...] = DATASOURCE_BOOTS  # test-qcow2's boots through VISA's metadata paths
 
     @property
@@ -172,6 +176,7 @@ def make_settings(**given: Any) -> Settings:
     for key in ("index_url", "mirror", "security_mirror", "ubuntu_mirror", "ubuntu_security_mirror"):
         if not str(v[key]).startswith(("http://", "https://")):
             raise ConfigError(f"visa.{key} = {v[key]!r} is not a URL", tip=f"e.g. {DEFAULTS[key]}")
+    build_proxy.check(str(v["proxy"]), str(v["no_proxy"]))
     if index_url.startswith("http://") and not v["index_allow_http"]:
         raise ConfigError(
             f"visa.index_url = {index_url!r} is plain HTTP: anyone on the way can change what the guest installs",
@@ -217,6 +222,8 @@ def make_settings(**given: Any) -> Settings:
         releases=v["release_dir"],
         keep_releases=keep_releases,
         index_allow_http=bool(v["index_allow_http"]),
+        proxy=str(v["proxy"]),
+        no_proxy=str(v["no_proxy"]),
         datasource_boots=boots,
     )
 

@@ -85,7 +85,7 @@ def test_the_sites_scripts_ran_in_order(host: Any, spec: ImageSpec) -> None:
     assert ran == expected, f"the image's build ran the site scripts {ran}; the spec names {expected}, in order"
 
 
-def _hooks_finished(host: Any) -> None:
+def hooks_finished(host: Any) -> None:
     """Wait until the boot hooks' unit has run (it starts after cloud-final, which may outlast JupyterLab's start)."""
     deadline = time.monotonic() + HOOKS_TIMEOUT
     while (state := host.check_output(f"systemctl show -p ActiveState --value {HOOKS_UNIT}")) in HOOKS_RUNNING:
@@ -93,7 +93,7 @@ def _hooks_finished(host: Any) -> None:
         time.sleep(2)
 
 
-def _hooks_journal(host: Any) -> str:
+def hooks_journal(host: Any) -> str:
     with host.sudo():
         return str(host.check_output(f"journalctl -b -o cat --no-pager -u {HOOKS_UNIT}"))
 
@@ -104,10 +104,10 @@ def test_each_boot_hook_ran_for_this_instance_and_a_failing_one_stops_nothing(
     if not spec.layers.boot_hooks:
         pytest.skip("the spec has no boot hooks (test_an_image_without_layers_has_nothing_of_them covers it)")
     instance = facts["metadata"]["id"]
-    _hooks_finished(host)
+    hooks_finished(host)
     unit = host.service("visa-site-hooks")
     assert unit.is_enabled, f"{HOOKS_UNIT} is not enabled"
-    journal = _hooks_journal(host)
+    journal = hooks_journal(host)
     for name in _hook_names(spec):
         assert f"{name}: running for instance {instance}" in journal, f"hook {name} did not run:\n{journal}"
         assert f"{name}: done" in journal or f"{name}: failed" in journal, f"hook {name} did not end:\n{journal}"
@@ -122,7 +122,7 @@ def test_a_hook_sees_visas_metadata_and_runs_once_per_instance(host: Any, spec: 
     if recorder is None:
         pytest.skip("the spec has no record-metadata.sh hook, the fixture hook of images/ci-noble")
     meta = facts["metadata"]
-    _hooks_finished(host)
+    hooks_finished(host)
     log = host.file("/var/lib/visa-site-hook.log")
     assert log.exists, f"{recorder} left no log: it did not run"
     assert log.content_string == f"{meta['id']} {meta['owner']} 9-12-345 1920\n", (
@@ -130,7 +130,7 @@ def test_a_hook_sees_visas_metadata_and_runs_once_per_instance(host: Any, spec: 
     )
     with host.sudo():
         host.check_output(f"systemctl restart {HOOKS_UNIT}")
-    journal = _hooks_journal(host)
+    journal = hooks_journal(host)
     assert f"{recorder}: already ran for instance {meta['id']}" in journal, journal
     assert host.file("/var/lib/visa-site-hook.log").content_string.count("\n") == 1, "the hook ran twice"
     failing = [name for name in names if name.endswith("-fails.sh")]

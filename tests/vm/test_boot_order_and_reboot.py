@@ -1,5 +1,5 @@
-"""VM only: the unit's boot ordering is free of cycles, and the service is back after a reboot.
-The reboot test runs last (this module is passed after tests/infra)."""
+"""VM only: the unit's boot ordering is free of cycles, and the service is back after a reboot, where the site's
+boot hooks that ran do not run again. The reboot test runs last (this module is passed after tests/infra)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 import requests
 
 from tests.helpers import Facts
+from tests.infra.test_site_layers import hooks_finished, hooks_journal
+from visa_build.image_spec import ImageSpec
 
 pytestmark = pytest.mark.vm_only
 
@@ -49,3 +51,19 @@ def test_service_is_back_after_reboot(host: Any, jupyter: str, instance: Any, py
     assert status == 200, f"{jupyter}/api/status answered {status} after the reboot (boot {after})"
     pid = host.check_output("systemctl show -p MainPID --value visa-jupyter.service")
     assert host.check_output(f"ps -o user= -p {pid}") == instance.owner
+
+
+def test_boot_hooks_that_ran_do_not_run_again_after_the_reboot(host: Any, spec: ImageSpec, instance: Any) -> None:
+    """Once per instance id: after the reboot above, each hook that succeeded at first boot is skipped."""
+    if not spec.layers.boot_hooks:
+        pytest.skip("the spec has no boot hooks")
+    hooks_finished(host)
+    with host.sudo():
+        succeeded = host.check_output(f"ls /var/lib/visa/boot-hooks/{instance.id}").split()
+    assert succeeded, f"no boot hook succeeded for instance {instance.id}"
+    journal = hooks_journal(host)
+    for name in succeeded:
+        assert f"{name}: already ran for instance {instance.id}" in journal, (
+            f"hook {name} succeeded at first boot, but this boot's journal does not say it was skipped:\n{journal}"
+        )
+        assert f"{name}: running" not in journal, f"hook {name} ran again after the reboot:\n{journal}"
