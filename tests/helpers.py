@@ -24,6 +24,9 @@ IMAGES = REPO / "images"
 #: retry survives (systemd gives up after 5 starts in 10 s, ILL's supervisor example after 3 tries), yet short,
 #: since the whole container suite waits for it.
 LATE_SECONDS = 30
+#: What pyproject.toml maps into the wheel as visa_build/_project/ (visa_build/resources.py).
+PROJECT_TREES = ("provision", "docker", "packer", "images", "ci", "tests/infra", "tests/double", "tests/vm")
+PROJECT_FILES = ("tests/__init__.py", "tests/conftest.py", "tests/helpers.py")
 
 
 def image_spec(config: pytest.Config) -> ImageSpec:

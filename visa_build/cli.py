@@ -347,8 +347,8 @@ DATASOURCE_BOOTS_IMAGE = "ci-noble"
 def test(c: Context) -> None:
     """Run every test: unit, publishing, both targets of the CI images, the nightly, interrupted runs.
 
-    In order: the unit tests; publishing through real Glance APIs, the CI templates and a build through a
-    tinyproxy; the container double of
+    In order: the unit tests; publishing through real Glance APIs, the CI templates, a build through a
+    tinyproxy and a site repository's double built and tested by the installed wheel; the container double of
     each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
     of each visa.test_qcow2_images spec (images/ci-trixie and images/ci-noble, whose small data-analysis
     environments fit CI under TCG); the nightly of images/ci twice, publishing its release to Glance
@@ -356,9 +356,9 @@ def test(c: Context) -> None:
     qcow2 of this run); then builds of images/ci stopped by signals in each step (tests/interrupted)."""
     build_dir = _settings(c).build_dir
     _pytest_step(
-        "Publishing to real Glance APIs; the CI templates; the build proxy (tests/publish, tests/pipelines, "
-        "tests/proxy)",
-        ["tests/publish", "tests/pipelines", "tests/proxy"],
+        "Publishing to real Glance APIs; the CI templates; the build proxy; a site's repository (tests/publish, "
+        "tests/pipelines, tests/proxy, tests/siterepo)",
+        ["tests/publish", "tests/pipelines", "tests/proxy", "tests/siterepo"],
         build_dir,
     )
     specs = c.config.visa.test_container_images

@@ -5,22 +5,15 @@ spec loads, with every project file found inside the installed package."""
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.helpers import PROJECT_FILES, PROJECT_TREES, REPO
 
-from tests.helpers import REPO
-
-#: What pyproject.toml maps into the wheel as visa_build/_project/ (visa_build/resources.py).
-PROJECT_TREES = ("provision", "docker", "packer", "images", "ci", "tests/infra", "tests/double", "tests/vm")
-PROJECT_FILES = ("tests/__init__.py", "tests/conftest.py", "tests/helpers.py")
+pytest_plugins = ("tests.installed",)  # the fixtures wheel and installed
 
 
 def _tree_files(root: Path) -> dict[str, int]:
@@ -29,22 +22,6 @@ def _tree_files(root: Path) -> dict[str, int]:
     for tree in PROJECT_TREES:
         files += [p for p in (root / tree).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in files}
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
-    work = tmp_path_factory.mktemp("wheel")
-    source = work / "source"
-    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache")
-    for tree in ("visa_build", "tests", *PROJECT_TREES[:5]):
-        shutil.copytree(REPO / tree, source / tree, ignore=ignore, dirs_exist_ok=True)
-    shutil.copyfile(REPO / "pyproject.toml", source / "pyproject.toml")
-    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work), str(source)]
-    built = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, f"pip wheel failed:\n{built.stderr}"
-    (found,) = work.glob("visa_build-*.whl")
-    return found
 
 
 def test_the_wheel_holds_and_imports_every_module(wheel: Path, tmp_path: Path) -> None:
@@ -77,27 +54,6 @@ def test_the_wheel_carries_the_project_files_with_their_modes(wheel: Path) -> No
     # The provisioning scripts run directly (Dockerfile RUN, Packer): their executable bits must survive.
     lost = sorted(name for name, mode in expected.items() if mode & 0o111 and not entries[name] & 0o111)
     assert not lost, f"executable bits lost in the wheel: {lost}"
-
-
-@pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh venv (outside the checkout) with the wheel installed, --no-deps: its dependencies come from this
-    test run's environment through a .pth line, as installing them from the index would take minutes."""
-    venv = tmp_path_factory.mktemp("venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    argv = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"pip install of the wheel failed:\n{done.stderr}"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
-    (Path(purelib) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    yield venv
 
 
 def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
