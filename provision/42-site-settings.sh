@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The site's settings of the image (image.toml [site], rendered to spec/site/): the time zone, the default
-# keyboard layout (the console's, and the desktop's when the metadata names none), chrony's NTP servers and the
-# CA certificates the image trusts. An empty setting leaves the distribution's default.
+# keyboard layout (the console's, and the desktop's when the metadata names none), chrony's NTP servers, the
+# CA certificates the image trusts and the instances' HTTP proxy. An empty setting leaves the distribution's
+# default.
 set -euo pipefail
 # shellcheck source=provision/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -59,4 +60,19 @@ if ((${#certificates[@]})); then
   install -m 0644 "${certificates[@]}" /usr/local/share/ca-certificates/
   update-ca-certificates >/dev/null
   log "${#certificates[@]} site CA certificate(s) added to the system's trust store"
+fi
+
+if [[ -n $VISA_SITE_PROXY ]]; then
+  # The instances' proxy: logins and desktop sessions (/etc/environment, read by pam_env), apt, and JupyterLab
+  # with its kernels (visa-jupyter-launch reads /etc/visa/site-proxy.env), so `%pip install` works behind it.
+  # The build's own apt calls after this step override apt's setting (43-site-layers.sh, 45-debian-updates.sh).
+  install -d -m 0755 /etc/visa
+  for name in http_proxy https_proxy HTTP_PROXY HTTPS_PROXY; do printf '%s=%s\n' "$name" "$VISA_SITE_PROXY"; done \
+    >/etc/visa/site-proxy.env
+  printf 'no_proxy=%s\nNO_PROXY=%s\n' "$VISA_SITE_NO_PROXY" "$VISA_SITE_NO_PROXY" >>/etc/visa/site-proxy.env
+  sed -i '/^\(http\|https\|no\|HTTP\|HTTPS\|NO\)_\(proxy\|PROXY\)=/d' /etc/environment
+  cat /etc/visa/site-proxy.env >>/etc/environment
+  printf 'Acquire::http::Proxy "%s";\nAcquire::https::Proxy "%s";\n' "$VISA_SITE_PROXY" "$VISA_SITE_PROXY" \
+    >/etc/apt/apt.conf.d/95visa-site-proxy
+  log "instance proxy $VISA_SITE_PROXY (not for: $VISA_SITE_NO_PROXY)"
 fi

@@ -21,6 +21,9 @@ record() {  # record KIND NAME FILE
   printf '%s %s %s\n' "$(sha256sum <"$3" | cut -d' ' -f1)" "$1" "$2" >>"$RECORD"
 }
 
+# apt as the build runs it: through the build's proxy (visa.proxy) or none, never the instance's (42-site-settings.sh)
+build_apt_get=(apt-get -o Acquire::http::Proxy="${http_proxy:-DIRECT}" -o Acquire::https::Proxy="${https_proxy:-DIRECT}")
+
 packages() {
   local names debs
   mapfile -t names < <(grep -v '^$' "$layers/packages.txt" || true)
@@ -29,8 +32,8 @@ packages() {
   ((${#names[@]} + ${#debs[@]})) || return 0
   log "installing site packages: ${names[*]} ${debs[*]##*/}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${names[@]}" "${debs[@]}" >/dev/null
+  "${build_apt_get[@]}" update -qq
+  "${build_apt_get[@]}" install -y -qq --no-install-recommends "${names[@]}" "${debs[@]}" >/dev/null
   apt-get clean
   rm -rf /var/lib/apt/lists/*
   local deb

@@ -7,12 +7,15 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_env VISA_DEBIAN_STATE
 
+# apt as the build runs it: through the build's proxy (visa.proxy) or none, never the instance's (42-site-settings.sh)
+build_apt_get=(apt-get -o Acquire::http::Proxy="${http_proxy:-DIRECT}" -o Acquire::https::Proxy="${https_proxy:-DIRECT}")
+
 log "installing Debian updates (archive state $VISA_DEBIAN_STATE)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
+"${build_apt_get[@]}" update -q
 # --with-new-pkgs: a new kernel ABI comes as a new package; site config files are kept (confold).
-apt-get -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade --with-new-pkgs
-apt-get -y -q autoremove --purge
+"${build_apt_get[@]}" -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade --with-new-pkgs
+"${build_apt_get[@]}" -y -q autoremove --purge
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 log "Debian packages up to date"

@@ -18,22 +18,31 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", DOCKER_WHEELHOUSE_HOST, "10.0.2.
 NAMES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
 
+def is_proxy_url(proxy: str) -> bool:
+    """Whether `proxy` is an http(s) URL of a host and a port, and nothing more."""
+    parts = urlsplit(proxy)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port is not None and parts.path in ("", "/")
+
+
+def is_host(name: str) -> bool:
+    """Whether `name` can be a no_proxy entry: a host name, a domain (.example.org), an address or a network."""
+    return bool(name) and all(ch.isalnum() or ch in ".-:*/" for ch in name)
+
+
 def check(proxy: str, no_proxy: str) -> None:
     """ConfigError unless `proxy` is "" or an http(s) URL of a host and port, and `no_proxy` host names."""
-    if proxy:
-        parts = urlsplit(proxy)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.scheme not in ("http", "https") or not parts.hostname or port is None or parts.path not in ("", "/"):
-            raise ConfigError(
-                f"visa.proxy = {without_credentials(proxy)!r} is not a proxy URL",
-                tip="write http://<host>:<port> (or http://<user>:<password>@<host>:<port>), e.g. "
-                "http://proxy.example.org:3128; INVOKE_VISA_PROXY",
-            )
+    if proxy and not is_proxy_url(proxy):
+        raise ConfigError(
+            f"visa.proxy = {without_credentials(proxy)!r} is not a proxy URL",
+            tip="write http://<host>:<port> (or http://<user>:<password>@<host>:<port>), e.g. "
+            "http://proxy.example.org:3128; INVOKE_VISA_PROXY",
+        )
     for host in filter(None, (part.strip() for part in no_proxy.split(","))):
-        if not all(ch.isalnum() or ch in ".-:*/" for ch in host):
+        if not is_host(host):
             raise ConfigError(
                 f"visa.no_proxy names {host!r}, not a host", tip="list host names or domains, comma-separated"
             )

@@ -13,10 +13,11 @@ import zoneinfo
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
+from urllib.parse import urlsplit
 
 import yaml
 
-from . import distros, site_layers
+from . import build_proxy, distros, site_layers
 from .distros import Distro
 from .errors import ConfigError
 from .resources import project_files
@@ -106,6 +107,8 @@ class SiteSettings:
     keyboard: str = ""  # VISA's <language>-<country>-<kind>, e.g. fr-fr-azerty: console and desktop default
     ntp_servers: tuple[str, ...] = ()  # chrony's sources, instead of the distribution's pool
     ca_certificates: tuple[Path, ...] = ()  # PEM CA certificates the image trusts beside the system's
+    proxy: str = ""  # the instances' HTTP proxy: their environment, apt, JupyterLab and its kernels
+    no_proxy: tuple[str, ...] = ()  # hosts instances reach without it, beside their own loopback
 
 
 @dataclass(frozen=True)
@@ -352,7 +355,7 @@ INHERIT_PREFIX = "visa-build:"
 SITE_KEYS = {
     "image": ("name", "inherits"),
     "service": ("port", "owner_wait_seconds", "mode"),
-    "site": ("timezone", "keyboard", "ntp_servers", "ca_certificates"),
+    "site": ("timezone", "keyboard", "ntp_servers", "ca_certificates", "proxy", "no_proxy"),
     "layers": site_layers.KEYS,
 }
 
@@ -536,7 +539,22 @@ def _load_site(table: dict[str, Any], directory: Path, where: str) -> SiteSettin
                 where, "[site] ca_certificates", value, "name files in the spec folder, one PEM certificate each"
             )
         certificates.append(path)
-    return SiteSettings(timezone, keyboard, tuple(servers), tuple(certificates))
+    proxy = _get(table, "proxy", str, where, "site", default="")
+    if proxy and not build_proxy.is_proxy_url(proxy):
+        raise _err(where, "[site] proxy", proxy, "write http://<host>:<port>, e.g. http://proxy.example.org:3128")
+    if urlsplit(proxy).password is not None or urlsplit(proxy).username is not None:
+        raise ConfigError(
+            f"{where}: [site] proxy holds a user name or password: every user of an instance could read it "
+            "(/etc/environment, the kernels' environment)",
+            tip="give instances a proxy that needs no password (or one on the instance itself, such as cntlm)",
+        )
+    no_proxy = _get(table, "no_proxy", list, where, "site", default=[])
+    for host in no_proxy:
+        if not (isinstance(host, str) and build_proxy.is_host(host)):
+            raise _err(where, "[site] no_proxy", host, "name hosts or domains, e.g. .example.org")
+    if no_proxy and not proxy:
+        raise _err(where, "[site] no_proxy", no_proxy, "set [site] proxy too, or leave no_proxy out")
+    return SiteSettings(timezone, keyboard, tuple(servers), tuple(certificates), proxy, tuple(no_proxy))
 
 
 def _load_desktop(table: dict[str, Any], distro: Distro, directory: Path, where: str) -> DesktopSpec | None:

@@ -133,9 +133,10 @@ def apt_sources() -> list[str]:
 
 
 def site_settings() -> dict[str, object]:
-    """What the image holds of a spec's [site]: time zone, default keyboard, chrony's site servers, and the sha256
-    of each site CA certificate."""
+    """What the image holds of a spec's [site]: time zone, default keyboard, chrony's site servers, the sha256 of
+    each site CA certificate and the instance proxy; and of its [layers] (site_layers)."""
     keyboard, sources = Path("/etc/visa/keyboard-default"), Path("/etc/chrony/sources.d/visa-site.sources")
+    proxy = Path("/etc/visa/site-proxy.env")  # its first line: http_proxy=<the instance proxy>
     certificates = sorted(Path("/usr/local/share/ca-certificates").glob("visa-site-*.crt"))
     return {
         "timezone": os.path.realpath("/etc/localtime").removeprefix("/usr/share/zoneinfo/"),
@@ -143,6 +144,7 @@ def site_settings() -> dict[str, object]:
         "ntp_servers": [line.split()[1] for line in sources.read_text().splitlines()] if sources.is_file() else [],
         "ca_certificates": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in certificates},
         "layers": site_layers(),
+        "proxy": proxy.read_text().splitlines()[0].partition("=")[2] if proxy.is_file() else "",
     }
 
 

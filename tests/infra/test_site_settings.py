@@ -1,5 +1,6 @@
-"""The site's settings of the image (image.toml [site]): its time zone, default keyboard layout, NTP servers and CA
-certificates are the instance's; a spec without them keeps the distribution's defaults (UTC, its own pool)."""
+"""The site's settings of the image (image.toml [site]): its time zone, default keyboard layout, NTP servers, CA
+certificates and proxy are the instance's; a spec without them keeps the distribution's defaults (UTC, its own
+pool, no proxy)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import ssl
 from typing import Any
 
 import pytest
+import requests
 
+from tests.helpers import execute
 from visa_build.image_spec import ImageSpec, xkb_layout
 
 #: The trust store Python's ssl module (and so pip, OpenSSL's users) reads in the image, as DER, base64 each.
@@ -16,6 +19,10 @@ TRUSTED_DER = (
     "import base64, ssl; "
     "print('\\n'.join(base64.b64encode(c).decode() for c in ssl.create_default_context().get_ca_certs(True)))"
 )
+
+
+#: What a kernel's environment says of the proxy: http_proxy and no_proxy ("None" when unset).
+KERNEL_PROXY = "import os; print(os.environ.get('http_proxy'), os.environ.get('no_proxy'))"
 
 
 def test_the_time_zone_is_the_sites(host: Any, spec: ImageSpec) -> None:
@@ -66,3 +73,23 @@ def test_the_sites_ca_certificates_are_trusted(host: Any, spec: ImageSpec) -> No
     added = host.file("/usr/local/share/ca-certificates")
     site = [name for name in (added.listdir() if added.exists else []) if name.startswith("visa-site-")]
     assert len(site) == len(spec.site.ca_certificates), f"site CA certificates in the image: {site}"
+
+
+def test_instances_use_the_sites_proxy(host: Any, spec: ImageSpec, jupyter: str, browser: requests.Session) -> None:
+    """Logins and desktop sessions (/etc/environment), apt, and a notebook's kernel (os.environ, so `%pip install`
+    works behind it) have the spec's [site] proxy; the instance's own loopback does not go through it."""
+    proxy = spec.site.proxy
+    environment = host.file("/etc/environment").content_string.splitlines()
+    apt = host.check_output("apt-config dump Acquire::http::Proxy")
+    seen = execute(jupyter, browser, "python3", KERNEL_PROXY).split()
+    if not proxy:
+        assert not [line for line in environment if "proxy=" in line.lower()], f"/etc/environment: {environment}"
+        assert not apt, f"apt has a proxy without [site] proxy: {apt}"
+        assert seen == ["None", "None"], f"the kernel has a proxy without [site] proxy: {seen}"
+        return
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        assert f"{name}={proxy}" in environment, f"/etc/environment has no {name}={proxy}: {environment}"
+    assert apt == f'Acquire::http::Proxy "{proxy}";', f"apt's proxy is {apt!r}, not {proxy}"
+    assert seen[0] == proxy, f"a kernel's http_proxy is {seen[0]}, not the site's {proxy}"
+    no_proxy = seen[1].split(",")
+    assert {"localhost", "127.0.0.1", *spec.site.no_proxy} <= set(no_proxy), f"a kernel's no_proxy is {no_proxy}"

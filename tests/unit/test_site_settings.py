@@ -37,6 +37,7 @@ def test_the_site_settings_reach_the_build_context(tmp_path: Path) -> None:
         "VISA_SITE_TIMEZONE=America/Argentina/Buenos_Aires\nVISA_SITE_KEYBOARD=fr-ch-qwertz\n"
         "VISA_SITE_XKB_LAYOUT=ch\nVISA_SITE_XKB_VARIANT=fr\n"
         "VISA_SITE_NTP_SERVERS='ntp.example.org 2001:db8::123'\n"
+        "VISA_SITE_PROXY=''\nVISA_SITE_NO_PROXY=''\n"
     )
     assert (site / "ca" / "visa-site-01.crt").read_text() == CA.strip() + "\n"
     assert xkb_layout("fr-ch-qwertz") == ("ch", "fr") and xkb_layout("de-de-qwertz") == ("de", "")
@@ -48,6 +49,7 @@ def test_no_site_settings_leave_the_distributions_defaults(tmp_path: Path) -> No
     assert files == {
         "site/site.env": "VISA_SITE_TIMEZONE=''\nVISA_SITE_KEYBOARD=''\n"
         "VISA_SITE_XKB_LAYOUT=''\nVISA_SITE_XKB_VARIANT=''\nVISA_SITE_NTP_SERVERS=''\n"
+        "VISA_SITE_PROXY=''\nVISA_SITE_NO_PROXY=''\n"
     }
 
 
@@ -81,3 +83,26 @@ def test_a_sites_spec_sets_its_own_site_settings_from_its_own_folder(tmp_path: P
     spec = load_image_spec(folder)
     assert spec.site.timezone == "Europe/Berlin" and spec.site.keyboard == "fr-ch-qwertz"
     assert spec.site.ca_certificates == (folder / "our-ca.pem",)
+
+
+def test_the_instance_proxy_reaches_the_build_context_with_the_instances_loopback_kept_off_it(tmp_path: Path) -> None:
+    folder = spec_with_site(tmp_path, 'proxy = "http://proxy.example.org:3128"\nno_proxy = [".example.org"]\n')
+    site = build_context.prepare(load_image_spec(folder), tmp_path / "context") / "spec" / "site"
+    env = (site / "site.env").read_text()
+    assert "VISA_SITE_PROXY=http://proxy.example.org:3128\n" in env, env
+    assert "VISA_SITE_NO_PROXY=localhost,127.0.0.1,::1,.example.org\n" in env, env
+
+
+@pytest.mark.parametrize(
+    ("site", "message"),
+    [
+        ('proxy = "proxy.example.org:3128"', "write http://<host>:<port>"),
+        ('proxy = "http://alice:s3cret@proxy.example.org:3128"', "every user of an instance could read it"),
+        ('no_proxy = [".example.org"]', "set [site] proxy too"),
+        ('proxy = "http://proxy:3128"\nno_proxy = ["a host"]', "name hosts or domains"),
+    ],
+)
+def test_a_bad_instance_proxy_is_refused(tmp_path: Path, site: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[site\] (proxy|no_proxy)") as caught:
+        load_image_spec(spec_with_site(tmp_path, site + "\n"))
+    assert message in str(caught.value) + caught.value.tip, caught.value

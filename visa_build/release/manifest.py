@@ -128,6 +128,7 @@ def to_markdown(manifest: Manifest) -> str:
         lines += ["", "## Site settings", "", "| setting | value |", "|---|---|"]
         lines += [f"| time zone | {site['timezone']} |", f"| keyboard | {site['keyboard'] or '(the default)'} |"]
         lines += [f"| NTP servers | {', '.join(site['ntp_servers']) or '(the distribution pool)'} |"]
+        lines += [f"| instance proxy | {site.get('proxy') or '(none)'} |"]
         lines += [f"| CA certificate {name} | sha256 {digest} |" for name, digest in site["ca_certificates"].items()]
         for kind, files in sorted(site.get("layers", {}).items()):  # records before [layers] have none
             lines += [f"| site {kind} {name} | sha256 {digest} |" for name, digest in sorted(files.items())]
