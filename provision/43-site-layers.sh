@@ -65,6 +65,7 @@ overlay() {
 script() {
   local name=$1 code=0
   log "running site script $name"
+  chmod 0755 "$layers/scripts/$name"  # an in-guest build's upload may not keep the executable bit
   (cd / && "$layers/scripts/$name") || code=$?
   ((code == 0)) || die "site script $name failed (exit $code); the build stops and publishes nothing"
   record script "$name" "$layers/scripts/$name"

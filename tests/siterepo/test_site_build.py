@@ -1,8 +1,9 @@
 """A site's own repository, as a site makes it: visa-build's wheel installed into a fresh venv, `visa-build init`,
 and the site's spec adding its own layers (a .deb made here with dpkg-deb, an overlay file, two build scripts, a
 boot hook) on top of images/ci. From that repository alone the installed `visa-build` builds the site's double and
-tests it with the installed contract suites; the image records each layer for the manifest; and a change to the
-second script rebuilds only the layers from that script on (Docker's cache keeps the others)."""
+tests it with the installed contract suites; the image records each layer for the manifest; a change to the
+second script rebuilds only the layers from that script on (Docker's cache keeps the others); and a script that
+fails stops the build, naming it."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ boot_hooks = ["hooks/mount-data.sh"]
 """
 
 
-def _visa_build(installed: Path, site: Path, pytestconfig: pytest.Config, *args: str) -> str:
-    """The installed visa-build run in the site's repository (the test run's build folder, for its caches)."""
+def _visa_build(installed: Path, site: Path, pytestconfig: pytest.Config, *args: str, code: int = 0) -> str:
+    """The installed visa-build run in the site's repository (the test run's build folder, for its caches), which
+    must exit with `code`; its output."""
     env = {
         "PATH": f"{installed / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(site),
@@ -50,10 +52,9 @@ def _visa_build(installed: Path, site: Path, pytestconfig: pytest.Config, *args:
     ran = subprocess.run(
         [str(installed / "bin" / "visa-build"), *args], cwd=site, env=env, capture_output=True, text=True, timeout=1800
     )
-    assert ran.returncode == 0, (
-        f"visa-build {' '.join(args)} failed in {site}:\n{ran.stdout[-4000:]}\n{ran.stderr[-3000:]}"
-    )
-    return ran.stdout
+    said = f"{ran.stdout[-4000:]}\n{ran.stderr[-3000:]}"
+    assert ran.returncode == code, f"visa-build {' '.join(args)} exited {ran.returncode} in {site}:\n{said}"
+    return ran.stdout + ran.stderr
 
 
 def _make_site(installed: Path, work: Path, pytestconfig: pytest.Config) -> Path:
@@ -121,6 +122,16 @@ def test_a_site_repository_builds_and_tests_its_layers_with_the_installed_visa_b
         second = _layer_ids(tag)
         kept = [step for step in first if first[step] == second[step]]
         assert sorted(kept) == ["overlay", "packages", "script 01-10-ldap.sh"], (first, second)
+
+        # A script that fails stops the build, naming it; the site's image stays the last good one.
+        (spec / "scripts/30-fails.sh").write_text("#!/bin/sh\necho 'no LDAP server'\nexit 4\n")
+        toml = spec / "image.toml"
+        toml.write_text(
+            toml.read_text().replace('"scripts/20-homes.sh"]', '"scripts/20-homes.sh", "scripts/30-fails.sh"]')
+        )
+        said = _visa_build(installed, site, pytestconfig, "build-container", code=1)
+        assert "site script 03-30-fails.sh failed (exit 4)" in said, said[-3000:]
+        assert _layer_ids(tag) == second, "a failed build changed the site's image"
     finally:
         for suffix in ("latest", "filesystem"):
             with contextlib.suppress(docker.errors.ImageNotFound):  # a build that failed made none
