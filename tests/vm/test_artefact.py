@@ -81,10 +81,16 @@ def test_hostname_is_not_the_build_vms(image_root: Path) -> None:
 
 
 def test_no_proxy_or_extra_ca(image_root: Path, spec: ImageSpec) -> None:
-    """No build proxy, and no CA beyond the spec's [site] ca_certificates (e.g. the build index's)."""
-    apt = " ".join(p.read_text() for p in (image_root / "etc/apt/apt.conf.d").glob("*"))
+    """No build proxy: the only proxy settings are the spec's [site] proxy for instances; and no CA beyond the
+    spec's [site] ca_certificates (e.g. the build index's)."""
+    apt = "\n".join(p.read_text() for p in (image_root / "etc/apt/apt.conf.d").glob("*"))
     environment = (image_root / "etc/environment").read_text() if (image_root / "etc/environment").exists() else ""
-    assert "proxy" not in (apt + environment).lower(), "a build proxy setting remains in the image"
+    settings = [line for line in (apt + "\n" + environment).splitlines() if "proxy" in line.lower()]
+    instance = [line for line in settings if spec.site.proxy and spec.site.proxy in line]
+    no_proxy = [line for line in settings if spec.site.proxy and line.lower().startswith("no_proxy=")]
+    assert settings == instance + no_proxy or sorted(settings) == sorted(instance + no_proxy), (
+        f"proxy settings other than the spec's [site] proxy ({spec.site.proxy or 'none'}) remain: {settings}"
+    )
     extra = sorted(p.name for p in (image_root / "usr/local/share/ca-certificates").glob("*"))
     site = [f"visa-site-{number:02d}.crt" for number in range(1, len(spec.site.ca_certificates) + 1)]
     assert extra == site, f"CA certificates other than the site's ({site}) remain in the image: {extra}"
