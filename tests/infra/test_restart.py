@@ -1,6 +1,6 @@
 """The server does not stay down: shut down from JupyterLab (File > Shut Down, POST /api/shutdown through the
 proxy) or killed with SIGKILL, it is back at the same base_url as a new process; the time is measured (JUnit
-property `seconds_back`). On the container double a killed server must be back within 10 s. Shut down more
+property `seconds_back`). On the container double a server must be back within 30 s. Shut down more
 often than the unit's start limit allows, it still comes back; a crash loop still trips that limit. The two
 start-limit tests are the unit's and systemd's behaviour, the same in the image's VM: they run on its container
 double (minutes of restarts in a TCG guest)."""
@@ -55,8 +55,10 @@ def server(host: Any, jupyter: str) -> tuple[int, str]:
 
 
 def limit(pytestconfig: pytest.Config) -> float:
-    """Seconds a restart may take: 10 on the container double; a TCG guest starts JupyterLab far slower."""
-    return 10 if pytestconfig.getoption("--visa-target") == "container" else 180
+    """Seconds a restart may take: the server's clean shutdown, systemd's RestartSec and a JupyterLab start. On a
+    container double 3 s alone, up to 14 s with three doubles side by side on two cores (journal: 5.7 s to stop,
+    1.2 s to restart, 6.7 s to start), so 30; a TCG guest starts JupyterLab far slower."""
+    return 30 if pytestconfig.getoption("--visa-target") == "container" else 180
 
 
 def test_shut_down_from_jupyterlab_comes_back(
