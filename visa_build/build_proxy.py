@@ -14,7 +14,8 @@ from .wheelhouse_server import DOCKER_WHEELHOUSE_HOST
 
 #: Never through the proxy: this host's loopback, the wheelhouse as Docker builds reach it, the host as a build
 #: VM reaches it (QEMU's user network).
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", DOCKER_WHEELHOUSE_HOST, "10.0.2.2")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+LOCAL_HOSTS = (*LOOPBACK, DOCKER_WHEELHOUSE_HOST, "10.0.2.2")
 NAMES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
 

@@ -13,7 +13,6 @@ import zoneinfo
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -542,7 +541,7 @@ def _load_site(table: dict[str, Any], directory: Path, where: str) -> SiteSettin
     proxy = _get(table, "proxy", str, where, "site", default="")
     if proxy and not build_proxy.is_proxy_url(proxy):
         raise _err(where, "[site] proxy", proxy, "write http://<host>:<port>, e.g. http://proxy.example.org:3128")
-    if urlsplit(proxy).password is not None or urlsplit(proxy).username is not None:
+    if build_proxy.without_credentials(proxy) != proxy:
         raise ConfigError(
             f"{where}: [site] proxy holds a user name or password: every user of an instance could read it "
             "(/etc/environment, the kernels' environment)",

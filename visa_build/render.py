@@ -66,7 +66,7 @@ def site_files(spec: ImageSpec) -> dict[str, str]:
         "VISA_SITE_NTP_SERVERS": " ".join(site.ntp_servers),
         "VISA_SITE_PROXY": site.proxy,
         # the instance's own loopback never goes through the proxy
-        "VISA_SITE_NO_PROXY": ",".join(["localhost", "127.0.0.1", "::1", *site.no_proxy]) if site.proxy else "",
+        "VISA_SITE_NO_PROXY": ",".join([*build_proxy.LOOPBACK, *site.no_proxy]) if site.proxy else "",
     }
     files = {"site/site.env": "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())}
     for number, path in enumerate(site.ca_certificates, start=1):

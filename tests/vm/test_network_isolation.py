@@ -15,11 +15,10 @@ import pytest
 from tests.helpers import Facts
 from visa_build import archive_proxy
 from visa_build.image_spec import ImageSpec
+from visa_build.in_guest import HOST_FROM_GUEST  # without `restrict`, the host's 127.0.0.1
 
 pytestmark = pytest.mark.vm_only
 
-#: QEMU's address of the host in the guest's default network: without `restrict`, it is the host's 127.0.0.1.
-HOST_FROM_GUEST = "10.0.2.2"
 
 #: Connect from the guest with its own python3 (cloud-init's); prints the outcome as JSON.
 CONNECT = """import json, socket, sys
