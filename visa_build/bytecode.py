@@ -59,7 +59,7 @@ def add_bytecode(wheel: Path) -> int:
             if info is record:
                 continue
             data = source.read(info)
-            out.writestr(info, data)
+            out.writestr(info, data, compresslevel=1)  # a member's own ZipInfo would take zlib's slower default
             if not _is_module(info.filename):
                 continue
             cached = PurePosixPath(importlib.util.cache_from_source(info.filename)).as_posix()
@@ -78,6 +78,8 @@ def add_bytecode(wheel: Path) -> int:
 
 
 def add_bytecode_to_all(wheels: list[Path]) -> int:
-    """add_bytecode on every wheel, on every core; returns the number of .pyc files added."""
+    """add_bytecode on every wheel, on every core, the largest first (so no core waits for a late big one at the
+    end); returns the number of .pyc files added."""
+    largest_first = sorted(wheels, key=lambda wheel: wheel.stat().st_size, reverse=True)
     with ProcessPoolExecutor() as pool:
-        return sum(pool.map(add_bytecode, wheels))
+        return sum(pool.map(add_bytecode, largest_first))

@@ -11,6 +11,7 @@ from . import build_context, build_proxy, image_inputs, progress, render, runs, 
 from .docker_engine import build_image, build_network
 from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
+from .process import alongside
 from .settings import Settings
 from .wheelhouse import ensure_wheelhouse
 from .wheelhouse_server import DOCKER_WHEELHOUSE_HOST, serving_to_docker
@@ -46,8 +47,10 @@ def build_container(
             tip="use --installer uv (or pip), or set visa.fill = guest for a qcow2",
         )
     state = state if state is not None else image_inputs.archive_key(spec, settings)
-    base_tag = image_inputs.base_image(spec, settings)
-    wheelhouses = ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: base_tag)
+    # The Docker base (mmdebstrap) is made while the wheels download; sdists wait for it, to be built in it.
+    with alongside(lambda: image_inputs.base_image(spec, settings)) as base:
+        wheelhouses = ensure_wheelhouse(spec, settings.cache_dir, source_image=base)
+        base_tag = base()
     context_dir = context_dir or build_context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
     with (

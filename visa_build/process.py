@@ -10,9 +10,10 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import interrupts
 from .errors import CommandError, CommandTimeoutError, ToolNotFoundError
@@ -23,6 +24,13 @@ LOGGER = logging.getLogger(__name__)
 INSTALL_HINT = "run ./visa-build doctor --fix (it installs every tool visa-build needs; see README, Requirements)"
 
 LineHandler = Callable[[str], None]
+T = TypeVar("T")
+#: In a worker thread of `alongside`: the event that asks its commands to stop.
+_worker = threading.local()
+
+
+class Cancelled(Exception):
+    """A worker's command was stopped because the work beside it failed or was interrupted."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,7 @@ def run(
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
-        proc.wait(timeout=timeout)
+        _wait(proc, timeout, argv)
     except subprocess.TimeoutExpired:
         _stop(proc)
         reader.join(timeout=5)
@@ -121,6 +129,55 @@ def run(
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, list(tail), tip=tip)
     return Result(argv, proc.returncode, lines)
+
+
+def _wait(proc: subprocess.Popen[str], timeout: float, argv: list[str]) -> None:
+    """Wait for `proc`; in a worker thread of `alongside`, raise Cancelled as soon as the worker is asked to stop."""
+    stop: threading.Event | None = getattr(_worker, "stop", None)
+    if stop is None:
+        proc.wait(timeout=timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if stop.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic()))):
+            raise Cancelled(f"{argv[0]} stopped: the work beside it failed")
+        if time.monotonic() >= deadline:
+            raise subprocess.TimeoutExpired(argv, timeout)
+
+
+@contextlib.contextmanager
+def alongside(job: Callable[[], T]) -> Iterator[Callable[[], T]]:
+    """Run `job` in a worker thread while the block runs; yields the function that waits for its result (and
+    raises its error). When the block fails or is interrupted, the job's running command is stopped and the worker
+    waited for before the block's error goes on; a job that failed while the block succeeded fails the block."""
+    stop = threading.Event()
+    values: list[T] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        _worker.stop = stop
+        try:
+            values.append(job())
+        except BaseException as exc:  # handed to the thread that waits for the result
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, name="alongside", daemon=True)
+    worker.start()
+
+    def result() -> T:
+        worker.join()
+        if errors:
+            raise errors[0]
+        return values[0]
+
+    try:
+        yield result
+    except BaseException:
+        stop.set()
+        with interrupts.shielded():
+            worker.join()
+        raise
+    result()
 
 
 @contextlib.contextmanager

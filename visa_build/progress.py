@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import TextIO
@@ -59,6 +60,8 @@ class _Stream:
 _stdout, _stderr = _Stream("stdout"), _Stream("stderr")
 _err = Console(file=_stderr, highlight=False, soft_wrap=True)  # type: ignore[arg-type]  # a text stream's methods
 _status: Status | None = None
+_open_steps = 0  # steps running now: two run at once when work runs alongside other work (process.alongside)
+_lock = threading.Lock()
 
 
 def _interactive() -> bool:
@@ -72,20 +75,30 @@ def _stamp(seconds: float) -> str:
 @contextlib.contextmanager
 def step(title: str) -> Iterator[None]:
     """Announce a step, then report it done or failed with its elapsed time."""
-    global _status
+    global _status, _open_steps
     start = time.monotonic()
     _err.print(f"[bold]▶ {escape(title)}[/bold]")
-    if _interactive():
-        _status = _err.status(escape(title))
-        _status.start()
+    with _lock:
+        _open_steps += 1
+        if _interactive() and _status is None:  # one spinner, showing the latest line of any open step
+            _status = _err.status(escape(title))
+            _status.start()
     try:
         yield
     except BaseException:
-        _close_status()
+        _step_closed()
         _err.print(f"[red]✗ {escape(title)} failed after {_stamp(time.monotonic() - start)}[/red]")
         raise
-    _close_status()
+    _step_closed()
     _err.print(f"[green]✓ {escape(title)}[/green] [dim]({_stamp(time.monotonic() - start)})[/dim]")
+
+
+def _step_closed() -> None:
+    global _open_steps
+    with _lock:
+        _open_steps -= 1
+        if _open_steps == 0:
+            _close_status()
 
 
 def _close_status() -> None:

@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
@@ -30,6 +31,7 @@ from .process import Runner, run
 UV_VERSION = "0.13.8"
 #: The uv wheel the guest installs with, pinned by the sha256 PyPI publishes for it (checked at download).
 UV_WHEEL_SHA256 = "e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984"
+_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 _MISSING = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)==")
 
 
@@ -122,15 +124,22 @@ def damaged_files(directory: Path) -> list[str]:
     return bad
 
 
-def _download(spec: ImageSpec, dest: Path, runner: Runner, source_image: Callable[[], str]) -> None:
+def _download(
+    spec: ImageSpec, dest: Path, store: Path, have: set[str], runner: Runner, source_image: Callable[[], str]
+) -> None:
+    """Download into `dest` each locked wheel that is not there yet (`have`: the sha256 of those that are), and
+    build the sdist-only pins (or take their wheels from an earlier build of the same sources and tools)."""
     glibc = spec.distro.glibc
     sdist_only: dict[str, str] = {}
     requirements = _requirements_file(dest)
     # One download per lock: the two environments may pin a shared dependency (e.g. numpy) differently.
     for lock in (spec.jupyterlab.lock, spec.data_analysis.lock):
-        entries = lock_entries(lock.read_text())
-        while True:
-            wheels = {name: block for name, block in entries.items() if name not in sdist_only}
+        entries = {
+            name: block
+            for name, block in lock_entries(lock.read_text()).items()
+            if not set(_HASH.findall(block)) & have
+        }
+        while wheels := {name: block for name, block in entries.items() if name not in sdist_only}:
             requirements.write_text("".join(wheels.values()))
             try:
                 runner(
@@ -145,22 +154,42 @@ def _download(spec: ImageSpec, dest: Path, runner: Runner, source_image: Callabl
                     raise
                 sdist_only[missing[0]] = entries[_allowed_from_source(spec, missing[0], glibc)]
     if sdist_only:
-        assert spec.from_source.tools_lock is not None  # a spec that allows sources names their tools (config.py)
-        built = sdists.build_wheels(
-            "".join(sdist_only.values()),
-            spec.from_source.tools_lock,
-            dest,
-            python=spec.python,
-            image=source_image(),
-            runner=runner,
+        _built_from_source(spec, "".join(sdist_only.values()), dest, store, runner, source_image)
+    if UV_WHEEL_SHA256 not in have:
+        requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
+        runner(
+            pip_download.wheels_argv(requirements, dest, "--platform", "manylinux_2_17_x86_64"),
+            timeout=600,
+            on_line=progress.line,
         )
-        progress.note(f"built from source in a container, as nobody, offline: {', '.join(built)}")
-    requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
-    runner(
-        pip_download.wheels_argv(requirements, dest, "--platform", "manylinux_2_17_x86_64"),
-        timeout=600,
-        on_line=progress.line,
-    )
+
+
+def _built_from_source(
+    spec: ImageSpec, requirements: str, dest: Path, store: Path, runner: Runner, source_image: Callable[[], str]
+) -> None:
+    """Wheels of the sdist-only `requirements` into `dest`: built in a container, or copied from an intact earlier
+    build of the same sources, build tools, Python and glibc (kept in the store with its SHA256SUMS)."""
+    assert spec.from_source.tools_lock is not None  # a spec that allows sources names their tools (config.py)
+    tools = spec.from_source.tools_lock
+    kept = store / "built" / key_of(requirements, tools.read_text(), spec.python, spec.distro.glibc)
+    if kept.is_dir() and not damaged_files(kept):
+        names = [wheel.name for wheel in sorted(kept.glob("*.whl"))]
+        for name in names:
+            shutil.copyfile(kept / name, dest / name)
+        progress.note(f"built from source by an earlier build (same sources and tools): {', '.join(names)}")
+        return
+    built = sdists.build_wheels(requirements, tools, dest, python=spec.python, image=source_image(), runner=runner)
+    progress.note(f"built from source in a container, as nobody, offline: {', '.join(built)}")
+    shutil.rmtree(kept, ignore_errors=True)  # a damaged earlier build
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    scratch = runs.scratch_dir(kept.parent, f".{kept.name}-")
+    try:
+        for name in built:
+            shutil.copyfile(dest / name, scratch / name)
+        write_manifest(scratch)
+        scratch.rename(kept)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _requirements_file(dest: Path) -> Path:
@@ -182,8 +211,10 @@ def _allowed_from_source(spec: ImageSpec, name: str, glibc: str) -> str:
 
 
 def wheel_store(cache_root: Path) -> Path:
-    """Every wheel downloaded before, as its index published it (no bytecode), in a folder named by its sha256: a
-    new wheelhouse takes from it what its locks allow, so a pin change downloads only the changed pins."""
+    """Every wheel downloaded before, as its index published it, in a folder named by its sha256 (beside it, in a
+    folder named by the interpreter's cache tag, the same wheel with bytecode); and under `built/`, the wheels
+    built from sdists. A new wheelhouse takes from it what its locks allow, so a pin change downloads, builds
+    and compiles only the changed pins."""
     return cache_root / "wheels"
 
 
@@ -197,33 +228,83 @@ def _target_tags(spec: ImageSpec) -> set[Tag]:
     }
 
 
-def _take_from_store(store: Path, spec: ImageSpec, dest: Path) -> int:
-    """Copy into `dest` each stored wheel whose sha256 the locks allow and whose tags the image installs (pip then
-    finds it there, hash-checked, instead of downloading it); returns how many."""
+def _allowed_digests(spec: ImageSpec) -> set[str]:
+    """The sha256 of every wheel the locks allow, and uv's."""
     locks = spec.jupyterlab.lock.read_text() + spec.data_analysis.lock.read_text()
-    allowed = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", locks)) | {UV_WHEEL_SHA256}
-    wanted, taken = _target_tags(spec), 0
-    for digest in sorted(allowed):
+    return set(_HASH.findall(locks)) | {UV_WHEEL_SHA256}
+
+
+def _compiled_copy(store: Path, digest: str, name: str) -> Path:
+    """Where the store keeps wheel `name` (published with sha256 `digest`) with this interpreter's bytecode."""
+    return store / digest / sys.implementation.cache_tag / name
+
+
+def _intact_copy(compiled: Path) -> bool:
+    """Whether a compiled wheel in the store is a regular file with the sha256 its .sha256 beside it names."""
+    sidecar = compiled.with_name(f"{compiled.name}.sha256")
+    return _regular(compiled) and _regular(sidecar) and sha256_of(compiled) == sidecar.read_text().strip()
+
+
+@dataclass
+class _Taken:
+    digests: set[str] = field(default_factory=set)  # the published sha256 of each wheel taken from the store
+    compiled: set[str] = field(default_factory=set)  # the names of those taken with their bytecode in them
+
+
+def _take_from_store(store: Path, spec: ImageSpec, dest: Path) -> _Taken:
+    """Copy into `dest` each stored wheel whose sha256 the locks allow and whose tags the image installs, with its
+    bytecode when the wheelhouse carries bytecode and the store has it intact (its .sha256 beside it)."""
+    wanted, taken = _target_tags(spec), _Taken()
+    for digest in sorted(_allowed_digests(spec)):
         for wheel in (store / digest).glob("*.whl"):
             try:
                 tags = parse_wheel_filename(wheel.name)[3]
             except InvalidWheelFilename:
                 continue
-            if tags & wanted and _regular(wheel) and sha256_of(wheel) == digest:
+            if not (tags & wanted and _regular(wheel) and sha256_of(wheel) == digest):
+                continue
+            compiled = _compiled_copy(store, digest, wheel.name)
+            if carries_bytecode(spec) and _intact_copy(compiled):
+                shutil.copyfile(compiled, dest / wheel.name)
+                taken.compiled.add(wheel.name)
+            else:
                 shutil.copyfile(wheel, dest / wheel.name)
-                taken += 1
+            taken.digests.add(digest)
     return taken
 
 
-def _keep_in_store(store: Path, downloaded: Path) -> None:
-    """Keep each wheel in `downloaded` (before bytecode goes into it) in the store, under its sha256."""
+def _store_file(source: Path, kept: Path) -> None:
+    """Copy `source` to `kept` in the store, atomically (runs side by side may store the same file)."""
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    partial = kept.with_name(f"{kept.name}.{os.getpid()}.partial")
+    shutil.copyfile(source, partial)
+    partial.replace(kept)
+
+
+def _keep_in_store(store: Path, downloaded: Path, allowed: set[str]) -> dict[str, str]:
+    """Keep each wheel in `downloaded` that the locks allow (before bytecode goes into it) in the store, under its
+    sha256; returns {name: sha256} of them."""
+    digests = {}
     for wheel in sorted(downloaded.glob("*.whl")):
-        kept = store / sha256_of(wheel) / wheel.name
-        if not kept.is_file():
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            partial = kept.with_name(f"{kept.name}.{os.getpid()}.partial")  # runs side by side may store it too
-            shutil.copyfile(wheel, partial)
-            partial.replace(kept)
+        digest = sha256_of(wheel)
+        if digest not in allowed:
+            continue  # built from an sdist: kept with its build (_built_from_source)
+        digests[wheel.name] = digest
+        if not (store / digest / wheel.name).is_file():
+            _store_file(wheel, store / digest / wheel.name)
+    return digests
+
+
+def _compile_and_keep(store: Path, wheels: list[Path], digests: dict[str, str]) -> int:
+    """Compile bytecode into `wheels`, keeping each compiled published wheel (`digests`) in the store with its
+    sha256 beside it; returns how many modules were compiled."""
+    count = add_bytecode_to_all(wheels)
+    for wheel in wheels:
+        if wheel.name in digests:
+            compiled = _compiled_copy(store, digests[wheel.name], wheel.name)
+            _store_file(wheel, compiled)
+            compiled.with_name(f"{compiled.name}.sha256").write_text(sha256_of(wheel) + "\n")
+    return count
 
 
 def cache_path(cache_root: Path, spec: ImageSpec) -> Path:
@@ -257,13 +338,16 @@ def _ensure_wheelhouse(
         scratch = runs.scratch_dir(final.parent, f".{final.name}-")
         try:
             taken = _take_from_store(store, spec, scratch)
-            progress.line(f"{taken} wheels taken from earlier downloads (sha256 checked against the locks)")
-            _download(spec, scratch, runner, source_image)
-            _keep_in_store(store, scratch)
+            progress.line(
+                f"{len(taken.digests)} wheels taken from earlier downloads (sha256 checked against the locks), "
+                f"{len(taken.compiled)} of them with their bytecode"
+            )
+            _download(spec, scratch, store, taken.digests, runner, source_image)
+            digests = _keep_in_store(store, scratch, _allowed_digests(spec))
             if carries_bytecode(spec):
-                progress.line("compiling bytecode into the wheels (the guest then compiles nothing)")
-                count = add_bytecode_to_all(sorted(scratch.glob("*.whl")))
-                progress.line(f"{count} modules compiled")
+                fresh = [wheel for wheel in sorted(scratch.glob("*.whl")) if wheel.name not in taken.compiled]
+                progress.line(f"compiling bytecode into {len(fresh)} wheels (the guest then compiles nothing)")
+                progress.line(f"{_compile_and_keep(store, fresh, digests)} modules compiled")
             write_manifest(scratch)
             scratch.rename(final)
         finally:

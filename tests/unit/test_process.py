@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from visa_build.errors import CommandError, CommandTimeoutError, ToolNotFoundError
-from visa_build.process import run
+from visa_build.process import alongside, run
 
 
 def test_streams_lines_in_order() -> None:
@@ -36,3 +39,26 @@ def test_missing_tool_has_an_install_hint() -> None:
 
 def test_unchecked_run_returns_the_exit_code() -> None:
     assert run(["false"], timeout=5, check=False).returncode == 1
+
+
+def test_work_alongside_gives_its_result_and_its_error() -> None:
+    with alongside(lambda: run(["sh", "-c", "sleep 0.2; echo base"], timeout=10).output) as base:
+        beside = run(["echo", "wheels"], timeout=10).output
+        assert (beside, base()) == ("wheels", "base")
+    with pytest.raises(CommandError) as error, alongside(lambda: run(["sh", "-c", "exit 4"], timeout=10)):
+        pass  # the block succeeds; the job's failure is still the run's
+    assert error.value.returncode == 4
+
+
+def test_work_alongside_is_stopped_when_the_block_fails(tmp_path: Path) -> None:
+    """A failing (or interrupted) block stops the job's command at once and leaves no process behind."""
+    marker = tmp_path / "pid"
+    started = time.monotonic()
+    job = lambda: run(["sh", "-c", f"echo $$ > {marker}; exec sleep 60"], timeout=120)  # noqa: E731
+    with pytest.raises(RuntimeError, match="download failed"), alongside(job):
+        while not marker.is_file() or not marker.read_text().strip():
+            time.sleep(0.05)
+        raise RuntimeError("download failed")
+    assert time.monotonic() - started < 15, "the block's error waited for the job to finish"
+    pid = int(marker.read_text())
+    assert not Path(f"/proc/{pid}").exists(), f"the job's command (pid {pid}) is still running"

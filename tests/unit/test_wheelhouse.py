@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import sys
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import IMAGES
-from visa_build import sdists, wheelhouse
+from visa_build import bytecode, sdists, wheelhouse
 from visa_build.errors import CommandError, VisaBuildError
 from visa_build.image_spec import FromSource, ImageSpec, load_image_spec
 from visa_build.process import Result
@@ -126,7 +128,7 @@ def test_each_lock_is_downloaded_on_its_own(tmp_path: Path) -> None:
 
     dest = tmp_path / "house"
     dest.mkdir()
-    _download(spec, dest, runner, source_image=lambda: pytest.fail("nothing is built from source here"))
+    _download(spec, dest, tmp_path / "store", set(), runner, lambda: pytest.fail("nothing is built from source here"))
     numpy = [[line for line in text.splitlines() if line.startswith("numpy==")] for text in asked]
     assert numpy == [["numpy==2.5.5 \\"], ["numpy==2.4.6 \\"], []], f"numpy pins asked for, per download: {numpy}"
     assert asked[-1] == f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n", "uv must be fetched pinned by hash"
@@ -149,8 +151,10 @@ def test_a_package_without_a_wheel_that_the_spec_does_not_allow_stops_the_build(
         _download(
             spec,
             tmp_path,
+            tmp_path / "store",
+            set(),
             without_a_wheel("ufit"),  # type: ignore[arg-type]
-            source_image=lambda: pytest.fail("nothing may be built"),
+            lambda: pytest.fail("nothing may be built"),
         )
     assert "ufit (locked) has no wheel" in str(error.value) and "does not allow building it from source" in str(
         error.value
@@ -158,9 +162,11 @@ def test_a_package_without_a_wheel_that_the_spec_does_not_allow_stops_the_build(
     assert "build_from_source" in (error.value.tip or "")
 
 
-def test_an_allowed_package_without_a_wheel_is_built_from_source_in_the_base(
+def test_an_allowed_package_without_a_wheel_is_built_from_source_in_the_base_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The sdist is built in the image's base; the next wheelhouse with the same sources and build tools (a pin
+    change elsewhere) takes the built wheel from the store, and a damaged stored build is built again."""
     spec = load_image_spec(IMAGES / "visa-jupyter")
     built: list[tuple[str, Path, str]] = []
 
@@ -168,14 +174,23 @@ def test_an_allowed_package_without_a_wheel_is_built_from_source_in_the_base(
         requirements: str, tools_lock: Path, dest: Path, *, python: str, image: str, runner: object
     ) -> list[str]:
         built.append((requirements, tools_lock, image))
+        (dest / "ufit-1.11.1-py3-none-any.whl").write_bytes(b"built wheel")
         return ["ufit-1.11.1-py3-none-any.whl"]
 
     monkeypatch.setattr(sdists, "build_wheels", build_wheels)
-    _download(spec, tmp_path, without_a_wheel("ufit"), source_image=lambda: "visa-build/base:bookworm-test")  # type: ignore[arg-type]
-    assert len(built) == 1, built
+    store, no_ufit_wheel = tmp_path / "store", without_a_wheel("ufit")
+    for house in ("first", "second"):
+        (tmp_path / house).mkdir()
+        _download(spec, tmp_path / house, store, set(), no_ufit_wheel, lambda: "visa-build/base:bookworm-test")  # type: ignore[arg-type]
+        assert (tmp_path / house / "ufit-1.11.1-py3-none-any.whl").read_bytes() == b"built wheel", house
+    assert len(built) == 1, f"built again although sources and tools did not change: {built}"
     requirements, tools_lock, image = built[0]
     assert requirements.startswith("ufit==1.11.1 \\\n    --hash=sha256:"), requirements
     assert tools_lock == spec.from_source.tools_lock and image == "visa-build/base:bookworm-test"
+    next(store.glob("built/*/ufit-1.11.1-py3-none-any.whl")).write_bytes(b"damaged")
+    (tmp_path / "third").mkdir()
+    _download(spec, tmp_path / "third", store, set(), no_ufit_wheel, lambda: "visa-build/base:bookworm-test")  # type: ignore[arg-type]
+    assert len(built) == 2, "a stored build whose wheel changed was used"
 
 
 @pytest.mark.parametrize("folder", ["ci", "ci-trixie", "ci-noble"])
@@ -244,3 +259,69 @@ def test_a_pin_change_downloads_only_the_changed_wheel(tmp_path: Path, monkeypat
     shutil.rmtree(wheelhouse.cache_path(cache, spec_with("25.1.0")))
     ensure_wheelhouse(spec_with("25.1.0"), cache, source_image=lambda: "", runner=pip)
     assert "idna-3.10-py3-none-any.whl" in downloaded, "a stored wheel whose bytes changed was taken"
+
+
+def _module_wheel(name: str, version: str) -> bytes:
+    """A real wheel of one module, `name`, as an index publishes it (no bytecode)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr(f"{name}/__init__.py", f"VERSION = {version!r}\n")
+        wheel.writestr(f"{name}-{version}.dist-info/RECORD", f"{name}/__init__.py,,\n")
+    return buffer.getvalue()
+
+
+def test_a_pin_change_compiles_only_the_changed_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With bytecode in the wheels, the store keeps each wheel compiled too: the next wheelhouse asks pip only for
+    the changed pin, compiles only it, and takes the others with their bytecode. A compiled copy whose bytes no
+    longer match its .sha256 is compiled again."""
+    index = {
+        f"{name}-{version}-py3-none-any.whl": _module_wheel(name, version)
+        for name, version in (("attrs", "25.1.0"), ("attrs", "25.2.0"), ("idna", "3.10"))
+    }
+    digest = {name: hashlib.sha256(data).hexdigest() for name, data in index.items()}
+    asked: list[str] = []
+    compiled: list[str] = []
+    compile_for_real = bytecode.add_bytecode_to_all
+    monkeypatch.setattr(wheelhouse, "carries_bytecode", lambda spec: True)
+
+    def add_bytecode_to_all(wheels: list[Path]) -> int:
+        compiled.extend(wheel.name for wheel in wheels)
+        return compile_for_real(wheels)
+
+    monkeypatch.setattr(wheelhouse, "add_bytecode_to_all", add_bytecode_to_all)
+
+    def pip(argv: list[str], **_: object) -> Result:
+        dest, pins = Path(argv[argv.index("-d") + 1]), Path(argv[argv.index("-r") + 1]).read_text()
+        asked.extend(line.split(" ")[0] for line in pins.splitlines() if "==" in line)
+        for name, data in index.items():
+            if digest[name] in pins:
+                (dest / name).write_bytes(data)
+        return Result(argv, 0, [])
+
+    def spec_with(attrs: str) -> ImageSpec:
+        lock = tmp_path / f"attrs-{attrs}.lock"
+        lock.write_text(
+            f"attrs=={attrs} \\\n    --hash=sha256:{digest[f'attrs-{attrs}-py3-none-any.whl']}\n"
+            f"idna==3.10 \\\n    --hash=sha256:{digest['idna-3.10-py3-none-any.whl']}\n"
+        )
+        spec = load_image_spec(IMAGES / "ci")
+        return replace(
+            spec, jupyterlab=replace(spec.jupyterlab, lock=lock), data_analysis=replace(spec.data_analysis, lock=lock)
+        )
+
+    cache = tmp_path / "cache"
+    ensure_wheelhouse(spec_with("25.1.0"), cache, source_image=lambda: "", runner=pip)
+    assert sorted(compiled) == ["attrs-25.1.0-py3-none-any.whl", "idna-3.10-py3-none-any.whl"], compiled
+    asked.clear()
+    compiled.clear()
+    house = ensure_wheelhouse(spec_with("25.2.0"), cache, source_image=lambda: "", runner=pip)
+    assert {pin for pin in asked if not pin.startswith("uv==")} == {"attrs==25.2.0"}, f"pip asked for: {asked}"
+    assert compiled == ["attrs-25.2.0-py3-none-any.whl"], f"compiled again: {compiled}"
+    with zipfile.ZipFile(house / "idna-3.10-py3-none-any.whl") as idna:
+        assert any(name.endswith(".pyc") for name in idna.namelist()), "idna was taken without its bytecode"
+    stored = next(wheel_store(cache).glob(f"{digest['idna-3.10-py3-none-any.whl']}/*/idna-3.10-py3-none-any.whl"))
+    stored.write_bytes(index["idna-3.10-py3-none-any.whl"])
+    compiled.clear()
+    shutil.rmtree(house)
+    ensure_wheelhouse(spec_with("25.2.0"), cache, source_image=lambda: "", runner=pip)
+    assert compiled == ["idna-3.10-py3-none-any.whl"], f"a damaged compiled copy was taken: {compiled}"
