@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -62,8 +63,13 @@ def _received(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
-    """A cleanup a stop signal must not interrupt: a signal that comes meanwhile takes effect after it."""
+    """A cleanup a stop signal must not interrupt: a signal that comes meanwhile takes effect after it. Signals
+    are raised in the main thread only, so a worker thread's cleanup needs no shield (and must not take the main
+    thread's signal)."""
     global _shield_depth, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _shield_depth += 1
     try:
         yield
