@@ -132,9 +132,10 @@ def run(
 
 
 def _wait(proc: subprocess.Popen[str], timeout: float, argv: list[str]) -> None:
-    """Wait for `proc`; in a worker thread of `alongside`, raise Cancelled as soon as the worker is asked to stop."""
+    """Wait for `proc`; in a worker thread of `alongside`, raise Cancelled as soon as the worker is asked to stop.
+    A command a worker starts after it was asked is part of its cleanup (an unmount): that one runs to its end."""
     stop: threading.Event | None = getattr(_worker, "stop", None)
-    if stop is None:
+    if stop is None or stop.is_set():
         proc.wait(timeout=timeout)
         return
     deadline = time.monotonic() + timeout
@@ -150,7 +151,7 @@ def alongside(job: Callable[[], T]) -> Iterator[Callable[[], T]]:
     """Run `job` in a worker thread while the block runs; yields the function that waits for its result (and
     raises its error). When the block fails or is interrupted, the job's running command is stopped and the worker
     waited for before the block's error goes on; a job that failed while the block succeeded fails the block."""
-    stop = threading.Event()
+    stop, done = threading.Event(), threading.Event()
     values: list[T] = []
     errors: list[BaseException] = []
 
@@ -160,12 +161,13 @@ def alongside(job: Callable[[], T]) -> Iterator[Callable[[], T]]:
             values.append(job())
         except BaseException as exc:  # handed to the thread that waits for the result
             errors.append(exc)
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=work, name="alongside", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="alongside", daemon=True).start()
 
     def result() -> T:
-        worker.join()
+        done.wait()  # not Thread.join: a join a signal interrupted may return at once the next time (Python < 3.13)
         if errors:
             raise errors[0]
         return values[0]
@@ -175,7 +177,7 @@ def alongside(job: Callable[[], T]) -> Iterator[Callable[[], T]]:
     except BaseException:
         stop.set()
         with interrupts.shielded():
-            worker.join()
+            done.wait()
         raise
     result()
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from visa_build.errors import CommandError, CommandTimeoutError, ToolNotFoundError
 from visa_build.process import alongside, run
 
@@ -62,3 +65,47 @@ def test_work_alongside_is_stopped_when_the_block_fails(tmp_path: Path) -> None:
     assert time.monotonic() - started < 15, "the block's error waited for the job to finish"
     pid = int(marker.read_text())
     assert not Path(f"/proc/{pid}").exists(), f"the job's command (pid {pid}) is still running"
+
+
+def test_a_stopped_jobs_cleanup_commands_still_run(tmp_path: Path) -> None:
+    """What the job runs after it was stopped (its `finally`: an unmount, a removal) is not stopped."""
+    cleaned = tmp_path / "cleaned"
+
+    def job() -> None:
+        try:
+            run(["sleep", "60"], timeout=120)
+        finally:
+            run(["sh", "-c", f"sleep 0.5; touch {cleaned}"], timeout=10)
+
+    with pytest.raises(RuntimeError), alongside(job):
+        time.sleep(0.5)
+        raise RuntimeError("download failed")
+    assert cleaned.is_file(), "the job's cleanup command was stopped too"
+
+
+STOPPED_WHILE_WAITING = """
+import os, signal, threading
+from visa_build import interrupts
+from visa_build.process import alongside, run
+interrupts.install()
+def job():
+    try:
+        run(["sleep", "60"], timeout=120)
+    finally:
+        print("job cleaned up", flush=True)
+threading.Timer(1, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+try:
+    with alongside(job) as base:
+        base()
+except interrupts.Interrupted:
+    print("run stopped", flush=True)
+"""
+
+
+def test_a_run_stopped_while_it_waits_for_the_job_waits_for_its_cleanup() -> None:
+    """SIGTERM while the run waits for the job's result: the job's command is stopped and its cleanup done before
+    the run goes on to exit (a Thread.join a signal interrupted would not wait again)."""
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_WAITING], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.stdout.splitlines() == ["job cleaned up", "run stopped"], done.stdout + done.stderr
