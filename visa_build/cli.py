@@ -348,7 +348,8 @@ def test(c: Context) -> None:
     """Run every test: unit, publishing, both targets of the CI images, the nightly, interrupted runs.
 
     In order: the unit tests; publishing through real Glance APIs, the CI templates, a build through a
-    tinyproxy and a site repository's double built and tested by the installed wheel; the container double of
+    tinyproxy, a site repository's double built and tested by the installed wheel, and the quick start's set-up
+    and a double's build in a Debian 13 and an Ubuntu 24.04 host container; the container double of
     each visa.test_container_images spec end to end, all at once (runs side by side); build and test the qcow2
     of each visa.test_qcow2_images spec (images/ci-trixie and images/ci-noble, whose small data-analysis
     environments fit CI under TCG); the nightly of images/ci twice, publishing its release to Glance
@@ -356,9 +357,9 @@ def test(c: Context) -> None:
     qcow2 of this run); then builds of images/ci stopped by signals in each step (tests/interrupted)."""
     build_dir = _settings(c).build_dir
     _pytest_step(
-        "Publishing to real Glance APIs; the CI templates; the build proxy; a site's repository (tests/publish, "
-        "tests/pipelines, tests/proxy, tests/siterepo)",
-        ["tests/publish", "tests/pipelines", "tests/proxy", "tests/siterepo"],
+        "Publishing to real Glance APIs; the CI templates; the build proxy; a site's repository; Debian 13 and "
+        "Ubuntu 24.04 build hosts (tests/publish, tests/pipelines, tests/proxy, tests/siterepo, tests/hosts)",
+        ["tests/publish", "tests/pipelines", "tests/proxy", "tests/siterepo", "tests/hosts"],
         build_dir,
     )
     specs = c.config.visa.test_container_images
