@@ -33,7 +33,7 @@ SET_UP = """set -euo pipefail
 git clone -q /src /root/visa-build
 cd /root/visa-build
 ./visa-build doctor --fix
-.venv/bin/python -m pytest -q -p no:cacheprovider tests/packer --visa-build-dir=build
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/packer --visa-build-dir=/root/visa-build/build
 ./visa-build build-container --image images/ci
 """
 #: Minutes one host's set-up may take (apt installs the build tools; the double's layers may be cold).
@@ -108,7 +108,8 @@ def test_the_quick_start_sets_up_and_builds_on(host: str, set_up_on: Callable[[s
     code, output = set_up_on(host)
     tail = "\n".join(output.splitlines()[-40:])
     assert code == 0, f"the set-up on a {host} host failed (exit code {code}):\n{tail}"
-    assert "packer: /root/visa-build/build/tools/packer (1.6.6)" in output, f"no Packer fetched:\n{output}"
+    fetched = re.search(r"packer: /root/visa-build/build/tools/packer/\S+/packer \(1\.6\.6\)", output)
+    assert fetched, f"the doctor did not fetch Debian 12's Packer into the clone's build/tools:\n{output}"
     assert re.search(r"^\d+ passed", output, re.MULTILINE), f"the Packer templates were not validated:\n{output}"
     assert "compiling bytecode" not in output, f"a {host} host's Python compiled bytecode for bookworm's 3.11"
     assert output.splitlines()[-1] == "visa-build/visa-ci:latest", f"build-container printed no image:\n{tail}"
