@@ -112,4 +112,4 @@ def test_the_quick_start_sets_up_and_builds_on(host: str, set_up_on: Callable[[s
     assert fetched, f"the doctor did not fetch Debian 12's Packer into the clone's build/tools:\n{output}"
     assert re.search(r"^\d+ passed", output, re.MULTILINE), f"the Packer templates were not validated:\n{output}"
     assert "compiling bytecode" not in output, f"a {host} host's Python compiled bytecode for bookworm's 3.11"
-    assert output.splitlines()[-1] == "visa-build/visa-ci:latest", f"build-container printed no image:\n{tail}"
+    assert "visa-build/visa-ci:latest" in output.splitlines(), f"build-container printed no image tag:\n{tail}"
