@@ -1,8 +1,10 @@
-"""Options shared by the test folders (the tasks pass them; see tests/README.md)."""
+"""Options shared by the test folders (the tasks pass them; see tests/README.md), and SIGTERM handled as Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Generator
+from types import FrameType
 
 import pytest
 
@@ -19,6 +21,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "double_only: the unit's and systemd's behaviour, the same in the VM; run on the container double only",
     )
     config.addinivalue_line("markers", "slow: boots its own target and takes a minute or more")
+    # A stopped run (a cancelled CI job, or visa-build stopping its pytest) tears down the suites' VMs, doubles
+    # and servers as Ctrl-C does: pytest finalizes every fixture after a KeyboardInterrupt, not after SIGTERM.
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+
+
+def _stop_as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
