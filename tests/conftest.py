@@ -27,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _stop_as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the teardown short
     raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 

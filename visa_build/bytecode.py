@@ -11,6 +11,7 @@ import base64
 import hashlib
 import importlib.util
 import marshal
+import multiprocessing
 import os
 import sys
 import warnings
@@ -81,5 +82,6 @@ def add_bytecode_to_all(wheels: list[Path]) -> int:
     """add_bytecode on every wheel, on every core, the largest first (so no core waits for a late big one at the
     end); returns the number of .pyc files added."""
     largest_first = sorted(wheels, key=lambda wheel: wheel.stat().st_size, reverse=True)
-    with ProcessPoolExecutor() as pool:
+    # Not forked: other threads (the Docker base built alongside, output readers) may hold a lock a fork would copy
+    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("forkserver")) as pool:
         return sum(pool.map(add_bytecode, largest_first))

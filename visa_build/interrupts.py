@@ -34,10 +34,18 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP
 
 
+class Cancelled(BaseException):
+    """A worker thread's work stopped because the work beside it failed or the run was stopped
+    (process.alongside); a BaseException, so no `except Exception` in the worker's code takes it."""
+
+
 _first: int | None = None  # the signal that stopped the run
 _hangup_log = os.devnull  # where output goes once the terminal is gone
 _pending: int | None = None  # a signal that came during a shielded cleanup, raised when it ends
 _shield_depth = 0
+#: In a worker thread of process.alongside: `stop`, the event that asks it to stop, and `cleaning`, how deep it
+#: is in shielded cleanups (which a stop does not cut short).
+_worker = threading.local()
 
 
 def install() -> None:
@@ -64,11 +72,15 @@ def _received(signum: int, frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
     """A cleanup a stop signal must not interrupt: a signal that comes meanwhile takes effect after it. Signals
-    are raised in the main thread only, so a worker thread's cleanup needs no shield (and must not take the main
-    thread's signal)."""
+    are raised in the main thread only; in a worker thread the block is a cleanup that a stop request does not cut
+    short (its commands run to their end)."""
     global _shield_depth, _pending
     if threading.current_thread() is not threading.main_thread():
-        yield
+        _worker.cleaning = getattr(_worker, "cleaning", 0) + 1
+        try:
+            yield
+        finally:
+            _worker.cleaning -= 1
         return
     _shield_depth += 1
     try:
@@ -78,6 +90,23 @@ def shielded() -> Iterator[None]:
         if _shield_depth == 0 and _pending is not None:
             signum, _pending = _pending, None
             raise Interrupted(signum)
+
+
+def work_stops_on(stop: threading.Event) -> None:
+    """This worker thread's work is to stop when `stop` is set (see stop_requested)."""
+    _worker.stop = stop
+
+
+def stop_requested() -> bool:
+    """Whether this worker thread was asked to stop, outside a shielded cleanup (never in the main thread)."""
+    stop: threading.Event | None = getattr(_worker, "stop", None)
+    return stop is not None and stop.is_set() and not getattr(_worker, "cleaning", 0)
+
+
+def stop_if_requested(what: str) -> None:
+    """Raise Cancelled when stop_requested(): `what` is not started, or no longer waited for."""
+    if stop_requested():
+        raise Cancelled(f"{what}: stopped, the work beside it failed or the run was stopped")
 
 
 def keep_output_after_hangup(path: str) -> None:

@@ -25,12 +25,6 @@ INSTALL_HINT = "run ./visa-build doctor --fix (it installs every tool visa-build
 
 LineHandler = Callable[[str], None]
 T = TypeVar("T")
-#: In a worker thread of `alongside`: the event that asks its commands to stop.
-_worker = threading.local()
-
-
-class Cancelled(Exception):
-    """A worker's command was stopped because the work beside it failed or was interrupted."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +84,7 @@ def run(
     `check`, CommandError on a non-zero exit. Ctrl-C stops the child before propagating.
     """
     argv = [which(argv[0]), *argv[1:]]
+    interrupts.stop_if_requested(argv[0])
     LOGGER.info("running: %s", " ".join(argv))
     lines: list[str] = []
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
@@ -132,31 +127,35 @@ def run(
 
 
 def _wait(proc: subprocess.Popen[str], timeout: float, argv: list[str]) -> None:
-    """Wait for `proc`; in a worker thread of `alongside`, raise Cancelled as soon as the worker is asked to stop.
-    A command a worker starts after it was asked is part of its cleanup (an unmount): that one runs to its end."""
-    stop: threading.Event | None = getattr(_worker, "stop", None)
-    if stop is None or stop.is_set():
+    """Wait for `proc`; in a worker thread of `alongside`, raise interrupts.Cancelled as soon as the worker is asked
+    to stop (unless `proc` is part of a shielded cleanup, such as an unmount)."""
+    if threading.current_thread() is threading.main_thread():
         proc.wait(timeout=timeout)
         return
     deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if stop.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic()))):
-            raise Cancelled(f"{argv[0]} stopped: the work beside it failed")
-        if time.monotonic() >= deadline:
-            raise subprocess.TimeoutExpired(argv, timeout)
+    while True:
+        try:
+            proc.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        interrupts.stop_if_requested(argv[0])
 
 
 @contextlib.contextmanager
 def alongside(job: Callable[[], T]) -> Iterator[Callable[[], T]]:
     """Run `job` in a worker thread while the block runs; yields the function that waits for its result (and
-    raises its error). When the block fails or is interrupted, the job's running command is stopped and the worker
-    waited for before the block's error goes on; a job that failed while the block succeeded fails the block."""
+    raises its error). When the block fails or is interrupted, the job is asked to stop (its running command is
+    stopped, it starts no other outside its shielded cleanups, it waits for no lock) and is waited for before the
+    block's error goes on; a job that failed fails the block when its result is asked for, or at the block's end.
+    The job must not take a lock its caller may hold: runs.exclusive counts a process's holds, not a thread's."""
     stop, done = threading.Event(), threading.Event()
     values: list[T] = []
     errors: list[BaseException] = []
 
     def work() -> None:
-        _worker.stop = stop
+        interrupts.work_stops_on(stop)
         try:
             values.append(job())
         except BaseException as exc:  # handed to the thread that waits for the result
@@ -174,12 +173,12 @@ def alongside(job: Callable[[], T]) -> Iterator[Callable[[], T]]:
 
     try:
         yield result
+        result()
     except BaseException:
-        stop.set()
         with interrupts.shielded():
+            stop.set()
             done.wait()
         raise
-    result()
 
 
 @contextlib.contextmanager

@@ -110,15 +110,17 @@ def _close_status() -> None:
 
 def line(text: str) -> None:
     """One line of a running step's output: the spinner's text on a TTY, a plain line elsewhere."""
-    if _status is not None:
-        _status.update(escape(text[:150]))
+    status = _status  # another thread may close the spinner meanwhile
+    if status is not None:
+        status.update(escape(text[:150]))
     else:
         _err.print(f"  [dim]| {escape(text)}[/dim]")
 
 
 def passthrough(text: str) -> None:
     """A line of a tool whose own report the user reads as it is (pytest): printed unchanged."""
-    _close_status()
+    with _lock:
+        _close_status()
     _stderr.write(text + "\n")
     _stderr.flush()
 

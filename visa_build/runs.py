@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import progress
+from . import interrupts, progress
 from .errors import ConfigError, VisaBuildError
 
 RUN_ID = secrets.token_hex(4)
@@ -174,6 +174,7 @@ def _acquire(fd: int, lock: Path, what: str, timeout: float, mode: int = fcntl.L
             progress.note(f"{what}: free after {time.monotonic() - started:.0f} s")
             return
         except BlockingIOError:
+            interrupts.stop_if_requested(f"waiting for {what}")
             if time.monotonic() - started > timeout:
                 raise VisaBuildError(
                     f"gave up waiting for {what} after {timeout:.0f} s ({lock} stays locked)",

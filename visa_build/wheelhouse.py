@@ -9,7 +9,7 @@ and no TLS.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import shutil
 import sys
@@ -172,6 +172,19 @@ def _built_from_source(
     assert spec.from_source.tools_lock is not None  # a spec that allows sources names their tools (config.py)
     tools = spec.from_source.tools_lock
     kept = store / "built" / key_of(requirements, tools.read_text(), spec.python, spec.distro.glibc)
+    with runs.exclusive(store.parent / "locks" / f"built-{kept.name}.lock", f"the build of {kept.name}"):
+        _build_or_take(spec, requirements, tools, dest, kept, runner, source_image)
+
+
+def _build_or_take(
+    spec: ImageSpec,
+    requirements: str,
+    tools: Path,
+    dest: Path,
+    kept: Path,
+    runner: Runner,
+    source_image: Callable[[], str],
+) -> None:
     if kept.is_dir() and not damaged_files(kept):
         names = [wheel.name for wheel in sorted(kept.glob("*.whl"))]
         for name in names:
@@ -242,7 +255,9 @@ def _compiled_copy(store: Path, digest: str, name: str) -> Path:
 def _intact_copy(compiled: Path) -> bool:
     """Whether a compiled wheel in the store is a regular file with the sha256 its .sha256 beside it names."""
     sidecar = compiled.with_name(f"{compiled.name}.sha256")
-    return _regular(compiled) and _regular(sidecar) and sha256_of(compiled) == sidecar.read_text().strip()
+    return (
+        _regular(compiled) and _regular(sidecar) and sha256_of(compiled) == sidecar.read_text(errors="replace").strip()
+    )
 
 
 @dataclass
@@ -273,25 +288,36 @@ def _take_from_store(store: Path, spec: ImageSpec, dest: Path) -> _Taken:
     return taken
 
 
-def _store_file(source: Path, kept: Path) -> None:
-    """Copy `source` to `kept` in the store, atomically (runs side by side may store the same file)."""
+def _store_lock(store: Path) -> contextlib.AbstractContextManager[None]:
+    """Held while a run takes from the store or adds to it (runs side by side share it)."""
+    return runs.exclusive(store.parent / "locks" / "wheel-store.lock", "the wheel store")
+
+
+def _store_file(kept: Path, content: Path | str) -> None:
+    """Make `kept` in the store from `content` (a file to copy, or a text), atomically: a killed run leaves a
+    partial file beside it, never a short one."""
     kept.parent.mkdir(parents=True, exist_ok=True)
-    partial = kept.with_name(f"{kept.name}.{os.getpid()}.partial")
-    shutil.copyfile(source, partial)
+    partial = kept.with_name(f"{kept.name}.{runs.RUN_ID}.partial")
+    if isinstance(content, Path):
+        shutil.copyfile(content, partial)
+    else:
+        partial.write_text(content)
     partial.replace(kept)
 
 
-def _keep_in_store(store: Path, downloaded: Path, allowed: set[str]) -> dict[str, str]:
+def _keep_in_store(store: Path, downloaded: Path, allowed: set[str], taken_compiled: set[str]) -> dict[str, str]:
     """Keep each wheel in `downloaded` that the locks allow (before bytecode goes into it) in the store, under its
-    sha256; returns {name: sha256} of them."""
+    sha256; returns {name: sha256} of them. Those taken from the store with their bytecode are left out."""
     digests = {}
     for wheel in sorted(downloaded.glob("*.whl")):
+        if wheel.name in taken_compiled:
+            continue
         digest = sha256_of(wheel)
         if digest not in allowed:
             continue  # built from an sdist: kept with its build (_built_from_source)
         digests[wheel.name] = digest
         if not (store / digest / wheel.name).is_file():
-            _store_file(wheel, store / digest / wheel.name)
+            _store_file(store / digest / wheel.name, wheel)
     return digests
 
 
@@ -299,11 +325,12 @@ def _compile_and_keep(store: Path, wheels: list[Path], digests: dict[str, str]) 
     """Compile bytecode into `wheels`, keeping each compiled published wheel (`digests`) in the store with its
     sha256 beside it; returns how many modules were compiled."""
     count = add_bytecode_to_all(wheels)
-    for wheel in wheels:
-        if wheel.name in digests:
-            compiled = _compiled_copy(store, digests[wheel.name], wheel.name)
-            _store_file(wheel, compiled)
-            compiled.with_name(f"{compiled.name}.sha256").write_text(sha256_of(wheel) + "\n")
+    with _store_lock(store):
+        for wheel in wheels:
+            if wheel.name in digests:
+                compiled = _compiled_copy(store, digests[wheel.name], wheel.name)
+                _store_file(compiled, wheel)
+                _store_file(compiled.with_name(f"{compiled.name}.sha256"), sha256_of(wheel) + "\n")
     return count
 
 
@@ -337,13 +364,15 @@ def _ensure_wheelhouse(
     with progress.step(f"Downloading wheelhouse {final.name} for Python {spec.python}"):
         scratch = runs.scratch_dir(final.parent, f".{final.name}-")
         try:
-            taken = _take_from_store(store, spec, scratch)
+            with _store_lock(store):
+                taken = _take_from_store(store, spec, scratch)
             progress.line(
                 f"{len(taken.digests)} wheels taken from earlier downloads (sha256 checked against the locks), "
                 f"{len(taken.compiled)} of them with their bytecode"
             )
             _download(spec, scratch, store, taken.digests, runner, source_image)
-            digests = _keep_in_store(store, scratch, _allowed_digests(spec))
+            with _store_lock(store):
+                digests = _keep_in_store(store, scratch, _allowed_digests(spec), taken.compiled)
             if carries_bytecode(spec):
                 fresh = [wheel for wheel in sorted(scratch.glob("*.whl")) if wheel.name not in taken.compiled]
                 progress.line(f"compiling bytecode into {len(fresh)} wheels (the guest then compiles nothing)")

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from tests.helpers import REPO
-from visa_build import image_inputs
+from visa_build import image_inputs, mounts
 from visa_build.artefact import key_of
 from visa_build.docker_engine import docker_client, image_exists
 from visa_build.image_spec import load_image_spec
@@ -48,8 +51,9 @@ def host_image(host: str, build_dir: Path) -> str:
     client = docker_client()
     if image_exists(client, tag):
         return tag
-    with tempfile.TemporaryDirectory(dir=build_dir) as scratch:
-        tar = Path(scratch) / "host.tar"
+    scratch = Path(tempfile.mkdtemp(prefix=".host-rootfs-", dir=build_dir))
+    try:
+        tar = scratch / "host.tar"
         argv = [
             "mmdebstrap",
             "--variant=apt",
@@ -60,9 +64,12 @@ def host_image(host: str, build_dir: Path) -> str:
             str(tar),
             *sources.lines(),
         ]
-        run(argv, timeout=900, env={"TMPDIR": scratch})
+        run(argv, timeout=900, env={"TMPDIR": str(scratch)})
         with tar.open("rb") as handle:
             client.api.import_image_from_data(handle.read(), repository=tag.split(":")[0], tag=tag.split(":")[1])
+    finally:
+        mounts.release_all_under(scratch)  # what a stopped mmdebstrap left mounted in its chroot
+        shutil.rmtree(scratch, ignore_errors=True)
     return tag
 
 
@@ -94,13 +101,20 @@ def set_up_on(request: pytest.FixtureRequest) -> Iterator[Callable[[str], tuple[
             labels={"visa-build.test": "hosts"},
         )
         containers.append(container)
-        output = [chunk.decode(errors="replace") for chunk in container.logs(stream=True, follow=True)]
-        code = int(container.wait(timeout=SET_UP_TIMEOUT)["StatusCode"])
-        return code, "".join(output)
+        try:
+            code = int(container.wait(timeout=SET_UP_TIMEOUT)["StatusCode"])
+        except requests.exceptions.RequestException:  # no answer from the engine in time
+            pytest.fail(f"the set-up on a {host} host took over {SET_UP_TIMEOUT} s:\n{_tail(container)}")
+        return code, container.logs().decode(errors="replace")
 
     yield set_up
     for container in containers:
+        container.stop(timeout=60)  # visa-build in it removes its build network and containers
         container.remove(force=True)
+
+
+def _tail(container: Any) -> str:
+    return "\n".join(container.logs(tail=40).decode(errors="replace").splitlines())
 
 
 @pytest.mark.parametrize("host", sorted(HOSTS))

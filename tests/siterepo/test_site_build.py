@@ -20,6 +20,7 @@ import docker
 from visa_build.docker_engine import docker_client
 
 pytest_plugins = ("tests.installed",)  # the fixtures wheel and installed
+ExtraEnv = dict[str, str] | None
 
 SITE = "ill-ci"
 DEB_CONTROL = """Package: ill-tools
@@ -39,10 +40,13 @@ boot_hooks = ["hooks/mount-data.sh"]
 """
 
 
-def _visa_build(installed: Path, site: Path, pytestconfig: pytest.Config, *args: str, code: int = 0) -> str:
-    """The installed visa-build run in the site's repository (the test run's build folder, for its caches), which
-    must exit with `code`; its output."""
+def _visa_build(
+    installed: Path, site: Path, pytestconfig: pytest.Config, *args: str, code: int = 0, settings: ExtraEnv = None
+) -> str:
+    """The installed visa-build run in the site's repository (the test run's build folder, for its caches; more
+    `settings` as INVOKE_VISA_* variables), which must exit with `code`; its output."""
     env = {
+        **(settings or {}),
         "PATH": f"{installed / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(site),
         "NO_COLOR": "1",

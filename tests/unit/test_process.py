@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
+from visa_build import interrupts, runs
 from visa_build.errors import CommandError, CommandTimeoutError, ToolNotFoundError
 from visa_build.process import alongside, run
 
@@ -53,14 +54,21 @@ def test_work_alongside_gives_its_result_and_its_error() -> None:
     assert error.value.returncode == 4
 
 
+def _wait_for(marker: Path) -> None:
+    while not marker.is_file() or not marker.read_text().strip():
+        time.sleep(0.05)
+
+
 def test_work_alongside_is_stopped_when_the_block_fails(tmp_path: Path) -> None:
     """A failing (or interrupted) block stops the job's command at once and leaves no process behind."""
     marker = tmp_path / "pid"
     started = time.monotonic()
-    job = lambda: run(["sh", "-c", f"echo $$ > {marker}; exec sleep 60"], timeout=120)  # noqa: E731
+
+    def job() -> None:
+        run(["sh", "-c", f"echo $$ > {marker}; exec sleep 60"], timeout=120)
+
     with pytest.raises(RuntimeError, match="download failed"), alongside(job):
-        while not marker.is_file() or not marker.read_text().strip():
-            time.sleep(0.05)
+        _wait_for(marker)
         raise RuntimeError("download failed")
     assert time.monotonic() - started < 15, "the block's error waited for the job to finish"
     pid = int(marker.read_text())
@@ -68,24 +76,56 @@ def test_work_alongside_is_stopped_when_the_block_fails(tmp_path: Path) -> None:
 
 
 def test_a_stopped_jobs_cleanup_commands_still_run(tmp_path: Path) -> None:
-    """What the job runs after it was stopped (its `finally`: an unmount, a removal) is not stopped."""
-    cleaned = tmp_path / "cleaned"
+    """What the job runs in its shielded cleanup (an unmount, a removal) after it was stopped is not stopped; the
+    command it was running is, at once."""
+    marker, cleaned = tmp_path / "pid", tmp_path / "cleaned"
 
     def job() -> None:
         try:
-            run(["sleep", "60"], timeout=120)
+            run(["sh", "-c", f"echo $$ > {marker}; exec sleep 60"], timeout=120)
         finally:
-            run(["sh", "-c", f"sleep 0.5; touch {cleaned}"], timeout=10)
+            with interrupts.shielded():
+                run(["sh", "-c", f"sleep 0.5; touch {cleaned}"], timeout=10)
 
+    started = time.monotonic()
     with pytest.raises(RuntimeError), alongside(job):
-        time.sleep(0.5)
+        _wait_for(marker)
         raise RuntimeError("download failed")
+    assert time.monotonic() - started < 15, "the job's command was not stopped"
     assert cleaned.is_file(), "the job's cleanup command was stopped too"
+
+
+def test_a_stopped_job_starts_no_command_and_waits_for_no_lock(tmp_path: Path) -> None:
+    """Asked to stop before its command starts, or while it waits for a lock another run holds, the job gives up
+    at once instead of running the command (mmdebstrap: minutes) or waiting out the other run."""
+    lock = tmp_path / "base.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        while not lock.exists():
+            time.sleep(0.05)
+
+        def command_after_a_second() -> None:
+            time.sleep(1)  # the block has failed by then
+            run(["sleep", "60"], timeout=120)
+
+        def lock_held_by_another_run() -> None:
+            with runs.exclusive(lock, "the base image"):
+                pass
+
+        for job in (command_after_a_second, lock_held_by_another_run):
+            started = time.monotonic()
+            with pytest.raises(RuntimeError), alongside(job):
+                raise RuntimeError("download failed")
+            assert time.monotonic() - started < 10, f"the stopped job ran on for {time.monotonic() - started:.0f} s"
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 STOPPED_WHILE_WAITING = """
 import os, signal, threading
 from visa_build import interrupts
+from visa_build import interrupts, runs
 from visa_build.process import alongside, run
 interrupts.install()
 def job():

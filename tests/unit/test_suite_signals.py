@@ -1,5 +1,6 @@
 """The suites' pytest, stopped by SIGTERM (a cancelled CI job, or visa-build stopping it), tears its fixtures down
-as after Ctrl-C: the VMs, doubles and servers they started do not outlive the run."""
+as after Ctrl-C, and a second SIGTERM does not cut that short: the VMs, doubles and servers they started do not
+outlive the run."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 @pytest.fixture(scope="session")
 def vm():
     yield
+    os.kill(os.getpid(), signal.SIGTERM)  # a second one, during the teardown
+    time.sleep(0.5)
     with open(os.environ["TORN_DOWN"], "w") as marker:
         marker.write("the VM was stopped")
 
