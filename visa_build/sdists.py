@@ -32,7 +32,8 @@ SIMPLE_INDEX = "https://pypi.org/simple"
 #: What an sdist's file name may be: a plain name (no folder, no link), a source archive.
 _SDIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\.(tar\.gz|zip)")
 _PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
-_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+#: A sha256 a hash-pinned lock allows, as its `--hash` option names it.
+LOCK_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 TIMEOUT = 60
 #: Seconds the build container may take.
 BUILD_TIMEOUT = 1800
@@ -63,7 +64,7 @@ def pinned_hashes(requirements: str) -> dict[tuple[str, str], set[str]]:
             current = (normalise(match.group(1)), match.group(2))
             pins[current] = set()
         if current is not None:
-            pins[current] |= set(_HASH.findall(line))
+            pins[current] |= set(LOCK_HASH.findall(line))
     return pins
 
 

@@ -31,7 +31,6 @@ from .process import Runner, run
 UV_VERSION = "0.13.8"
 #: The uv wheel the guest installs with, pinned by the sha256 PyPI publishes for it (checked at download).
 UV_WHEEL_SHA256 = "e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984"
-_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 _MISSING = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)==")
 
 
@@ -137,7 +136,7 @@ def _download(
         entries = {
             name: block
             for name, block in lock_entries(lock.read_text()).items()
-            if not set(_HASH.findall(block)) & have
+            if not set(sdists.LOCK_HASH.findall(block)) & have
         }
         while wheels := {name: block for name, block in entries.items() if name not in sdist_only}:
             requirements.write_text("".join(wheels.values()))
@@ -244,7 +243,7 @@ def _target_tags(spec: ImageSpec) -> set[Tag]:
 def _allowed_digests(spec: ImageSpec) -> set[str]:
     """The sha256 of every wheel the locks allow, and uv's."""
     locks = spec.jupyterlab.lock.read_text() + spec.data_analysis.lock.read_text()
-    return set(_HASH.findall(locks)) | {UV_WHEEL_SHA256}
+    return set(sdists.LOCK_HASH.findall(locks)) | {UV_WHEEL_SHA256}
 
 
 def _compiled_copy(store: Path, digest: str, name: str) -> Path:
@@ -262,7 +261,7 @@ def _intact_copy(compiled: Path) -> bool:
 
 @dataclass
 class _Taken:
-    digests: set[str] = field(default_factory=set)  # the published sha256 of each wheel taken from the store
+    published: dict[str, str] = field(default_factory=dict)  # {name: published sha256} of each wheel taken
     compiled: set[str] = field(default_factory=set)  # the names of those taken with their bytecode in them
 
 
@@ -284,7 +283,7 @@ def _take_from_store(store: Path, spec: ImageSpec, dest: Path) -> _Taken:
                 taken.compiled.add(wheel.name)
             else:
                 shutil.copyfile(wheel, dest / wheel.name)
-            taken.digests.add(digest)
+            taken.published[wheel.name] = digest
     return taken
 
 
@@ -305,12 +304,13 @@ def _store_file(kept: Path, content: Path | str) -> None:
     partial.replace(kept)
 
 
-def _keep_in_store(store: Path, downloaded: Path, allowed: set[str], taken_compiled: set[str]) -> dict[str, str]:
+def _keep_in_store(store: Path, downloaded: Path, allowed: set[str], taken: _Taken) -> dict[str, str]:
     """Keep each wheel in `downloaded` that the locks allow (before bytecode goes into it) in the store, under its
-    sha256; returns {name: sha256} of them. Those taken from the store with their bytecode are left out."""
-    digests = {}
+    sha256; returns {name: sha256} of them and of those taken from the store without bytecode (already there,
+    their sha256 checked when taken)."""
+    digests = {name: digest for name, digest in taken.published.items() if name not in taken.compiled}
     for wheel in sorted(downloaded.glob("*.whl")):
-        if wheel.name in taken_compiled:
+        if wheel.name in taken.published:
             continue
         digest = sha256_of(wheel)
         if digest not in allowed:
@@ -367,12 +367,12 @@ def _ensure_wheelhouse(
             with _store_lock(store):
                 taken = _take_from_store(store, spec, scratch)
             progress.line(
-                f"{len(taken.digests)} wheels taken from earlier downloads (sha256 checked against the locks), "
+                f"{len(taken.published)} wheels taken from earlier downloads (sha256 checked against the locks), "
                 f"{len(taken.compiled)} of them with their bytecode"
             )
-            _download(spec, scratch, store, taken.digests, runner, source_image)
+            _download(spec, scratch, store, set(taken.published.values()), runner, source_image)
             with _store_lock(store):
-                digests = _keep_in_store(store, scratch, _allowed_digests(spec), taken.compiled)
+                digests = _keep_in_store(store, scratch, _allowed_digests(spec), taken)
             if carries_bytecode(spec):
                 fresh = [wheel for wheel in sorted(scratch.glob("*.whl")) if wheel.name not in taken.compiled]
                 progress.line(f"compiling bytecode into {len(fresh)} wheels (the guest then compiles nothing)")
