@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import REPO, image_spec
 from visa_build.image_spec import ImageSpec
-from visa_build.settings import DATASOURCE_BOOTS
+from visa_build.settings import DATASOURCE_BOOTS, DEFAULTS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,6 +56,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--datasource-boots",
         default=",".join(DATASOURCE_BOOTS),
         help="tests/vm boots the qcow2 through each of these metadata paths (comma-separated; empty: none)",
+    )
+    group.addoption(
+        "--debian-mirror",
+        default=DEFAULTS["mirror"],
+        help="Debian mirror the tests fetch host tools from (tests/vm's NTP server: Debian 12's chrony)",
     )
     group.addoption("--boot-timeout", type=float, default=600, help="seconds a reboot may take until ssh answers")
     group.addoption(

@@ -112,6 +112,7 @@ def suite_argv(target_args: list[str], suites: list[str], settings: Settings, sp
         f"--image-spec={spec.directory}",
         f"--visa-log-dir={settings.log_dir}",
         f"--visa-build-dir={settings.build_dir}",  # tests/double's doubles are a run there; tests/vm's boots work there
+        f"--debian-mirror={settings.mirror}",  # tests/vm's NTP server is Debian's chrony
     ]
 
 

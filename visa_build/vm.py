@@ -73,14 +73,35 @@ def require_standalone(path: Path, what: str, *, runner: Runner = run) -> None:
 
 
 @dataclass(frozen=True)
+class DatagramNic:
+    """A second NIC whose Ethernet frames QEMU exchanges, a datagram each, with a program on the host over Unix
+    sockets (QEMU binds `vm_socket` and sends to `peer_socket`): the guest reaches only what that program answers,
+    e.g. a test's relay to an NTP server, which the restricted user network cannot carry (it drops UDP)."""
+
+    vm_socket: Path
+    peer_socket: Path
+    mac: str
+
+    def qemu_args(self) -> list[str]:
+        if any("," in str(path) for path in (self.vm_socket, self.peer_socket)):
+            raise ConfigError(f"a NIC's socket path has a comma, which QEMU's options cannot hold: {self}")
+        local, remote = (
+            f"local.type=unix,local.path={self.vm_socket}",
+            f"remote.type=unix,remote.path={self.peer_socket}",
+        )
+        return ["-netdev", f"dgram,id=net1,{local},{remote}", "-device", f"virtio-net-pci,netdev=net1,mac={self.mac}"]
+
+
+@dataclass(frozen=True)
 class Platform:
     """How the VM's platform hands cloud-init its metadata besides a NoCloud seed: SMBIOS type 1 fields (how
     cloud-init tells OpenStack or a nocloud-net serial), more options of QEMU's user network (an address range,
-    guest forwards to a metadata service) and a disk of its own (a config drive)."""
+    guest forwards to a metadata service), a disk of its own (a config drive) and a second NIC."""
 
     smbios: str = ""  # e.g. "manufacturer=OpenStack Foundation,product=OpenStack Nova"
     network: str = ""  # appended to -netdev user,..., e.g. "net=169.254.0.0/16,guestfwd=..."
     drive: Path | None = None  # an ISO attached as a CD-ROM, e.g. an OpenStack config drive
+    second_nic: DatagramNic | None = None
 
 
 def guest_forward(address: str, guest_port: int, host_port: int) -> str:
@@ -137,9 +158,9 @@ def qemu_argv(
     memory_mib: int = 4096,
 ) -> list[str]:
     """A headless VM: virtio disk and NIC, user networking forwarding ssh and Jupyter (and guacd when
-    `guacd_port` is given) to 127.0.0.1; the NoCloud `seed_iso` and the `platform`'s SMBIOS, network and drive
-    when given. The network is restricted: the guest reaches neither the host nor beyond it, only the platform's
-    guest forwards."""
+    `guacd_port` is given) to 127.0.0.1; the NoCloud `seed_iso` and the `platform`'s SMBIOS, network, drive and
+    second NIC when given. The user network is restricted: the guest reaches neither the host nor beyond it, only
+    the platform's guest forwards (and a second NIC's peer)."""
     forwards = f"restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:{guest_http_port}"
     forwards += f",hostfwd=tcp:127.0.0.1:{guacd_port}-:{GUACD_PORT}" if guacd_port else ""
     forwards += f",{platform.network}" if platform.network else ""
@@ -170,6 +191,7 @@ def qemu_argv(
         f"user,id=net0,{forwards}",
         "-device",
         f"virtio-net-pci,netdev=net0,mac={QEMU_MAC}",
+        *(platform.second_nic.qemu_args() if platform.second_nic else []),
     ]
 
 

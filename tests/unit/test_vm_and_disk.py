@@ -66,6 +66,29 @@ def test_qemu_argv_under_tcg_uses_cpu_max_and_forwards_to_loopback_only() -> Non
     )
 
 
+def test_a_second_nic_exchanges_its_frames_with_its_peers_socket_only() -> None:
+    nic = vm.DatagramNic(Path("/t/vm.sock"), Path("/t/relay.sock"), "52:54:00:12:34:57")
+    argv = vm.qemu_argv(
+        name="t",
+        disk=Path("/d.qcow2"),
+        seed_iso=None,
+        accel=accelerator.Accel("tcg"),
+        ssh_port=2222,
+        http_port=8080,
+        guest_http_port=8888,
+        serial_log=Path("/s.log"),
+        platform=vm.Platform(second_nic=nic),
+    )
+    netdev = argv[argv.index("-netdev", argv.index("-netdev") + 1) + 1]
+    assert netdev == (
+        "dgram,id=net1,local.type=unix,local.path=/t/vm.sock,remote.type=unix,remote.path=/t/relay.sock"
+    ), netdev
+    assert argv[-2:] == ["-device", "virtio-net-pci,netdev=net1,mac=52:54:00:12:34:57"]
+    assert "user,id=net0,restrict=on," in " ".join(argv), "the first NIC stays restricted"
+    with pytest.raises(ConfigError, match="comma"):
+        vm.DatagramNic(Path("/t/a,b.sock"), Path("/t/relay.sock"), "52:54:00:12:34:57").qemu_args()
+
+
 def test_build_seed_makes_only_the_build_user_with_its_key() -> None:
     seed = build_seed(Login("visa-build", "ssh-ed25519 AAAA build"), name="visa-ci")
     users = yaml.safe_load(seed.user_data)["users"]
