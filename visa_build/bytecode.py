@@ -19,6 +19,8 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 
+from .process import Runner, run
+
 #: PEP 552 flags: hash-based (bit 0) and checked against the source at import (bit 1).
 CHECKED_HASH = 0b11
 
@@ -78,10 +80,24 @@ def add_bytecode(wheel: Path) -> int:
     return added
 
 
-def add_bytecode_to_all(wheels: list[Path]) -> int:
-    """add_bytecode on every wheel, on every core, the largest first (so no core waits for a late big one at the
-    end); returns the number of .pyc files added."""
+def add_bytecode_to_all(wheels: list[Path], *, runner: Runner = run) -> int:
+    """add_bytecode on every wheel, on every core, in a Python process of its own (`main`); returns the number of
+    .pyc files added. Its own process, because the pool's workers import the caller's `__main__` anew unless they
+    are forked, and forking a process with threads (the Docker base built alongside, output readers) may copy a
+    lock that some thread holds: a caller's script then needs no `if __name__ == "__main__":` guard."""
+    if not wheels:
+        return 0
+    result = runner([sys.executable, "-m", "visa_build.bytecode", *map(str, wheels)], timeout=3600)
+    return int(result.lines[-1])
+
+
+def main(wheels: list[Path]) -> None:
+    """Compile bytecode into `wheels` the largest first (so no core waits for a late big one at the end), in
+    workers forked from this thread-free process; prints how many modules were compiled."""
     largest_first = sorted(wheels, key=lambda wheel: wheel.stat().st_size, reverse=True)
-    # Not forked: other threads (the Docker base built alongside, output readers) may hold a lock a fork would copy
-    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("forkserver")) as pool:
-        return sum(pool.map(add_bytecode, largest_first))
+    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
+        print(sum(pool.map(add_bytecode, largest_first)))
+
+
+if __name__ == "__main__":
+    main([Path(arg) for arg in sys.argv[1:]])

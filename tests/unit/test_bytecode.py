@@ -79,3 +79,17 @@ def test_only_for_the_hosts_python_series() -> None:
     major, minor = sys.version_info[:2]
     assert host_can_compile_for(f"{major}.{minor}.0") and host_can_compile_for(f"{major}.{minor}.99")
     assert not host_can_compile_for(f"{major}.{minor + 1}.0")
+
+
+def test_a_script_without_a_main_guard_compiles_too(tmp_path: Path) -> None:
+    """A site's script that calls the library at its top level, with no `if __name__ == "__main__":` guard: the
+    compile's worker processes must not run the script again."""
+    wheels = [_wheel(tmp_path / f"pkg{n}-1.0-py3-none-any.whl") for n in range(3)]
+    script = tmp_path / "site_build.py"
+    script.write_text(
+        "from pathlib import Path\nfrom visa_build.bytecode import add_bytecode_to_all\n"
+        f"print('added', add_bytecode_to_all([Path(p) for p in {[str(w) for w in wheels]!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, f"the script failed:\n{done.stderr[-2000:]}"
+    assert done.stdout.strip() == "added 6", f"it said {done.stdout!r}: 2 modules of each of the 3 wheels compile"
