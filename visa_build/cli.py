@@ -385,8 +385,10 @@ def test(c: Context) -> None:
 def clean(c: Context, caches_only: bool = False) -> None:
     """Remove what interrupted runs left, then build/ except the release records.
 
-    Containers and VMs of dead runs are removed, their mounts and loop devices released, then caches, images and
-    logs under build/ are deleted (--caches-only: build/cache alone); refused while another run uses build/."""
+    Containers and VMs of dead runs are removed, their mounts and loop devices released, the Docker images of
+    visa-build's that rebuilds left untagged removed (--caches-only keeps the doubles of the qcow2s it keeps),
+    then caches, images and logs under build/ are deleted (--caches-only: build/cache alone); refused while
+    another run uses build/."""
     with _user_errors():
         jobs.clean(_settings(c), caches_only=caches_only)
 

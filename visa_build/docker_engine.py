@@ -21,8 +21,12 @@ from .errors import VisaBuildError
 
 LOGGER = logging.getLogger(__name__)
 
-#: Label on every container visa-build starts, so leftovers of a killed run can be found and removed.
+#: Label on every container visa-build starts, so leftovers of a killed run can be found and removed; and on every
+#: image it builds (value IMAGE_ROLE, with the build folder's path), so one that a rebuild left untagged can be
+#: found and removed by a run of the same build folder (another folder's qcow2s may need it).
 LABEL = "org.visa-build.role"
+IMAGE_ROLE = "image"
+BUILD_DIR_LABEL = "org.visa-build.build-dir"
 RUN_LABEL = "org.visa-build.run"  # the id of the run that started the container (runs.py)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -42,6 +46,11 @@ def docker_client(timeout: float = 300) -> Any:
             tip="start it with: ./visa-build doctor --fix (or: dockerd &)",
         ) from None
     return client
+
+
+def image_labels(build_dir: Path) -> dict[str, str]:
+    """The labels of an image that a build of `build_dir` makes."""
+    return {LABEL: IMAGE_ROLE, BUILD_DIR_LABEL: str(build_dir.resolve())}
 
 
 def image_exists(client: Any, tag: str) -> bool:
@@ -97,6 +106,7 @@ def build_image(
     hosts: dict[str, str],
     log_path: Path,
     target: str | None = None,
+    labels: dict[str, str] | None = None,
     dockerfile: str = "docker/Dockerfile",
     silence: float = BUILD_SILENCE_SECONDS,
 ) -> str:
@@ -121,6 +131,7 @@ def build_image(
             decode=True,
             pull=False,
             target=target,
+            labels=labels,
             timeout=silence,
         )
         for chunk in _until_silent(stream, silence, tag, tail, log_path):
@@ -137,6 +148,46 @@ def build_image(
                     tip=f"the full build log is {log_path}",
                 )
         return str(client.images.get(tag).id)
+
+
+def image_id(tag: str) -> str | None:
+    """The id of the image `tag` names, or None when there is none."""
+    try:
+        return str(docker_client().images.get(tag).id)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def remove_untagged_images(build_dir: Path, *, keep: set[str]) -> list[str]:
+    """Remove the images builds of `build_dir` made that no tag names any more (a rebuild moved their tag), but
+    those in `keep` or in use; returns the ids removed."""
+    built_here = f"{BUILD_DIR_LABEL}={build_dir.resolve()}"
+    dangling = docker_client().images.list(filters={"dangling": True, "label": built_here})
+    return remove_unused_images([str(image.id) for image in dangling], build_dir=build_dir, keep=keep)
+
+
+def remove_unused_images(image_ids: list[str], *, build_dir: Path, keep: set[str]) -> list[str]:
+    """Remove each of `image_ids` that a build of `build_dir` made, that no tag names, is not in `keep` and that no
+    container or other image uses (Docker refuses those), with its parent steps no other image shares; returns
+    the ids removed."""
+    client = docker_client()
+    removed = []
+    for image in image_ids:
+        if image in keep:
+            continue
+        try:
+            found = client.images.get(image)
+            if found.tags or found.labels.get(BUILD_DIR_LABEL) != str(build_dir.resolve()):
+                continue
+            client.images.remove(image)  # not forced
+        except docker.errors.ImageNotFound:
+            continue  # removed with a child removed before it, or by another run
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # in use by a container, or the parent of another image
+                continue
+            raise
+        removed.append(image)
+    return removed
 
 
 def _until_silent(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import build_context, build_proxy, image_inputs, progress, render, runs, wheelhouse
-from .docker_engine import build_image, build_network
+from .docker_engine import build_image, build_network, image_id, image_labels, remove_unused_images
 from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
 from .process import alongside
@@ -17,6 +17,8 @@ from .wheelhouse import ensure_wheelhouse
 from .wheelhouse_server import DOCKER_WHEELHOUSE_HOST, serving_to_docker
 
 FILESYSTEM_STAGE = "filesystem"
+#: Beside a natively filled qcow2, a file of this suffix holds the id of the double built with it (tests/vm compare).
+DOUBLE_RECORD_SUFFIX = ".double"
 
 
 def container_tag(spec: ImageSpec) -> str:
@@ -25,6 +27,12 @@ def container_tag(spec: ImageSpec) -> str:
 
 def filesystem_tag(spec: ImageSpec) -> str:
     return f"visa-build/{spec.name}:{FILESYSTEM_STAGE}"
+
+
+def recorded_doubles(build_dir: Path) -> set[str]:
+    """Ids of the doubles that the qcow2s in `build_dir` were filled beside (their tests compare with them)."""
+    records = (build_dir / "images").glob(f"*/*{DOUBLE_RECORD_SUFFIX}")
+    return {line for record in records for line in record.read_text().split()}
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ def build_container(
         base_tag = base()
     context_dir = context_dir or build_context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
+    previous = [image_id(tag), image_id(filesystem_tag(spec))]
     with (
         build_network(spec.name, runs.RUN_ID) as (network, address),
         serving_to_docker(wheelhouses, port=settings.wheelhouse_port, address=address) as url,
@@ -68,8 +77,8 @@ def build_container(
         )
         # Docker's predefined proxy arguments: RUN steps see them, the image's history and layers do not
         args = {"BASE_IMAGE": base_tag, **env, **build_proxy.environment(settings.proxy, settings.no_proxy)}
-        hosts = {DOCKER_WHEELHOUSE_HOST: address}
-        double_id = build_image(context_dir, tag, args, network=network, hosts=hosts, log_path=log_path)
+        hosts, labels = {DOCKER_WHEELHOUSE_HOST: address}, image_labels(settings.build_dir)
+        double_id = build_image(context_dir, tag, args, network=network, hosts=hosts, labels=labels, log_path=log_path)
         filesystem_id = build_image(
             context_dir,
             filesystem_tag(spec),
@@ -77,6 +86,10 @@ def build_container(
             network=network,
             hosts=hosts,
             target=FILESYSTEM_STAGE,
+            labels=labels,
             log_path=log_path.with_suffix(".filesystem.log"),
         )
+    superseded = [image for image in previous if image and image not in (double_id, filesystem_id)]
+    if remove_unused_images(superseded, build_dir=settings.build_dir, keep=recorded_doubles(settings.build_dir)):
+        progress.note(f"removed the images of {spec.name} this build superseded (no tag or qcow2 names them)")
     return DoubleImages(tag, double_id, filesystem_id)

@@ -8,8 +8,11 @@ import contextlib
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from . import build_proxy, doctor, leftovers, mounts, nightly, progress, publish, runs
+from .docker_engine import remove_untagged_images
+from .double_build import recorded_doubles
 from .errors import ConfigError, VisaBuildError
 from .image_spec import ImageSpec, load_image_spec, require_buildable
 from .release import record
@@ -176,14 +179,29 @@ def promote(spec_name: str, publishing: Publishing, release: str = "") -> None:
         progress.result(f"{spec_name}: kept {image.id} past visa.publish_keep_archived: {why}")
 
 
-def clean(settings: Settings, *, caches_only: bool = False) -> None:
-    """Remove what interrupted runs left (VMs, containers, mounts, loop devices), then everything under build_dir
-    but the release records and the runs' locks (only build_dir/cache when `caches_only`); refused while another
-    run uses build_dir (also one that has started and not yet registered)."""
+class ImageRemover(Protocol):
+    """Removes the untagged images a build folder's builds made, but those in `keep` (docker_engine's)."""
+
+    def __call__(self, build_dir: Path, *, keep: set[str]) -> list[str]: ...
+
+
+def clean(
+    settings: Settings,
+    *,
+    caches_only: bool = False,
+    remove_images: ImageRemover = remove_untagged_images,
+) -> None:
+    """Remove what interrupted runs left (VMs, containers, mounts, loop devices), then the images visa-build built
+    that rebuilds left untagged (but, with `caches_only`, the doubles the kept qcow2s were filled beside), then
+    everything under build_dir but the release records and the runs' locks (only build_dir/cache when
+    `caches_only`); refused while another run uses build_dir (also one that has started and not yet registered)."""
     runs.use_alone(settings.build_dir)
     leftovers.reap(settings.build_dir)
     target = settings.cache_dir if caches_only else settings.build_dir
     with progress.step(f"Removing {target}" + ("" if caches_only else " (release records are kept)")):
+        removed = remove_images(settings.build_dir, keep=recorded_doubles(settings.build_dir) if caches_only else set())
+        if removed:
+            progress.note(f"removed {len(removed)} images that rebuilds had left untagged")
         for released in mounts.release_all_under(settings.build_dir):
             progress.note(f"released {released}, left by an interrupted run")
         if caches_only:

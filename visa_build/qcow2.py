@@ -25,7 +25,7 @@ from . import (
     wheelhouse,
 )
 from .base_docker import base_tag
-from .double_build import build_container
+from .double_build import DOUBLE_RECORD_SUFFIX, build_container
 from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
 from .in_guest import timed_packer, vm_env
@@ -52,7 +52,7 @@ def qcow2_path(spec: ImageSpec, settings: Settings, key: str) -> Path:
 
 def double_image_file(qcow2: Path) -> Path:
     """Beside a natively filled qcow2: the id of the container double built from the same filesystem image."""
-    return qcow2.with_name(f"{qcow2.stem}.double")
+    return qcow2.with_name(f"{qcow2.stem}{DOUBLE_RECORD_SUFFIX}")
 
 
 def qcow2_context(spec: ImageSpec, settings: Settings) -> Path:

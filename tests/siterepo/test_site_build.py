@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 
 import docker
-from visa_build.docker_engine import docker_client
+from visa_build.docker_engine import docker_client, image_exists
 
 pytest_plugins = ("tests.installed",)  # the fixtures wheel and installed
 ExtraEnv = dict[str, str] | None
 
 SITE = "ill-ci"
+#: The tags of a site image: its double and its filesystem.
+SUFFIXES = ("latest", "filesystem")
 DEB_CONTROL = """Package: ill-tools
 Version: 2.0
 Architecture: all
@@ -105,6 +107,7 @@ def test_a_site_repository_builds_and_tests_its_layers_with_the_installed_visa_b
     try:
         _visa_build(installed, site, pytestconfig, "build-container")
         first = _layer_ids(tag)
+        first_images = [docker_client().images.get(f"visa-build/{SITE}:{suffix}").id for suffix in SUFFIXES]
         assert set(first) == {"packages", "overlay", "script 01-10-ldap.sh", "script 02-20-homes.sh", "hooks"}, first
 
         facts = tmp_path / "facts.json"
@@ -126,6 +129,8 @@ def test_a_site_repository_builds_and_tests_its_layers_with_the_installed_visa_b
         second = _layer_ids(tag)
         kept = [step for step in first if first[step] == second[step]]
         assert sorted(kept) == ["overlay", "packages", "script 01-10-ldap.sh"], (first, second)
+        left = [image for image in first_images if image_exists(docker_client(), image)]
+        assert not left, f"the rebuild left the images it superseded (no tag or qcow2 names them) in Docker: {left}"
 
         # A script that fails stops the build, naming it; the site's image stays the last good one.
         (spec / "scripts/30-fails.sh").write_text("#!/bin/sh\necho 'no LDAP server'\nexit 4\n")
@@ -137,6 +142,6 @@ def test_a_site_repository_builds_and_tests_its_layers_with_the_installed_visa_b
         assert "site script 03-30-fails.sh failed (exit 4)" in said, said[-3000:]
         assert _layer_ids(tag) == second, "a failed build changed the site's image"
     finally:
-        for suffix in ("latest", "filesystem"):
+        for suffix in SUFFIXES:
             with contextlib.suppress(docker.errors.ImageNotFound):  # a build that failed made none
                 docker_client().images.remove(f"visa-build/{SITE}:{suffix}", force=True)
