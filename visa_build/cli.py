@@ -334,6 +334,7 @@ def _pytest_step(title: str, args: list[str], build_dir: Path) -> None:
             cwd=str(_checkout()),
             on_line=progress.passthrough,
             check=False,
+            stop_grace=image_tests.SUITE_STOP_GRACE,
         ).returncode
         if code != 0:
             raise Exit(f"ERROR {title}: failed (pytest exit code {code}); the findings are printed above", code=1)

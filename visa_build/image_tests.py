@@ -93,6 +93,8 @@ def _key_folder(settings: Settings) -> Iterator[Path]:
 TEST_USER = "visa-test"
 #: The keyboard layout test instances with a desktop get (not VISA's default, so the suite can tell it arrived).
 DESKTOP_TEST_LAYOUT = "fr-fr-azerty"
+#: Seconds a stopped test suite has to tear down its VMs, doubles and servers before it is killed.
+SUITE_STOP_GRACE = 120.0
 
 
 def suite_argv(target_args: list[str], suites: list[str], settings: Settings, spec: ImageSpec, url: str) -> list[str]:
@@ -123,7 +125,14 @@ def _suite(
     logs = settings.log_dir
     started = time.monotonic()
     with progress.step(f"Running the infra suite ({', '.join(suites)})"):
-        result = run(argv, timeout=3600 * 3, cwd=str(project_files()), on_line=progress.passthrough, check=False)
+        result = run(
+            argv,
+            timeout=3600 * 3,
+            cwd=str(project_files()),
+            on_line=progress.passthrough,
+            check=False,
+            stop_grace=SUITE_STOP_GRACE,
+        )
         if result.returncode != 0:
             raise ImageTestError(
                 f"the infra suite failed (pytest exit code {result.returncode})",

@@ -48,13 +48,18 @@ def which(tool: str) -> str:
     return path
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    """Stop the whole process group: SIGTERM, then SIGKILL after 10 s (a stop signal waits until it is done)."""
+#: Seconds a stopped command has to exit after SIGTERM before its group gets SIGKILL.
+STOP_GRACE_SECONDS = 10.0
+
+
+def _stop(proc: subprocess.Popen[Any], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop the whole process group: SIGTERM, then SIGKILL after `grace` seconds (a stop signal waits until it is
+    done)."""
     with interrupts.shielded():
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -77,11 +82,13 @@ def run(
     check: bool = True,
     tail_lines: int = 40,
     tip: str | None = None,
+    stop_grace: float = STOP_GRACE_SECONDS,
 ) -> Result:
     """Run `argv` to completion, streaming each output line to `on_line`.
 
     Raises CommandTimeoutError after `timeout` seconds (the process group is stopped) and, with
-    `check`, CommandError on a non-zero exit. Ctrl-C stops the child before propagating.
+    `check`, CommandError on a non-zero exit. Ctrl-C stops the child before propagating: SIGTERM, and SIGKILL
+    when it has not exited after `stop_grace` seconds (a test suite tearing down its VMs needs more).
     """
     argv = [which(argv[0]), *argv[1:]]
     interrupts.stop_if_requested(argv[0])
@@ -114,11 +121,11 @@ def run(
     try:
         _wait(proc, timeout, argv)
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        _stop(proc, stop_grace)
         reader.join(timeout=5)
         raise CommandTimeoutError(argv, timeout, list(tail)) from None
     except BaseException:
-        _stop(proc)
+        _stop(proc, stop_grace)
         raise
     reader.join()
     if check and proc.returncode != 0:
@@ -232,4 +239,5 @@ class Runner(Protocol):
         check: bool = True,
         tail_lines: int = 40,
         tip: str | None = None,
+        stop_grace: float = STOP_GRACE_SECONDS,
     ) -> Result: ...

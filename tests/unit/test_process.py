@@ -149,3 +149,19 @@ def test_a_run_stopped_while_it_waits_for_the_job_waits_for_its_cleanup() -> Non
         [sys.executable, "-c", STOPPED_WHILE_WAITING], capture_output=True, text=True, timeout=60, cwd=REPO
     )
     assert done.stdout.splitlines() == ["job cleaned up", "run stopped"], done.stdout + done.stderr
+
+
+def test_a_stopped_command_gets_its_grace_before_sigkill(tmp_path: Path) -> None:
+    """SIGTERM first; a command that takes a second to clean up (a suite stopping its VMs) finishes when its grace
+    is longer, and is killed when it is shorter."""
+    cleaned = tmp_path / "cleaned"
+    script = f"trap 'sleep 1; touch {cleaned}; exit 0' TERM; while :; do sleep 0.1; done"
+
+    def cleaned_up(grace: float) -> bool:
+        cleaned.unlink(missing_ok=True)
+        with pytest.raises(CommandTimeoutError):
+            run(["bash", "-c", script], timeout=1, stop_grace=grace)
+        return cleaned.exists()
+
+    assert cleaned_up(5), "a command given 5 s to clean up was killed before it finished"
+    assert not cleaned_up(0.2), "a command was not killed when its grace ran out"
