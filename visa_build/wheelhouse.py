@@ -129,15 +129,17 @@ def _download(
     """Download into `dest` each locked wheel that is not there yet (`have`: the sha256 of those that are), and
     build the sdist-only pins (or take their wheels from an earlier build of the same sources and tools)."""
     glibc = spec.distro.glibc
-    sdist_only: dict[str, str] = {}
+    from_source: list[str] = []  # the lock entries of the sdist-only pins, of both locks
     requirements = _requirements_file(dest)
-    # One download per lock: the two environments may pin a shared dependency (e.g. numpy) differently.
+    # One download per lock: the two environments may pin a shared dependency (e.g. numpy) differently, so a
+    # package without a wheel in one lock may have one at the other's pin.
     for lock in (spec.jupyterlab.lock, spec.data_analysis.lock):
         entries = {
             name: block
             for name, block in lock_entries(lock.read_text()).items()
             if not set(sdists.LOCK_HASH.findall(block)) & have
         }
+        sdist_only: set[str] = set()
         while wheels := {name: block for name, block in entries.items() if name not in sdist_only}:
             requirements.write_text("".join(wheels.values()))
             try:
@@ -151,9 +153,10 @@ def _download(
                 missing = [normalise(m) for line in exc.tail for m in _MISSING.findall(line)]
                 if not missing or missing[0] in sdist_only or missing[0] not in entries:
                     raise
-                sdist_only[missing[0]] = entries[_allowed_from_source(spec, missing[0], glibc)]
-    if sdist_only:
-        _built_from_source(spec, "".join(sdist_only.values()), dest, store, runner, source_image)
+                sdist_only.add(_allowed_from_source(spec, missing[0], glibc))
+        from_source += [entries[name] for name in sorted(sdist_only) if entries[name] not in from_source]
+    if from_source:
+        _built_from_source(spec, "".join(from_source), dest, store, runner, source_image)
     if UV_WHEEL_SHA256 not in have:
         requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
         runner(

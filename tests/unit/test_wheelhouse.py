@@ -193,6 +193,44 @@ def test_an_allowed_package_without_a_wheel_is_built_from_source_in_the_base_onc
     assert len(built) == 2, "a stored build whose wheel changed was used"
 
 
+def test_a_package_without_a_wheel_in_one_lock_is_downloaded_at_the_other_locks_pin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ufit 1.11.1 (JupyterLab's lock) has only an sdist, ufit 1.12.0 (data analysis's) a wheel: the first is built,
+    the second downloaded, not skipped as "the package without a wheel"."""
+    base = load_image_spec(IMAGES / "visa-jupyter")
+    locks = {
+        "jupyterlab": "ufit==1.11.1 \\\n    --hash=sha256:aaa\n",
+        "data": "ufit==1.12.0 \\\n    --hash=sha256:bbb\n",
+    }
+    for name, text in locks.items():
+        (tmp_path / f"{name}.lock").write_text(text)
+    spec = replace(
+        base,
+        jupyterlab=replace(base.jupyterlab, lock=tmp_path / "jupyterlab.lock"),
+        data_analysis=replace(base.data_analysis, lock=tmp_path / "data.lock"),
+    )
+    asked: list[str] = []
+    built: list[str] = []
+
+    def runner(argv: list[str], **_: object) -> Result:
+        pins = Path(argv[argv.index("-r") + 1]).read_text()
+        asked.append(pins)
+        if "ufit==1.11.1" in pins:
+            raise CommandError(argv, 1, ["ERROR: No matching distribution found for ufit==1.11.1"])
+        return Result(argv, 0, [])
+
+    def build_wheels(requirements: str, tools_lock: Path, dest: Path, **_: object) -> list[str]:
+        built.append(requirements)
+        return []
+
+    monkeypatch.setattr(sdists, "build_wheels", build_wheels)
+    (tmp_path / "house").mkdir()
+    _download(spec, tmp_path / "house", tmp_path / "store", set(), runner, lambda: "visa-build/base:bookworm-test")
+    assert any("ufit==1.12.0" in pins for pins in asked), f"data analysis's ufit was never downloaded: {asked}"
+    assert built == [locks["jupyterlab"]], f"built from source: {built}"
+
+
 @pytest.mark.parametrize("folder", ["ci", "ci-trixie", "ci-noble"])
 def test_bytecode_goes_into_the_wheels_when_the_hosts_python_has_the_images_series(folder: str) -> None:
     """A Debian 12 host (3.11) compiles for bookworm images, a Debian 13 host (3.13) for trixie's, an Ubuntu 24.04
