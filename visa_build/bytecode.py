@@ -21,6 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from .process import Runner, run
 
+#: How `main` says how many modules it compiled (its output and its warnings come mixed).
+COUNTED = "modules compiled: "
 #: PEP 552 flags: hash-based (bit 0) and checked against the source at import (bit 1).
 CHECKED_HASH = 0b11
 
@@ -87,8 +89,9 @@ def add_bytecode_to_all(wheels: list[Path], *, runner: Runner = run) -> int:
     lock that some thread holds: a caller's script then needs no `if __name__ == "__main__":` guard."""
     if not wheels:
         return 0
-    result = runner([sys.executable, "-m", "visa_build.bytecode", *map(str, wheels)], timeout=3600)
-    return int(result.lines[-1])
+    # -P: the caller's working folder is not put on sys.path, so it is this visa_build that compiles
+    result = runner([sys.executable, "-P", "-m", "visa_build.bytecode", *map(str, wheels)], timeout=3600)
+    return next(int(line.removeprefix(COUNTED)) for line in reversed(result.lines) if line.startswith(COUNTED))
 
 
 def main(wheels: list[Path]) -> None:
@@ -96,7 +99,7 @@ def main(wheels: list[Path]) -> None:
     workers forked from this thread-free process; prints how many modules were compiled."""
     largest_first = sorted(wheels, key=lambda wheel: wheel.stat().st_size, reverse=True)
     with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
-        print(sum(pool.map(add_bytecode, largest_first)))
+        print(f"{COUNTED}{sum(pool.map(add_bytecode, largest_first))}")
 
 
 if __name__ == "__main__":

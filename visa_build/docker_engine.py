@@ -22,11 +22,11 @@ from .errors import VisaBuildError
 LOGGER = logging.getLogger(__name__)
 
 #: Label on every container visa-build starts, so leftovers of a killed run can be found and removed; and on every
-#: image it builds (value IMAGE_ROLE, with the build folder's path), so one that a rebuild left untagged can be
-#: found and removed by a run of the same build folder (another folder's qcow2s may need it).
+#: image it builds (value IMAGE_ROLE, with the build folder's id: runs.build_dir_id), so one that a rebuild left
+#: untagged can be found and removed by a run of the same build folder (another folder's qcow2s may need it).
 LABEL = "org.visa-build.role"
 IMAGE_ROLE = "image"
-BUILD_DIR_LABEL = "org.visa-build.build-dir"
+BUILD_DIR_LABEL = "org.visa-build.build-dir-id"
 RUN_LABEL = "org.visa-build.run"  # the id of the run that started the container (runs.py)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -48,9 +48,9 @@ def docker_client(timeout: float = 300) -> Any:
     return client
 
 
-def image_labels(build_dir: Path) -> dict[str, str]:
-    """The labels of an image that a build of `build_dir` makes."""
-    return {LABEL: IMAGE_ROLE, BUILD_DIR_LABEL: str(build_dir.resolve())}
+def image_labels(build_dir_id: str) -> dict[str, str]:
+    """The labels of an image that a build of the build folder `build_dir_id` makes."""
+    return {LABEL: IMAGE_ROLE, BUILD_DIR_LABEL: build_dir_id}
 
 
 def image_exists(client: Any, tag: str) -> bool:
@@ -158,34 +158,38 @@ def image_id(tag: str) -> str | None:
         return None
 
 
-def remove_untagged_images(build_dir: Path, *, keep: set[str]) -> list[str]:
-    """Remove the images builds of `build_dir` made that no tag names any more (a rebuild moved their tag), but
-    those in `keep` or in use; returns the ids removed."""
-    built_here = f"{BUILD_DIR_LABEL}={build_dir.resolve()}"
-    dangling = docker_client().images.list(filters={"dangling": True, "label": built_here})
-    return remove_unused_images([str(image.id) for image in dangling], build_dir=build_dir, keep=keep)
+def remove_untagged_images(build_dir_id: str, *, keep: set[str], client: Any = None) -> list[str]:
+    """Remove the images builds of build folder `build_dir_id` made that no tag names any more (a rebuild moved
+    their tag), but those in `keep` or in use; returns the ids removed."""
+    client = client or docker_client()
+    built_here = {"dangling": True, "label": f"{BUILD_DIR_LABEL}={build_dir_id}"}
+    dangling = [str(image.id) for image in client.images.list(filters=built_here)]
+    return remove_unused_images(dangling, build_dir_id=build_dir_id, keep=keep, client=client)
 
 
-def remove_unused_images(image_ids: list[str], *, build_dir: Path, keep: set[str]) -> list[str]:
-    """Remove each of `image_ids` that a build of `build_dir` made, that no tag names, is not in `keep` and that no
-    container or other image uses (Docker refuses those), with its parent steps no other image shares; returns
-    the ids removed."""
-    client = docker_client()
+def remove_unused_images(image_ids: list[str], *, build_dir_id: str, keep: set[str], client: Any = None) -> list[str]:
+    """Remove each of `image_ids` that a build of build folder `build_dir_id` made, that no tag names, is not in
+    `keep` and that no container or other image uses (Docker refuses those), with its parent steps no other image
+    shares; returns the ids removed. Only disk space is at stake: an image Docker does not remove is kept, noted."""
+    client = client or docker_client()
     removed = []
     for image in image_ids:
         if image in keep:
             continue
         try:
             found = client.images.get(image)
-            if found.tags or found.labels.get(BUILD_DIR_LABEL) != str(build_dir.resolve()):
+            if found.tags or found.labels.get(BUILD_DIR_LABEL) != build_dir_id:
                 continue
             client.images.remove(image)  # not forced
         except docker.errors.ImageNotFound:
             continue  # removed with a child removed before it, or by another run
         except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # in use by a container, or the parent of another image
-                continue
-            raise
+            if exc.status_code != 409:  # 409: in use by a container, or the parent of another image
+                progress.note(f"kept the unused image {image}: Docker did not remove it ({exc})")
+            continue
+        except docker.errors.DockerException as exc:
+            progress.note(f"kept the unused image {image}: {exc}")
+            continue
         removed.append(image)
     return removed
 

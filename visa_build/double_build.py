@@ -77,7 +77,8 @@ def build_container(
         )
         # Docker's predefined proxy arguments: RUN steps see them, the image's history and layers do not
         args = {"BASE_IMAGE": base_tag, **env, **build_proxy.environment(settings.proxy, settings.no_proxy)}
-        hosts, labels = {DOCKER_WHEELHOUSE_HOST: address}, image_labels(settings.build_dir)
+        build_dir_id = runs.build_dir_id(settings.build_dir)
+        hosts, labels = {DOCKER_WHEELHOUSE_HOST: address}, image_labels(build_dir_id)
         double_id = build_image(context_dir, tag, args, network=network, hosts=hosts, labels=labels, log_path=log_path)
         filesystem_id = build_image(
             context_dir,
@@ -90,6 +91,6 @@ def build_container(
             log_path=log_path.with_suffix(".filesystem.log"),
         )
     superseded = [image for image in previous if image and image not in (double_id, filesystem_id)]
-    if remove_unused_images(superseded, build_dir=settings.build_dir, keep=recorded_doubles(settings.build_dir)):
+    if remove_unused_images(superseded, build_dir_id=build_dir_id, keep=recorded_doubles(settings.build_dir)):
         progress.note(f"removed the images of {spec.name} this build superseded (no tag or qcow2 names them)")
     return DoubleImages(tag, double_id, filesystem_id)

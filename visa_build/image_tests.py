@@ -93,7 +93,8 @@ def _key_folder(settings: Settings) -> Iterator[Path]:
 TEST_USER = "visa-test"
 #: The keyboard layout test instances with a desktop get (not VISA's default, so the suite can tell it arrived).
 DESKTOP_TEST_LAYOUT = "fr-fr-azerty"
-#: Seconds a stopped test suite has to tear down its VMs, doubles and servers before it is killed.
+#: Seconds a stopped test suite has to tear down its VMs, doubles and servers before it is killed (its conftest
+#: turns the SIGTERM it gets into a KeyboardInterrupt, so pytest runs every fixture's teardown).
 SUITE_STOP_GRACE = 120.0
 
 

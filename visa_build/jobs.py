@@ -180,9 +180,9 @@ def promote(spec_name: str, publishing: Publishing, release: str = "") -> None:
 
 
 class ImageRemover(Protocol):
-    """Removes the untagged images a build folder's builds made, but those in `keep` (docker_engine's)."""
+    """Removes the untagged images the builds of a build folder (by its id) made, but those in `keep`."""
 
-    def __call__(self, build_dir: Path, *, keep: set[str]) -> list[str]: ...
+    def __call__(self, build_dir_id: str, *, keep: set[str]) -> list[str]: ...
 
 
 def clean(
@@ -199,9 +199,14 @@ def clean(
     leftovers.reap(settings.build_dir)
     target = settings.cache_dir if caches_only else settings.build_dir
     with progress.step(f"Removing {target}" + ("" if caches_only else " (release records are kept)")):
-        removed = remove_images(settings.build_dir, keep=recorded_doubles(settings.build_dir) if caches_only else set())
-        if removed:
-            progress.note(f"removed {len(removed)} images that rebuilds had left untagged")
+        doubles = recorded_doubles(settings.build_dir) if caches_only else set()
+        try:
+            removed = remove_images(runs.build_dir_id(settings.build_dir), keep=doubles)
+        except VisaBuildError as error:  # the engine does not answer: the files are removed all the same
+            progress.note(f"Docker's images were not looked at: {error}")
+        else:
+            if removed:
+                progress.note(f"removed {len(removed)} images that rebuilds had left untagged")
         for released in mounts.release_all_under(settings.build_dir):
             progress.note(f"released {released}, left by an interrupted run")
         if caches_only:

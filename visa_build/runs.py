@@ -32,6 +32,21 @@ def runs_dir(build_dir: Path) -> Path:
     return build_dir / "runs"
 
 
+def build_dir_id(build_dir: Path) -> str:
+    """A random id of `build_dir`, made on first use and kept in its runs folder (`clean` keeps that): the Docker
+    images its builds make carry it, so only its runs remove them, not those of another build folder, even one at
+    the same path in another container on the same Docker engine."""
+    path = runs_dir(build_dir) / "build-dir-id"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{RUN_ID}.partial")
+        partial.write_text(secrets.token_hex(8) + "\n")
+        with contextlib.suppress(FileExistsError):  # a run beside this one made it first: its id is the folder's
+            os.link(partial, path)
+        partial.unlink()
+    return path.read_text().strip()
+
+
 def use(build_dir: Path, *, timeout: float = 6 * 3600) -> None:
     """Hold the in-use lock of `build_dir` shared for the rest of this process (once): `clean` runs beside no run
     that has started, registered or not. While a `clean` holds it, say so and wait up to `timeout` seconds."""

@@ -129,7 +129,7 @@ def _download(
     """Download into `dest` each locked wheel that is not there yet (`have`: the sha256 of those that are), and
     build the sdist-only pins (or take their wheels from an earlier build of the same sources and tools)."""
     glibc = spec.distro.glibc
-    from_source: list[str] = []  # the lock entries of the sdist-only pins, of both locks
+    from_source: list[dict[str, str]] = []  # each lock's sdist-only pins: {name: lock entry}
     requirements = _requirements_file(dest)
     # One download per lock: the two environments may pin a shared dependency (e.g. numpy) differently, so a
     # package without a wheel in one lock may have one at the other's pin.
@@ -154,9 +154,9 @@ def _download(
                 if not missing or missing[0] in sdist_only or missing[0] not in entries:
                     raise
                 sdist_only.add(_allowed_from_source(spec, missing[0], glibc))
-        from_source += [entries[name] for name in sorted(sdist_only) if entries[name] not in from_source]
-    if from_source:
-        _built_from_source(spec, "".join(from_source), dest, store, runner, source_image)
+        from_source.append({name: entries[name] for name in sorted(sdist_only)})
+    for requirements_text in _source_builds(from_source):
+        _built_from_source(spec, requirements_text, dest, store, runner, source_image)
     if UV_WHEEL_SHA256 not in have:
         requirements.write_text(f"uv=={UV_VERSION} --hash=sha256:{UV_WHEEL_SHA256}\n")
         runner(
@@ -164,6 +164,17 @@ def _download(
             timeout=600,
             on_line=progress.line,
         )
+
+
+def _source_builds(per_lock: list[dict[str, str]]) -> list[str]:
+    """The requirements of each build from source: one for both locks' sdist-only pins, or one per lock when they
+    pin a package differently (one build cannot install two versions of a package)."""
+    merged: dict[str, str] = {}
+    for pins in per_lock:
+        for name, entry in pins.items():
+            if merged.setdefault(name, entry) != entry:
+                return ["".join(pins.values()) for pins in per_lock if pins]
+    return ["".join(merged.values())] if merged else []
 
 
 def _built_from_source(

@@ -15,7 +15,7 @@ from visa_build.settings import make_settings
 def _recorded(calls: list[set[str]]) -> jobs.ImageRemover:
     """A stand-in for removing Docker's untagged images that records which ids it was told to keep."""
 
-    def remove(build_dir: Path, *, keep: set[str]) -> list[str]:
+    def remove(build_dir_id: str, *, keep: set[str]) -> list[str]:
         calls.append(keep)
         return []
 

@@ -235,3 +235,10 @@ def test_a_build_folder_the_user_cannot_write_is_named(tmp_path: Path) -> None:
     not_a_folder.write_text("a file where the build folder should be")
     with pytest.raises(ConfigError, match="cannot write the build folder's run records"):
         runs.use(not_a_folder)
+
+
+def test_a_build_folder_keeps_its_id_and_another_has_its_own(tmp_path: Path) -> None:
+    first = runs.build_dir_id(tmp_path / "a")
+    assert runs.build_dir_id(tmp_path / "a") == first, "a build folder's id changed between runs"
+    assert runs.build_dir_id(tmp_path / "b") != first, "two build folders share an id: each would remove the other's"
+    assert sorted(p.name for p in (tmp_path / "a" / "runs").iterdir()) == ["build-dir-id"], "a partial file was left"

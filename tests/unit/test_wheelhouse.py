@@ -231,6 +231,18 @@ def test_a_package_without_a_wheel_in_one_lock_is_downloaded_at_the_other_locks_
     assert built == [locks["jupyterlab"]], f"built from source: {built}"
 
 
+def test_source_builds_are_one_unless_the_locks_pin_a_package_differently() -> None:
+    ufit, nglview, ufit_other = (
+        "ufit==1.11.1 --hash=sha256:a\n",
+        "nglview==3.1 --hash=sha256:b\n",
+        "ufit==1.12 --hash=sha256:c\n",
+    )
+    builds = wheelhouse._source_builds
+    assert builds([{}, {}]) == []
+    assert builds([{"ufit": ufit}, {"nglview": nglview, "ufit": ufit}]) == [ufit + nglview], "one build, each pin once"
+    assert builds([{"ufit": ufit}, {"ufit": ufit_other}]) == [ufit, ufit_other], "two versions need two builds"
+
+
 @pytest.mark.parametrize("folder", ["ci", "ci-trixie", "ci-noble"])
 def test_bytecode_goes_into_the_wheels_when_the_hosts_python_has_the_images_series(folder: str) -> None:
     """A Debian 12 host (3.11) compiles for bookworm images, a Debian 13 host (3.13) for trixie's, an Ubuntu 24.04

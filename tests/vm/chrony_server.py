@@ -75,8 +75,10 @@ def serving(program: Path, folder: Path) -> Iterator[int]:
         f"cmdport 0\nbindcmdaddress /\npidfile {folder / 'chronyd.pid'}\n"
     )
     log = folder / "chronyd.log"
-    # -d: in the foreground, logging to stderr; -x: never sets the host's clock; -u root: no _chrony user here
-    with background([str(program), "-d", "-x", "-u", "root", "-f", str(config)], log_path=str(log)) as server:
+    # -d: in the foreground, logging to stderr; -x: never sets the host's clock; -u root: the host has no _chrony
+    # user to switch to; -U: it may start without root, as it needs no privilege to serve on a high port
+    argv = [str(program), "-d", "-x", "-u", "root", "-U", "-f", str(config)]
+    with background(argv, log_path=str(log)) as server:
         deadline = time.monotonic() + 30
         while not _answers(port):
             if server.poll() is not None or time.monotonic() > deadline:

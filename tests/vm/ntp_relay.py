@@ -72,6 +72,8 @@ def ntp_request(frame: bytes, address: bytes) -> tuple[Sender, bytes] | None:
     if version_length >> 4 != 4 or protocol != IP_UDP or destination != address or fragment & 0x3FFF:
         return None  # not IPv4, not UDP, not to the server, or a fragment
     udp = ETHERNET.size + header
+    if header < IPV4.size or len(frame) < udp + UDP.size:
+        return None  # a damaged header, or a frame cut short
     source_port, destination_port, length, _ = UDP.unpack_from(frame, udp)
     if destination_port != NTP_PORT or udp + length > len(frame) or total != header + length:
         return None
@@ -98,6 +100,11 @@ class Relayed:
     errors: list[str] = field(default_factory=list)
 
 
+def _close_all(sockets: dict[socket.socket, tuple[Sender, float]]) -> None:
+    for upstream in sockets:
+        upstream.close()
+
+
 @contextlib.contextmanager
 def relaying(socket_path: Path, vm_socket: Path, address: str, server_port: int) -> Iterator[Relayed]:
     """Relay while the block runs: frames arrive on `socket_path` (bound here) and go back to QEMU's `vm_socket`;
@@ -109,7 +116,8 @@ def relaying(socket_path: Path, vm_socket: Path, address: str, server_port: int)
 
     def serve() -> None:
         waiting: dict[socket.socket, tuple[Sender, float]] = {}
-        with selectors.DefaultSelector() as selector:
+        with contextlib.ExitStack() as closing, selectors.DefaultSelector() as selector:
+            closing.callback(_close_all, waiting)  # also when the relay fails
             selector.register(frames, selectors.EVENT_READ)
             while not stop.is_set():
                 for key, _ in selector.select(timeout=0.5):
@@ -129,22 +137,21 @@ def relaying(socket_path: Path, vm_socket: Path, address: str, server_port: int)
                         upstream = key.data  # the server's answer
                         sender, _ = waiting.pop(upstream)
                         selector.unregister(upstream)
-                        frames.sendto(ntp_answer(sender, packed, upstream.recv(65536)), str(vm_socket))
-                        upstream.close()
+                        with upstream:
+                            answer = upstream.recv(65536)
+                        frames.sendto(ntp_answer(sender, packed, answer), str(vm_socket))
                         relayed.answers += 1
                 for upstream, (_, sent) in list(waiting.items()):
                     if time.monotonic() - sent > ANSWER_WAIT:
                         selector.unregister(upstream)
                         upstream.close()
                         del waiting[upstream]
-        for upstream in waiting:
-            upstream.close()
 
     def guarded() -> None:
         try:
             serve()
-        except OSError as error:  # reported by the test that reads `relayed`
-            relayed.errors.append(f"the NTP relay stopped: {error}")
+        except Exception as error:  # any failure is reported by the test that reads `relayed`
+            relayed.errors.append(f"the NTP relay stopped: {error!r}")
 
     thread = threading.Thread(target=guarded, name="ntp-relay", daemon=True)
     thread.start()

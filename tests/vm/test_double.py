@@ -32,7 +32,10 @@ def double(pytestconfig: pytest.Config) -> Iterator[Any]:
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        pytest.fail(f"the double {image} this qcow2 was filled with is gone from Docker; build-qcow2 again")
+        pytest.fail(
+            f"the double {image} this qcow2 was filled with is gone from Docker; build-qcow2 again (a rebuild "
+            "removes the images it superseded unless a qcow2 under the build folder's images/ names them)"
+        )
     container = client.containers.run(
         image, ["sleep", "infinity"], entrypoint=[], detach=True, labels={LABEL: "double-files"}
     )
