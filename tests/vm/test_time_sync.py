@@ -67,6 +67,11 @@ class Synced:
     waited: float
 
 
+def _field(tracking: str, name: str) -> str:
+    """The value of field `name` in what `chronyc tracking` printed ("" when it is not there)."""
+    return next((line.split(":", 1)[1].strip() for line in tracking.splitlines() if line.startswith(name)), "")
+
+
 def _tracking(guest: vm.BootedVM) -> tuple[str, str]:
     said = run(guest.ssh_argv("chronyc -n tracking; echo ===; chronyc -n sources"), timeout=60, check=False)
     tracking, _, sources = said.output.partition("===")
@@ -132,15 +137,14 @@ def synced(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
         deadline = started + 120 * accel.slowdown
         while True:
             tracking, sources = _tracking(guest)
-            if f"({server})" in tracking and "Leap status     : Normal" in tracking or time.monotonic() > deadline:
+            tracked = (
+                _field(tracking, "Reference ID").endswith(f"({server})") and _field(tracking, "Leap status") == "Normal"
+            )
+            if tracked or time.monotonic() > deadline:
                 # a copy: the relay lives on while the VM stops, when an answer may find QEMU gone
                 passed = dataclasses.replace(relayed, errors=list(relayed.errors))
                 return Synced(server, tracking, sources, passed, time.monotonic() - started)
             time.sleep(3)
-
-
-def _field(tracking: str, name: str) -> str:
-    return next((line.split(":", 1)[1].strip() for line in tracking.splitlines() if line.startswith(name)), "")
 
 
 def test_chrony_tracks_the_sites_server(synced: Synced) -> None:
