@@ -7,21 +7,25 @@ whose socket is mounted in. The engine itself is this host's: a container cannot
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 import requests
 
 from tests.helpers import REPO
 from visa_build import image_inputs, mounts
 from visa_build.artefact import key_of
-from visa_build.docker_engine import docker_client, image_exists
+from visa_build.docker_engine import BUILD_DIR_LABEL, docker_client, image_exists
 from visa_build.image_spec import load_image_spec
 from visa_build.process import run
 from visa_build.settings import make_settings
@@ -32,11 +36,12 @@ HOST_PACKAGES = ("python3", "python3-venv", "git", "ca-certificates")
 #: The host's TLS settings a container needs to reach the package index as this host does (a TLS proxy's CA).
 CA_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 #: What runs in the host container, as root, from a clean clone.
-SET_UP = """set -euo pipefail
-git clone -q /src /root/visa-build
-cd /root/visa-build
+CLONE = "/root/visa-build"
+SET_UP = f"""set -euo pipefail
+git clone -q /src {CLONE}
+cd {CLONE}
 ./visa-build doctor --fix
-.venv/bin/python -m pytest -q -p no:cacheprovider tests/packer --visa-build-dir=/root/visa-build/build
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/packer --visa-build-dir={CLONE}/build
 ./visa-build build-container --image images/ci
 """
 #: Minutes one host's set-up may take (apt installs the build tools; the double's layers may be cold).
@@ -108,9 +113,26 @@ def set_up_on(request: pytest.FixtureRequest) -> Iterator[Callable[[str], tuple[
         return code, container.logs().decode(errors="replace")
 
     yield set_up
+    client = docker_client()
     for container in containers:
         container.stop(timeout=60)  # visa-build in it removes its build network and containers
+        made_by = _build_dir_id(container)
         container.remove(force=True)
+        # The clone's images: once its build folder is gone, no run would ever remove them.
+        for image in client.images.list(filters={"label": f"{BUILD_DIR_LABEL}={made_by}"}) if made_by else []:
+            with contextlib.suppress(docker.errors.NotFound):  # gone with a child removed before it
+                client.images.remove(image.id, force=True)
+
+
+def _build_dir_id(container: Any) -> str | None:
+    """The id of the build folder of the clone in `container` (runs.build_dir_id), if a build made one."""
+    try:
+        chunks, _ = container.get_archive(f"{CLONE}/build/runs/build-dir-id")
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+        member = archive.extractfile("build-dir-id")
+        return member.read().decode().strip() if member else None
 
 
 def _tail(container: Any) -> str:
