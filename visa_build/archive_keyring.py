@@ -27,9 +27,8 @@ def ubuntu_keyring(cache_dir: Path, debian_mirror: str, *, runner: Runner = run)
     work = Path(tempfile.mkdtemp(prefix=".keyring-", dir=final.parent))
     try:
         with progress.step(f"Fetching Ubuntu's archive keyring from Debian {SUITE}'s signed {PACKAGE} package"):
-            deb = debian_package.download(PACKAGE, SUITE, debian_mirror, work / "apt", runner=runner)
-            runner(["dpkg-deb", "-x", str(deb), str(work / "files")], timeout=120)
-            shutil.copyfile(work / "files" / KEYRING, work / "keyring.gpg")
+            files = debian_package.unpacked(PACKAGE, SUITE, debian_mirror, work, runner=runner)
+            shutil.copyfile(files / KEYRING, work / "keyring.gpg")
             artefact.store(work / "keyring.gpg", final)
     finally:
         shutil.rmtree(work, ignore_errors=True)

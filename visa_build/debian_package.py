@@ -50,3 +50,12 @@ def download(package: str, suite: str, mirror: str, work: Path, *, runner: Runne
         ) from None
     (deb,) = (work / "deb").glob(f"{package}_*.deb")
     return deb
+
+
+def unpacked(package: str, suite: str, mirror: str, work: Path, *, runner: Runner = run) -> Path:
+    """The files of `package` from `mirror`'s `suite`, downloaded as `download` does and unpacked (not installed)
+    into a folder under `work` named after the .deb (e.g. chrony_4.3-2+deb12u3_amd64)."""
+    deb = download(package, suite, mirror, work / "apt", runner=runner)
+    files = work / deb.stem
+    runner(["dpkg-deb", "-x", str(deb), str(files)], timeout=120)
+    return files

@@ -53,12 +53,16 @@ def image_labels(build_dir_id: str) -> dict[str, str]:
     return {LABEL: IMAGE_ROLE, BUILD_DIR_LABEL: build_dir_id}
 
 
-def image_exists(client: Any, tag: str) -> bool:
+def image_id(client: Any, tag: str) -> str | None:
+    """The id of the image `tag` names, or None when there is none."""
     try:
-        client.images.get(tag)
+        return str(client.images.get(tag).id)
     except docker.errors.ImageNotFound:
-        return False
-    return True
+        return None
+
+
+def image_exists(client: Any, tag: str) -> bool:
+    return image_id(client, tag) is not None
 
 
 @contextlib.contextmanager
@@ -148,14 +152,6 @@ def build_image(
                     tip=f"the full build log is {log_path}",
                 )
         return str(client.images.get(tag).id)
-
-
-def image_id(tag: str) -> str | None:
-    """The id of the image `tag` names, or None when there is none."""
-    try:
-        return str(docker_client().images.get(tag).id)
-    except docker.errors.ImageNotFound:
-        return None
 
 
 def remove_untagged_images(build_dir_id: str, *, keep: set[str], client: Any = None) -> list[str]:

@@ -4,11 +4,12 @@ image's filesystem (Dockerfile stage `filesystem`, the qcow2's source when fille
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import build_context, build_proxy, image_inputs, progress, render, runs, wheelhouse
-from .docker_engine import build_image, build_network, image_id, image_labels, remove_unused_images
+from .docker_engine import build_image, build_network, docker_client, image_id, image_labels, remove_unused_images
 from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
 from .process import alongside
@@ -61,7 +62,8 @@ def build_container(
         base_tag = base()
     context_dir = context_dir or build_context.prepare(spec, settings.build_dir / "context" / spec.name)
     tag, log_path = container_tag(spec), settings.log_dir / f"docker-build-{spec.name}.log"
-    previous = [image_id(tag), image_id(filesystem_tag(spec))]
+    with contextlib.closing(docker_client()) as client:
+        previous = [image_id(client, tag), image_id(client, filesystem_tag(spec))]
     with (
         build_network(spec.name, runs.RUN_ID) as (network, address),
         serving_to_docker(wheelhouses, port=settings.wheelhouse_port, address=address) as url,

@@ -84,15 +84,14 @@ def fetch(build_dir: Path, mirror: str) -> Packer:
         work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=folder.parent))
         try:
             with progress.step(f"Fetching Debian 12's packer ({mirror} {SUITE}, verified by apt)"):
-                deb = debian_package.download("packer", SUITE, mirror, work / "apt")
-                run(["dpkg-deb", "-x", str(deb), str(work / "files")], timeout=120)
-                version = version_of(str(work / "files" / "usr" / "bin" / "packer"))
+                files = debian_package.unpacked("packer", SUITE, mirror, work)
+                version = version_of(str(files / "usr" / "bin" / "packer"))
                 if version is None:
-                    raise VisaBuildError(f"the packer of {deb.name} does not run", tip="put Packer >= 1.6.6 on PATH")
+                    raise VisaBuildError(f"the packer of {files.name} does not run", tip="put Packer >= 1.6.6 on PATH")
                 target = folder / _dotted(version)
                 shutil.rmtree(target, ignore_errors=True)  # an earlier copy that no longer runs
                 folder.mkdir(exist_ok=True)
-                os.rename(work / "files", target)
+                os.rename(files, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     chosen = Packer(str(target / "usr" / "bin" / "packer"), version)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from visa_build import debian_package, packer_binary, runs
-from visa_build.process import background, run
+from visa_build.process import background
 
 #: The suite whose chrony is fetched (Debian 12's, as Packer's: it runs on Debian 12 and 13 and Ubuntu 24.04).
 SUITE = packer_binary.SUITE
@@ -37,12 +37,11 @@ def chronyd(build_dir: Path, mirror: str) -> Path:
             return unpacked[-1]
         work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=folder))
         try:
-            deb = debian_package.download("chrony", SUITE, mirror, work / "apt")
-            run(["dpkg-deb", "-x", str(deb), str(work / "files")], timeout=120)
-            os.rename(work / "files", folder / deb.stem)
+            files = debian_package.unpacked("chrony", SUITE, mirror, work)
+            os.rename(files, folder / files.name)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return folder / deb.stem / "usr" / "sbin" / "chronyd"
+    return folder / files.name / "usr" / "sbin" / "chronyd"
 
 
 def _free_udp_port() -> int:
