@@ -1,7 +1,8 @@
 """The nightly: for each image spec, read the Debian archive's state, build the qcow2 and its double (cached by
 content), run both suites (JUnit XML), read the image's manifest from the booted VM and compare it with the
 spec's last release. Nothing changed: one line, no release. A change that passes: a release. A failure: a
-record marked failed, with the logs; `latest` stays where it was."""
+record marked failed, with the logs; `latest` stays where it was. A failure while the archive changed under the
+night (a mirror sync) is tried once more on the archive's new state."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from . import archive_state, artefact, image_inputs, image_tests, mounts, progress, qcow2
+from . import archive_state, artefact, base_rootfs, image_inputs, image_tests, mounts, progress, qcow2
 from .errors import VisaBuildError
 from .image_spec import ImageSpec
 from .release import build_json, changes, fixes, manifest, record, sbom
@@ -78,17 +79,9 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
             f"{spec.name}: nothing changed (Debian archive and spec as checked "
             f"{last.get('checked')}; {last.get('release', 'no release')}): no new release",
         )
-    junit, steps, facts_file = tonight.junit, tonight.steps, tonight.work / "facts.json"
-    mark = time.monotonic()
-    built = tonight.built = qcow2.build_qcow2(spec, settings, state=state)
-    steps["build-qcow2"] = time.monotonic() - mark
-    mark = time.monotonic()
-    image_tests.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
-    steps["test-container"] = time.monotonic() - mark
-    mark = time.monotonic()
-    vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={facts_file}"]
-    image_tests.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
-    steps["test-qcow2"] = time.monotonic() - mark
+    junit, facts_file = tonight.junit, tonight.work / "facts.json"
+    built = _built_and_tested(spec, settings, tonight, sources)
+    state = archive_state.state_key(tonight.states)
     image = manifest.from_facts(
         spec.name,
         spec.distro,
@@ -114,7 +107,7 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     files: dict[str, str | Path] = {
         built.path.name: built.path,
         f"{built.path.name}.sha256": artefact.sidecar(built.path).read_text(),
-        "build.json": build_json.write(spec, settings, tonight.states, built, steps, junit, verdict="passed"),
+        "build.json": build_json.write(spec, settings, tonight.states, built, tonight.steps, junit, verdict="passed"),
         "manifest.json": manifest.to_json(image),
         "manifest.md": manifest.to_markdown(image),
         "sbom.cdx.json": sbom.to_json(image),
@@ -127,6 +120,46 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     record.write_last_check(root, {**check, "verdict": "released", "release": f"release {name}"})
     _prune(root, spec, settings)
     return Night(spec.name, "released", f"{spec.name}: released {folder} ({why})", folder)
+
+
+def _built_and_tested(
+    spec: ImageSpec, settings: Settings, tonight: _Tonight, sources: base_rootfs.Sources
+) -> qcow2.Qcow2:
+    """The qcow2 built and both suites passed on the archive's state the night read. When that fails and the
+    archive has changed since (a mirror synced during the night, so a security update may have come after the
+    build read it), the night goes once more on the new state: that rebuilds only the Debian-updates layer."""
+    try:
+        return _build_and_test(spec, settings, tonight)
+    except VisaBuildError as error:
+        try:
+            now = archive_state.read_state(sources)
+        except VisaBuildError:
+            raise error from None
+        before, after = archive_state.state_key(tonight.states), archive_state.state_key(now)
+        if after == before:
+            raise
+        progress.note(
+            f"{spec.name}: {error}; the Debian archive changed during the night (state {before} is now {after}): "
+            "building and testing again on it"
+        )
+        tonight.states = now
+    return _build_and_test(spec, settings, tonight)
+
+
+def _build_and_test(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> qcow2.Qcow2:
+    """The qcow2 of the night's archive state, built, with its double's and its own suite passed."""
+    state, junit, steps = archive_state.state_key(tonight.states), tonight.junit, tonight.steps
+    mark = time.monotonic()
+    built = tonight.built = qcow2.build_qcow2(spec, settings, state=state)
+    steps["build-qcow2"] = time.monotonic() - mark
+    mark = time.monotonic()
+    image_tests.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
+    steps["test-container"] = time.monotonic() - mark
+    mark = time.monotonic()
+    vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={tonight.work / 'facts.json'}"]
+    image_tests.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
+    steps["test-qcow2"] = time.monotonic() - mark
+    return built
 
 
 def _security_fixes(

@@ -96,6 +96,36 @@ def test_a_record_holds_the_logs_of_its_own_run_only(
     assert logs == ["packer-mine.log"], f"the record holds the logs {logs}"
 
 
+SYNCED = (archive_state.SuiteState("bookworm", "http://mirror/InRelease", "Fri, 27 Nov 2026", "cd" * 32),)
+
+
+@pytest.mark.parametrize("archive", ["changed during the night", "unchanged"])
+def test_a_night_that_fails_goes_once_more_only_when_the_archive_changed_meanwhile(
+    spec: ImageSpec, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, archive: str
+) -> None:
+    reads = iter([STATE, SYNCED if archive == "changed during the night" else STATE])
+    monkeypatch.setattr(archive_state, "read_state", lambda sources: next(reads))
+    monkeypatch.setattr(qcow2, "expected_path", lambda spec, settings, state: tmp_path / "visa-jupyter-k.qcow2")
+    built: list[str] = []
+
+    def build_qcow2(spec: ImageSpec, settings: Settings, *, state: str) -> Any:
+        built.append(state)
+        raise VisaBuildError("docker build failed: 45-debian-updates.sh: apt read another state of the archive")
+
+    monkeypatch.setattr(qcow2, "build_qcow2", build_qcow2)
+    night = nightly.run_nightly(spec, settings)
+    first, second = archive_state.state_key(STATE), archive_state.state_key(SYNCED)
+    assert night.verdict == "failed" and night.folder is not None, night
+    if archive == "unchanged":
+        assert built == [first], f"the night built {built}: a failure on an unchanged archive is its verdict"
+        assert night.folder.name.endswith(f"-{first[:12]}-failed"), night.folder
+    else:
+        assert built == [first, second], f"the night built {built}, not once more on the archive's new state"
+        assert night.folder.name.endswith(f"-{second[:12]}-failed"), f"{night.folder} names the stale state"
+        build = json.loads((night.folder / "build.json").read_text())
+        assert build["keys"]["debian_state"] == second, build["keys"]
+
+
 def test_a_failing_spec_does_not_stop_the_next(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     nights = []
 
