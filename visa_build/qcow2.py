@@ -18,6 +18,7 @@ from . import (
     fill,
     image_inputs,
     in_guest,
+    kept_images,
     leftovers,
     progress,
     render,
@@ -82,7 +83,14 @@ def build_qcow2(spec: ImageSpec, settings: Settings, *, state: str | None = None
     context_dir = qcow2_context(spec, settings)
     state = state if state is not None else image_inputs.archive_key(spec, settings)
     if settings.fill == "native":
-        return _build_native(spec, settings, context_dir, state)
+        built = _build_native(spec, settings, context_dir, state)
+    else:
+        built = _build_in_guest(spec, settings, context_dir, state)
+    kept_images.prune(built.path, settings.keep_images, settings.build_dir)
+    return built
+
+
+def _build_in_guest(spec: ImageSpec, settings: Settings, context_dir: Path, state: str) -> Qcow2:
     base = in_guest.base_source(spec, settings)
     keys = in_guest.stage_keys(spec, settings, context_dir, base, state)
     final = qcow2_path(spec, settings, keys[-1])

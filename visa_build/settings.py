@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "compression": "zlib",
     "release_dir": "",  # the nightly's release folder ("" = <build_dir>/releases)
     "keep_releases": 7,  # releases kept per spec by the nightly (the one `latest` names is never removed)
+    "keep_images": 2,  # qcow2s kept per spec under build/images, the newest (0: all)
     "nightly_images": "images/visa-jupyter,images/visa-jupyter-trixie",
     "cloud": "",  # a cloud of clouds.yaml ("" = OS_CLOUD or the OS_* variables)
     "publish_visibility": "shared",  # of the promoted image
@@ -101,6 +102,7 @@ class Settings:
     rebase_days: int
     releases: str
     keep_releases: int
+    keep_images: int
     index_allow_http: bool
     proxy: str = ""
     no_proxy: str = ""
@@ -164,6 +166,7 @@ def make_settings(**given: Any) -> Settings:
     wheelhouse_port = _within(v, "wheelhouse_port", 1024, 65535, "use a free port 1024-65535")
     rebase_days = _within(v, "rebase_days", 0, 366, "use 0-366 days (0: never by age)")
     keep_releases = _within(v, "keep_releases", 1, 1000, "keep 1-1000 releases per spec")
+    keep_images = _within(v, "keep_images", 0, 1000, "keep 0 (all) to 1000 qcow2s per spec")
     boots = tuple(name.strip() for name in str(v["datasource_boots"]).split(",") if name.strip())
     if not set(boots) <= set(DATASOURCE_BOOTS):
         raise ConfigError(
@@ -221,6 +224,7 @@ def make_settings(**given: Any) -> Settings:
         rebase_days=rebase_days,
         releases=v["release_dir"],
         keep_releases=keep_releases,
+        keep_images=keep_images,
         index_allow_http=bool(v["index_allow_http"]),
         proxy=str(v["proxy"]),
         no_proxy=str(v["no_proxy"]),

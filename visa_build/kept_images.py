@@ -1,0 +1,42 @@
+"""The qcow2s a build folder keeps per spec (build/images/<spec>/): after each build of a spec, its newest
+`visa.keep_images` qcow2s stay, the one just built always among them. Older ones go with the files beside them
+(checksum, build key, manifest, double record), and so do the container doubles they were filled beside when
+no tag, container or kept qcow2 uses them. So a nightly build host's disk does not fill with past nights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from . import progress
+from .docker_engine import remove_unused_images
+from .double_build import DOUBLE_RECORD_SUFFIX, recorded_doubles
+from .errors import VisaBuildError
+from .runs import build_dir_id
+
+
+def prune(
+    current: Path, keep: int, build_dir: Path, *, remove_images: Callable[..., object] = remove_unused_images
+) -> list[Path]:
+    """Remove the qcow2s beside `current` (its spec's) but the newest `keep` by build time, `current` always
+    kept (keep 0: none removed), with their files and their doubles; returns the qcow2s removed."""
+    if keep == 0:
+        return []
+    others = sorted(
+        (p for p in current.parent.glob("*.qcow2") if p != current), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    removed, doubles = others[keep - 1 :], []
+    for qcow2 in removed:
+        record = qcow2.with_name(qcow2.stem + DOUBLE_RECORD_SUFFIX)
+        doubles += record.read_text().split() if record.is_file() else []
+        for path in qcow2.parent.glob(f"{qcow2.stem}.*"):  # the qcow2 and the files named after it
+            path.unlink(missing_ok=True)
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        progress.note(f"removed the older qcow2s {names} (visa.keep_images = {keep})")
+    if doubles:
+        try:
+            remove_images(doubles, build_dir_id=build_dir_id(build_dir), keep=recorded_doubles(build_dir))
+        except VisaBuildError as error:  # only disk space is at stake
+            progress.note(f"the doubles of the removed qcow2s stay in Docker: {error}")
+    return removed
