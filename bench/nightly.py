@@ -3,9 +3,10 @@
 Usage (as root): .venv/bin/python bench/nightly.py [--image images/ci] [--cold-seconds S]
 Runs in build/ (its caches are the point): one nightly to have a release (in a scratch release folder), then
 a second, timed: nothing changed, so it reads the mirrors, finds the qcow2 it already checked and stops. Then
-a Debian-only night: build-qcow2 with a new archive state (a state no mirror has, so only the thin
-Debian-updates layer, the fill and the sealing boot run; apt finds nothing newer than the base here, so the
-download and install of real updates, usually seconds to a minute, come on top). --cold-seconds: a cold
+a Debian-only night: build-qcow2 with the archive's state tagged "-bench-<id>" (the layer checks the state's
+digest only, and the tag makes it new, so only the thin Debian-updates layer, the fill and the sealing boot run;
+apt finds nothing newer than the base here, so the download and install of real updates, usually seconds to a
+minute, come on top). --cold-seconds: a cold
 build-qcow2 of the same spec (bench/build_qcow2.py) for the ratio. The last lines are the figures.
 """
 
@@ -16,7 +17,7 @@ import shutil
 import time
 import uuid
 
-from visa_build import nightly, progress, qcow2
+from visa_build import image_inputs, nightly, progress, qcow2
 from visa_build.image_spec import load_image_spec
 from visa_build.resources import workspace
 from visa_build.settings import make_settings
@@ -44,7 +45,8 @@ def main() -> None:
     finally:
         shutil.rmtree(releases, ignore_errors=True)
     started = time.monotonic()
-    rebuilt = qcow2.build_qcow2(spec, settings, state=f"bench-{uuid.uuid4().hex[:8]}")
+    state = f"{image_inputs.archive_key(spec, settings)}-bench-{uuid.uuid4().hex[:8]}"
+    rebuilt = qcow2.build_qcow2(spec, settings, state=state)
     debian_only = time.monotonic() - started
     steps = ", ".join(f"{name} {s:.0f} s" for name, s in rebuilt.step_seconds.items())
     lines = [

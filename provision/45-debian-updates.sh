@@ -14,24 +14,32 @@ build_apt_get=(apt-get -o Acquire::http::Proxy="${http_proxy:-DIRECT}" -o Acquir
 
 # shellcheck source=/dev/null
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+# The archive's digest: VISA_DEBIAN_STATE's first 16 characters (what follows, "-<tag>", only makes a new layer on
+# the same archive: bench/nightly.py's Debian-only night).
+state=${VISA_DEBIAN_STATE:0:16}
 log "installing Debian updates (archive state $VISA_DEBIAN_STATE)"
 export DEBIAN_FRONTEND=noninteractive
 # The layer is cached by the state the build read, so it must hold that state's updates: apt must read the very
-# InRelease files the build verified. A mirror behind a name of several hosts may answer with another sync for a
-# while; one that synced since the build read it needs a new build.
+# InRelease files the build verified. A mirror behind a name of several hosts, or in the middle of a sync, may
+# answer otherwise for a while; one that synced since the build read it needs a new build.
 for attempt in 1 2 3; do
-  "${build_apt_get[@]}" update -q
-  read_state=$(apt_state /var/lib/apt/lists "$codename")
-  [[ $read_state == "$VISA_DEBIAN_STATE" ]] && break
+  if "${build_apt_get[@]}" update -q --error-on=any; then
+    read_states=$(apt_states /var/lib/apt/lists "$codename")
+    [[ -n $read_states ]] || die "apt read no InRelease of one of $codename, $codename-updates and $codename-security: \
+the image's apt sources must name all three (the build's visa.mirror / visa.security_mirror)"
+    grep -qx "$state" <<<"$read_states" && break
+    found="apt read the archive in state $(tr '\n' ' ' <<<"$read_states")but the build read it in state $state"
+  else
+    found="apt-get update failed"
+  fi
   if [[ $attempt == 3 ]]; then
-    die "apt read the archive in state ${read_state:-unknown}, but the build read it in state $VISA_DEBIAN_STATE \
-(the mirror synced since, or answers with different syncs, or the image's apt sources are not the build's \
-visa.mirror / visa.security_mirror). apt read:
+    die "$found (the mirror synced since, or answers with different syncs, or the image's apt sources are not \
+the build's visa.mirror / visa.security_mirror). apt read:
 $(apt_inreleases /var/lib/apt/lists)
 Build again: it reads the archive anew."
   fi
-  log "apt read the archive in state ${read_state:-unknown}, not $VISA_DEBIAN_STATE as the build did: asking again in 20 s"
-  sleep 20
+  log "$found: asking again in 30 s"
+  sleep 30
 done
 # --with-new-pkgs: a new kernel ABI comes as a new package; site config files are kept (confold).
 "${build_apt_get[@]}" -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold upgrade --with-new-pkgs

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The Debian archive's state as apt read it (sourced by 45-debian-updates.sh, and by tests/unit/test_apt_state.py).
 
-# apt_state LISTS CODENAME: the state apt read into LISTS (its lists folder), computed as
+# apt_states LISTS CODENAME: each state apt's lists folder LISTS can stand for, computed as
 # visa_build/archive_state.state_key computes the state the build read: the lines "<suite> <sha256 of its
-# InRelease>" of the release CODENAME, its -updates and its -security, hashed. Empty when LISTS holds no
-# InRelease of a suite, or more than one: then it cannot be said.
-apt_state() {
-  local lists=$1 codename=$2 suite lines="" files
+# InRelease>" of the release CODENAME, its -updates and its -security, hashed. One state per choice of an
+# InRelease of each suite (a site's own source of a suite adds one); none when a suite has no InRelease.
+apt_states() {
+  local lists=$1 codename=$2 suite file sha combo
+  local -a combos=("") next
   for suite in "$codename" "$codename-updates" "$codename-security"; do
-    files=("$lists"/*_dists_"${suite}"_InRelease)
-    [[ ${#files[@]} == 1 && -f ${files[0]} ]] || return 0
-    lines+="$suite $(sha256sum "${files[0]}" | cut -d' ' -f1)"$'\n'
+    next=()
+    for file in "$lists"/*_dists_"${suite}"_InRelease; do
+      [[ -f $file ]] || continue
+      sha=$(sha256sum <"$file" | cut -d' ' -f1)
+      for combo in "${combos[@]}"; do next+=("$combo$suite $sha"$'\n'); done
+    done
+    combos=("${next[@]}")
   done
-  printf '%s' "$lines" | sha256sum | cut -c1-16
+  for combo in "${combos[@]}"; do printf '%s' "$combo" | sha256sum | cut -c1-16; done
 }
 
 # apt_inreleases LISTS: each InRelease file apt read into LISTS, with its Date

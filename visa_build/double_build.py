@@ -8,7 +8,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build_context, build_proxy, image_inputs, progress, render, runs, wheelhouse
+from . import archive_state, build_context, build_proxy, image_inputs, progress, render, runs, wheelhouse
 from .docker_engine import build_image, build_network, docker_client, image_id, image_labels, remove_unused_images
 from .errors import ConfigError
 from .image_spec import ImageSpec, require_buildable
@@ -47,15 +47,22 @@ def build_container(
     spec: ImageSpec, settings: Settings, *, state: str | None = None, context_dir: Path | None = None
 ) -> DoubleImages:
     """Build the double of `spec` and its filesystem image, with Debian's updates of archive `state` (read
-    from the mirrors when not given), from `context_dir` (prepared here when not given). Unchanged layers
-    come from Docker's cache."""
+    from the mirrors when not given, and again once when the build fails after a mirror sync changed it), from
+    `context_dir` (prepared here when not given). Unchanged layers come from Docker's cache."""
     require_buildable(spec)
     if settings.installer == "pip-index":
         raise ConfigError(
             "the pip-index installer installs inside the build VM; Docker builds install from the wheelhouse",
             tip="use --installer uv (or pip), or set visa.fill = guest for a qcow2",
         )
-    state = state if state is not None else image_inputs.archive_key(spec, settings)
+    if state is None:
+        return image_inputs.on_current_archive(
+            spec,
+            settings,
+            lambda states: build_container(
+                spec, settings, state=archive_state.state_key(states), context_dir=context_dir
+            ),
+        )
     # The Docker base (mmdebstrap) is made while the wheels download; sdists wait for it, to be built in it.
     with alongside(lambda: image_inputs.base_image(spec, settings)) as base:
         wheelhouses = ensure_wheelhouse(spec, settings.cache_dir, source_image=base)

@@ -4,10 +4,15 @@ generation), the archive's current state, and the Docker base image."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from . import archive_keyring, archive_state, base_docker, base_rootfs, progress
+from .errors import ConfigError, VisaBuildError
 from .image_spec import ImageSpec
 from .settings import Settings
+
+T = TypeVar("T")
 
 
 def sources(spec: ImageSpec, settings: Settings) -> base_rootfs.Sources:
@@ -27,13 +32,49 @@ def mirrors(spec: ImageSpec, settings: Settings) -> tuple[str, str]:
     return settings.mirror, settings.security_mirror
 
 
-def archive_key(spec: ImageSpec, settings: Settings) -> str:
-    """Digest of the suites the image installs from, as the mirrors serve them now."""
+def archive_states(spec: ImageSpec, settings: Settings) -> tuple[archive_state.SuiteState, ...]:
+    """The suites the image installs from, as the mirrors serve them now."""
     states = archive_state.read_state(sources(spec, settings))
     progress.note(
         f"{spec.distro.distribution.capitalize()} archive: " + ", ".join(f"{s.suite} of {s.date}" for s in states)
     )
-    return archive_state.state_key(states)
+    return states
+
+
+def archive_key(spec: ImageSpec, settings: Settings) -> str:
+    """Digest of the suites the image installs from, as the mirrors serve them now."""
+    return archive_state.state_key(archive_states(spec, settings))
+
+
+def on_current_archive(
+    spec: ImageSpec,
+    settings: Settings,
+    build: Callable[[tuple[archive_state.SuiteState, ...]], T],
+    *,
+    states: tuple[archive_state.SuiteState, ...] | None = None,
+) -> T:
+    """`build` on the archive's state (`states`, or read now). When it fails and a mirror sync has changed the
+    archive since (the Debian-updates layer found another state than the one read, or a suite a security update
+    that came after it), once more on the new state: Docker's cache keeps every layer before the updates."""
+    states = states if states is not None else archive_states(spec, settings)
+    try:
+        return build(states)
+    except ConfigError:
+        raise
+    except VisaBuildError as error:
+        try:
+            now = archive_states(spec, settings)
+        except VisaBuildError as unread:
+            progress.note(f"after the failure, the archive's state could not be read again: {unread}")
+            raise error from None
+        before, after = archive_state.state_key(states), archive_state.state_key(now)
+        if after == before:
+            raise
+        progress.note(f"{error}; the Debian archive changed since (state {before} is now {after}): once more on it")
+        try:
+            return build(now)
+        except VisaBuildError as again:
+            raise VisaBuildError(f"{again} (before, on archive state {before}: {error})", tip=again.tip) from None
 
 
 def base_image(spec: ImageSpec, settings: Settings) -> str:

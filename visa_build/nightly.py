@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from . import archive_state, artefact, base_rootfs, image_inputs, image_tests, mounts, progress, qcow2
+from . import archive_state, artefact, image_inputs, image_tests, mounts, progress, qcow2
 from .errors import VisaBuildError
 from .image_spec import ImageSpec
 from .release import build_json, changes, fixes, manifest, record, sbom
@@ -80,7 +80,9 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
             f"{last.get('checked')}; {last.get('release', 'no release')}): no new release",
         )
     junit, facts_file = tonight.junit, tonight.work / "facts.json"
-    built = _built_and_tested(spec, settings, tonight, sources)
+    built = image_inputs.on_current_archive(
+        spec, settings, lambda states: _build_and_test(spec, settings, tonight, states), states=tonight.states
+    )
     state = archive_state.state_key(tonight.states)
     image = manifest.from_facts(
         spec.name,
@@ -122,33 +124,15 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     return Night(spec.name, "released", f"{spec.name}: released {folder} ({why})", folder)
 
 
-def _built_and_tested(
-    spec: ImageSpec, settings: Settings, tonight: _Tonight, sources: base_rootfs.Sources
+def _build_and_test(
+    spec: ImageSpec, settings: Settings, tonight: _Tonight, states: tuple[archive_state.SuiteState, ...]
 ) -> qcow2.Qcow2:
-    """The qcow2 built and both suites passed on the archive's state the night read. When that fails and the
-    archive has changed since (a mirror synced during the night, so a security update may have come after the
-    build read it), the night goes once more on the new state: that rebuilds only the Debian-updates layer."""
-    try:
-        return _build_and_test(spec, settings, tonight)
-    except VisaBuildError as error:
-        try:
-            now = archive_state.read_state(sources)
-        except VisaBuildError:
-            raise error from None
-        before, after = archive_state.state_key(tonight.states), archive_state.state_key(now)
-        if after == before:
-            raise
-        progress.note(
-            f"{spec.name}: {error}; the Debian archive changed during the night (state {before} is now {after}): "
-            "building and testing again on it"
-        )
-        tonight.states = now
-    return _build_and_test(spec, settings, tonight)
-
-
-def _build_and_test(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> qcow2.Qcow2:
-    """The qcow2 of the night's archive state, built, with its double's and its own suite passed."""
-    state, junit, steps = archive_state.state_key(tonight.states), tonight.junit, tonight.steps
+    """The qcow2 of archive `states`, built, with its double's and its own suite passed (what an attempt before
+    left is cleared, so the night's record holds this attempt's only)."""
+    tonight.states, tonight.built = states, None
+    for leftover in (*tonight.junit.values(), tonight.work / "facts.json"):
+        leftover.unlink(missing_ok=True)
+    state, junit, steps = archive_state.state_key(states), tonight.junit, tonight.steps
     mark = time.monotonic()
     built = tonight.built = qcow2.build_qcow2(spec, settings, state=state)
     steps["build-qcow2"] = time.monotonic() - mark

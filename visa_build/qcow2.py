@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import (
     accelerator,
+    archive_state,
     artefact,
     build_context,
     disk,
@@ -73,15 +74,19 @@ def _cached(final: Path) -> Qcow2 | None:
 
 def build_qcow2(spec: ImageSpec, settings: Settings, *, state: str | None = None) -> Qcow2:
     """Build the VISA qcow2 of `spec` (natively filled, or provisioned in the guest, as visa.fill says), with
-    Debian's updates of archive `state` (read from the mirrors when not given)."""
+    Debian's updates of archive `state` (read from the mirrors when not given, and read again once when the build
+    fails after a mirror sync changed it: image_inputs.on_current_archive)."""
     require_buildable(spec)
     if settings.index_ca_bundle and settings.installer != "pip-index":
         raise ConfigError(
             "visa.index_ca_bundle is set but the installer is not pip-index",
             tip="set INVOKE_VISA_INSTALLER=pip-index, or leave visa.index_ca_bundle empty",
         )
+    if state is None:
+        return image_inputs.on_current_archive(
+            spec, settings, lambda states: build_qcow2(spec, settings, state=archive_state.state_key(states))
+        )
     context_dir = qcow2_context(spec, settings)
-    state = state if state is not None else image_inputs.archive_key(spec, settings)
     if settings.fill == "native":
         built = _build_native(spec, settings, context_dir, state)
     else:

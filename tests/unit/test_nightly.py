@@ -110,7 +110,9 @@ def test_a_night_that_fails_goes_once_more_only_when_the_archive_changed_meanwhi
 
     def build_qcow2(spec: ImageSpec, settings: Settings, *, state: str) -> Any:
         built.append(state)
-        raise VisaBuildError("docker build failed: 45-debian-updates.sh: apt read another state of the archive")
+        if len(built) == 1:  # the first attempt got as far as a suite's JUnit file
+            (settings.build_dir / "nightly" / spec.name / "junit-container.xml").write_text("<testsuites/>")
+        raise VisaBuildError(f"attempt {len(built)} failed: 45-debian-updates.sh: apt read another state")
 
     monkeypatch.setattr(qcow2, "build_qcow2", build_qcow2)
     night = nightly.run_nightly(spec, settings)
@@ -124,6 +126,9 @@ def test_a_night_that_fails_goes_once_more_only_when_the_archive_changed_meanwhi
         assert night.folder.name.endswith(f"-{second[:12]}-failed"), f"{night.folder} names the stale state"
         build = json.loads((night.folder / "build.json").read_text())
         assert build["keys"]["debian_state"] == second, build["keys"]
+        assert not (night.folder / "junit").exists(), "the record holds the first attempt's JUnit file"
+        error = (night.folder / "ERROR.txt").read_text()
+        assert "attempt 2 failed" in error and "attempt 1 failed" in error, f"the record names not both: {error}"
 
 
 def test_a_failing_spec_does_not_stop_the_next(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
