@@ -17,10 +17,12 @@ from .docker_engine import docker_client, image_exists
 from .errors import VisaBuildError
 from .process import Runner, run
 
+REPOSITORY = "visa-build/base"
+
 
 def base_tag(sources: base_rootfs.Sources) -> str:
     """Docker tag of the base image, keyed by a hash of every input of its build."""
-    return f"visa-build/base:{sources.suite}-{artefact.key_of(*base_rootfs.key_inputs(sources))[:12]}"
+    return f"{REPOSITORY}:{sources.suite}-{artefact.key_of(*base_rootfs.key_inputs(sources))[:12]}"
 
 
 LINE_LABEL = "org.visa-build.base-line"  # the key of every input of the base but its rebuild period
@@ -46,7 +48,8 @@ def untag_superseded_bases(sources: base_rootfs.Sources, client: Any) -> list[st
         theirs = _period(image.labels.get(PERIOD_LABEL, ""))
         if theirs is None or theirs[1] != ours[1] or theirs[0] >= ours[0] - 1:
             continue
-        for tag in image.tags:
+        # the images built on a base inherit its labels: only its own tags, in the bases' repository, are untagged
+        for tag in (t for t in image.tags if t.rpartition(":")[0] == REPOSITORY):
             try:
                 client.images.remove(tag)  # not forced: an image built on it keeps its layers
             except docker.errors.DockerException as exc:

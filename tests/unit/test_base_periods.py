@@ -57,6 +57,7 @@ def test_bases_two_or_more_periods_older_are_untagged() -> None:
             "visa-build/base:bookworm-other-mirror": labels(sources("2890x7d", mirror="http://m/debian")),
             "visa-build/base:bookworm-other-days": labels(sources("1000x14d")),
             "visa-build/base:bookworm-refused": labels(sources("2800x7d")),
+            "visa-build/visa-ci:latest": labels(sources("2898x7d")),  # built on the older base: its labels too
         },
         refused="visa-build/base:bookworm-refused",
     )
@@ -68,7 +69,8 @@ def test_bases_two_or_more_periods_older_are_untagged() -> None:
         "visa-build/base:bookworm-other-days",
         "visa-build/base:bookworm-other-mirror",
         "visa-build/base:bookworm-refused",
-    ]
+        "visa-build/visa-ci:latest",
+    ], "an image built on a base was untagged with it"
 
 
 def test_bases_never_rebuilt_by_age_are_never_untagged() -> None:
