@@ -19,8 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +28,12 @@ import pytest
 import yaml
 
 from tests.helpers import image_spec
-from tests.vm import metadata_service
+from tests.vm import metadata_service, own_vm
 from visa_build import vm
 from visa_build.accelerator import Accel
 from visa_build.double_boot import wait_for_status
 from visa_build.errors import VisaBuildError
 from visa_build.image_spec import ImageSpec
-from visa_build.image_tests import TEST_USER
 from visa_build.process import run
 from visa_build.seed import Login, cloud_user, pam_keypair, pem_body, random_instance_id, visa_meta
 
@@ -140,43 +137,23 @@ BOOTS = {
     "nova-without-owner": Boot("nova", without="owner"),
     **{f"{path}-bad-id": Boot(path, bad=("id", BAD_ID)) for path in PATHS},
 }
-#: Memory of each of these VMs (they run at once beside the suite's own VM; no desktop session is opened).
-MEMORY_MIB = 2048
 
 
 @contextlib.contextmanager
-def _started(boot: str, spec: ImageSpec, accel: Accel, pytestconfig: pytest.Config) -> Iterator[Started]:
+def _started(boot: str, pytestconfig: pytest.Config) -> Iterator[Started]:
     """The suite's qcow2 started (not yet booted) as `boot` says, with VISA's metadata; stopped afterwards."""
     how = BOOTS[boot]
-    build = Path(pytestconfig.getoption("--visa-build-dir"))
-    (build / "vm").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"datasource-{boot}-", dir=build / "vm"))
-    try:
-        private_key, public = vm.keypair(work)
-        login = Login(TEST_USER, public)
-        meta = visa_meta(random_instance_id(), OWNER, pam_public_key=pam_keypair(work)[1])
+    with own_vm.scratch(pytestconfig, f"datasource-{boot}-") as room:
+        meta = visa_meta(random_instance_id(), OWNER, pam_public_key=pam_keypair(room.work)[1])
         meta |= {"proposals": PROPOSALS, "instruments": INSTRUMENTS}
         meta.pop(how.without, None)
         if how.bad:
             meta[how.bad[0]] = how.bad[1]
         with (
-            _platform(how.path, meta, login, work, failing_seconds=how.failing_seconds) as platform,
-            vm.booted_vm(
-                Path(pytestconfig.getoption("--qcow2")),
-                None,
-                (login, private_key),
-                accel=accel,
-                name=f"datasource-{boot}",
-                work_root=work,
-                log_dir=Path(pytestconfig.getoption("--visa-log-dir")),
-                guest_http_port=spec.service.port,
-                platform=platform,
-                memory_mib=MEMORY_MIB,
-            ) as guest,
+            _platform(how.path, meta, room.login, room.work, failing_seconds=how.failing_seconds) as platform,
+            own_vm.booted(pytestconfig, room, f"datasource-{boot}", None, platform) as guest,
         ):
             yield guest, meta
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _gather(guest: vm.BootedVM) -> dict[str, Any]:
@@ -219,7 +196,7 @@ def boots(pytestconfig: pytest.Config) -> dict[str, Booted | str]:
     spec, accel = image_spec(pytestconfig), Accel(str(pytestconfig.getoption("--accelerator")))
     results: dict[str, Booted | str] = {}
     with contextlib.ExitStack() as stack:
-        started = {boot: stack.enter_context(_started(boot, spec, accel, pytestconfig)) for boot in wanted}
+        started = {boot: stack.enter_context(_started(boot, pytestconfig)) for boot in wanted}
         for boot, (guest, meta) in started.items():
             try:
                 results[boot] = (_settled(boot, guest, meta, spec, accel), meta, spec)

@@ -22,18 +22,16 @@ import pytest
 import yaml
 
 from tests.helpers import image_spec
-from tests.vm import chrony_server, ntp_relay
+from tests.vm import chrony_server, ntp_relay, own_vm
 from visa_build import vm
 from visa_build.accelerator import Accel
-from visa_build.image_tests import TEST_USER
 from visa_build.process import run
-from visa_build.seed import NETWORK_CONFIG, Login, nocloud_seed, random_instance_id, visa_meta
+from visa_build.seed import NETWORK_CONFIG, nocloud_seed, random_instance_id, visa_meta
 
 pytestmark = [pytest.mark.vm_only, pytest.mark.slow]
 
 #: The second NIC: its MAC, the name cloud-init gives it, and its prefix length on the server's subnet.
 TIME_NIC_MAC, TIME_NIC_NAME, TIME_NIC_PREFIX = "52:54:00:12:34:57", "time0", 24
-MEMORY_MIB = 2048
 
 
 def _server_address(servers: tuple[str, ...]) -> str | None:
@@ -83,35 +81,19 @@ def _booted_with_time_nic(
     pytestconfig: pytest.Config, server: str, server_port: int
 ) -> Iterator[tuple[vm.BootedVM, ntp_relay.Relayed]]:
     """The suite's qcow2 booted with VISA's metadata and a second NIC relayed to the host's NTP server."""
-    build = Path(pytestconfig.getoption("--visa-build-dir"))
-    (build / "vm").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="time-sync-", dir=build / "vm"))
     sockets = Path(tempfile.mkdtemp(prefix="visa-ntp-"))  # short: a socket path holds at most 108 bytes
     try:
-        private_key, public = vm.keypair(work)
-        login = Login(TEST_USER, public)
-        owner = "visauser"
-        seed = nocloud_seed(visa_meta(random_instance_id(), owner), create_user=owner, login=login)
-        seed = dataclasses.replace(seed, network_config=_network_config(server))
-        nic = vm.DatagramNic(sockets / "vm.sock", sockets / "relay.sock", TIME_NIC_MAC)
-        with (
-            ntp_relay.relaying(nic.peer_socket, nic.vm_socket, server, server_port) as relayed,
-            vm.booted_vm(
-                Path(pytestconfig.getoption("--qcow2")),
-                seed,
-                (login, private_key),
-                accel=Accel(str(pytestconfig.getoption("--accelerator"))),
-                name="time-sync",
-                work_root=work,
-                log_dir=Path(pytestconfig.getoption("--visa-log-dir")),
-                guest_http_port=image_spec(pytestconfig).service.port,
-                platform=vm.Platform(second_nic=nic),
-                memory_mib=MEMORY_MIB,
-            ) as guest,
-        ):
-            yield guest, relayed
+        with own_vm.scratch(pytestconfig, "time-sync-") as room:
+            owner = "visauser"
+            seed = nocloud_seed(visa_meta(random_instance_id(), owner), create_user=owner, login=room.login)
+            seed = dataclasses.replace(seed, network_config=_network_config(server))
+            nic = vm.DatagramNic(sockets / "vm.sock", sockets / "relay.sock", TIME_NIC_MAC)
+            with (
+                ntp_relay.relaying(nic.peer_socket, nic.vm_socket, server, server_port) as relayed,
+                own_vm.booted(pytestconfig, room, "time-sync", seed, vm.Platform(second_nic=nic)) as guest,
+            ):
+                yield guest, relayed
     finally:
-        shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(sockets, ignore_errors=True)
 
 
