@@ -17,7 +17,7 @@ from .runs import build_dir_id
 
 
 def prune(
-    current: Path, keep: int, build_dir: Path, *, remove_images: Callable[..., object] = remove_unused_images
+    current: Path, keep: int, build_dir: Path, *, remove_images: Callable[..., list[str]] = remove_unused_images
 ) -> list[Path]:
     """Remove the qcow2s beside `current` (its spec's: the one this build returned, built now or found cached)
     but the newest `keep` by build time (the file's), `current` always kept (keep 0: none removed), with their
@@ -44,9 +44,12 @@ def prune(
         progress.note(f"removed the older qcow2s {names} (visa.keep_images = {keep})")
     if doubles:
         try:
-            remove_images(doubles, build_dir_id=build_dir_id(build_dir), keep=recorded_doubles(build_dir))
+            gone = remove_images(doubles, build_dir_id=build_dir_id(build_dir), keep=recorded_doubles(build_dir))
         except VisaBuildError as error:  # only disk space is at stake
             progress.note(f"the doubles of the removed qcow2s stay in Docker: {error}")
+        else:
+            if gone:
+                progress.note(f"removed {len(gone)} container doubles of those qcow2s from Docker")
     return removed
 
 
