@@ -27,12 +27,15 @@ for attempt in 1 2 3; do
     read_states=$(apt_states /var/lib/apt/lists "$codename")
     [[ -n $read_states ]] || die "apt read no InRelease of one of $codename, $codename-updates and $codename-security: \
 the image's apt sources must name all three (the build's visa.mirror / visa.security_mirror)"
-    grep -qx "$state" <<<"$read_states" && break
+    grep -qxF "$state" <<<"$read_states" && break
     found="apt read the archive in state $(tr '\n' ' ' <<<"$read_states")but the build read it in state $state"
   else
     found="apt-get update failed"
   fi
-  if [[ $attempt == 3 ]]; then
+  if [[ $attempt == 3 && $found == apt-get* ]]; then
+    die "$found three times, 30 s apart (its errors are above): check that the image's apt sources answer (visa.mirror, \
+visa.security_mirror, and any source a site layer adds)"
+  elif [[ $attempt == 3 ]]; then
     die "$found (the mirror synced since, or answers with different syncs, or the image's apt sources are not \
 the build's visa.mirror / visa.security_mirror). apt read:
 $(apt_inreleases /var/lib/apt/lists)

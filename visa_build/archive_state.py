@@ -114,7 +114,8 @@ def _check_valid_until(valid_until: str | None, url: str, now: datetime) -> None
 
 
 def state_key(states: tuple[SuiteState, ...]) -> str:
-    """One short digest of every suite's state."""
+    """One short digest of every suite's state (provision/apt-state.sh computes it alike from apt's lists, and
+    45-debian-updates.sh compares its 16 characters)."""
     digest = hashlib.sha256("".join(f"{s.suite} {s.sha256}\n" for s in states).encode())
     return digest.hexdigest()[:16]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from . import archive_keyring, archive_state, base_docker, base_rootfs, progress
-from .errors import ConfigError, VisaBuildError
+from .errors import ConfigError, ToolNotFoundError, VisaBuildError
 from .image_spec import ImageSpec
 from .settings import Settings
 
@@ -55,11 +55,12 @@ def on_current_archive(
 ) -> T:
     """`build` on the archive's state (`states`, or read now). When it fails and a mirror sync has changed the
     archive since (the Debian-updates layer found another state than the one read, or a suite a security update
-    that came after it), once more on the new state: Docker's cache keeps every layer before the updates."""
+    that came after it), once more on the new state: with the native fill, Docker's cache keeps every layer
+    before the updates (with visa.fill = guest, the image stage runs again)."""
     states = states if states is not None else archive_states(spec, settings)
     try:
         return build(states)
-    except ConfigError:
+    except (ConfigError, ToolNotFoundError):  # no other state of the archive mends these
         raise
     except VisaBuildError as error:
         try:
@@ -73,8 +74,9 @@ def on_current_archive(
         progress.note(f"{error}; the Debian archive changed since (state {before} is now {after}): once more on it")
         try:
             return build(now)
-        except VisaBuildError as again:
-            raise VisaBuildError(f"{again} (before, on archive state {before}: {error})", tip=again.tip) from None
+        except VisaBuildError as again:  # the first error's output was shown above: its first line names it
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise VisaBuildError(f"{again} (before, on archive state {before}: {first})", tip=again.tip) from None
 
 
 def base_image(spec: ImageSpec, settings: Settings) -> str:

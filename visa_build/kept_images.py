@@ -45,7 +45,7 @@ def prune(
     if doubles:
         try:
             gone = remove_images(doubles, build_dir_id=build_dir_id(build_dir), keep=recorded_doubles(build_dir))
-        except VisaBuildError as error:  # only disk space is at stake
+        except (VisaBuildError, OSError) as error:  # only disk space is at stake
             progress.note(f"the doubles of the removed qcow2s stay in Docker: {error}")
         else:
             if gone:

@@ -132,6 +132,8 @@ def _build_and_test(
     tonight.states, tonight.built = states, None
     for leftover in (*tonight.junit.values(), tonight.work / "facts.json"):
         leftover.unlink(missing_ok=True)
+    for step in ("build-qcow2", "test-container", "test-qcow2"):
+        tonight.steps.pop(step, None)
     state, junit, steps = archive_state.state_key(states), tonight.junit, tonight.steps
     mark = time.monotonic()
     built = tonight.built = qcow2.build_qcow2(spec, settings, state=state)

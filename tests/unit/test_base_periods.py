@@ -73,6 +73,14 @@ def test_bases_two_or_more_periods_older_are_untagged() -> None:
     ], "an image built on a base was untagged with it"
 
 
-def test_bases_never_rebuilt_by_age_are_never_untagged() -> None:
-    images = Images({"visa-build/base:bookworm-x": base_docker.base_labels(sources(""))})
+def test_a_build_never_rebased_by_age_untags_nothing_and_is_never_untagged() -> None:
+    images = Images(
+        {
+            "visa-build/base:bookworm-periodic": base_docker.base_labels(sources("2800x7d")),
+            "visa-build/base:bookworm-never": base_docker.base_labels(sources("")),
+        }
+    )
     assert base_docker.untag_superseded_bases(sources(""), SimpleNamespace(images=images)) == []
+    assert base_docker.untag_superseded_bases(sources("2901x7d"), SimpleNamespace(images=images)) == [
+        "visa-build/base:bookworm-periodic"
+    ], "a base of no period was untagged, or an old periodic one kept"

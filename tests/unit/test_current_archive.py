@@ -3,13 +3,14 @@ archive (image_inputs.on_current_archive); a failure on an unchanged archive sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from visa_build import archive_state, image_inputs, kept_images, qcow2
-from visa_build.errors import ConfigError, VisaBuildError
+from visa_build.errors import ConfigError, ToolNotFoundError, VisaBuildError
 from visa_build.image_spec import ImageSpec, load_image_spec
 from visa_build.resources import workspace
 from visa_build.settings import Settings, make_settings
@@ -44,7 +45,7 @@ def mirror(monkeypatch: pytest.MonkeyPatch, *answers: Any) -> None:
 class Build:
     """A build that fails `failures` times, then returns the state it was given."""
 
-    def __init__(self, failures: int, error: type[VisaBuildError] = VisaBuildError) -> None:
+    def __init__(self, failures: int, error: Callable[[str], VisaBuildError] = VisaBuildError) -> None:
         self.failures, self.error = failures, error
         self.states: list[Any] = []
 
@@ -85,12 +86,16 @@ def test_a_second_failure_names_both_and_a_third_attempt_never_comes(
     assert build.states == [READ, SYNCED]
 
 
-def test_a_config_error_or_an_unreadable_archive_keeps_the_first_error(
+def test_a_config_error_a_missing_tool_or_an_unreadable_archive_keeps_the_first_error(
     spec: ImageSpec, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mirror(monkeypatch, READ)  # a second read would fail the test: the list is empty
-    with pytest.raises(ConfigError, match="attempt 1"):
-        image_inputs.on_current_archive(spec, settings, Build(failures=1, error=ConfigError))
+    for error, raised in (
+        (ConfigError, ConfigError),
+        (lambda said: ToolNotFoundError(said, "apt install it"), ToolNotFoundError),
+    ):
+        mirror(monkeypatch, READ)  # a second read would fail the test: the list is empty
+        with pytest.raises(raised, match="attempt 1"):
+            image_inputs.on_current_archive(spec, settings, Build(failures=1, error=error))
     mirror(monkeypatch, READ, VisaBuildError("the mirror did not answer"))
     with pytest.raises(VisaBuildError, match="attempt 1"):
         image_inputs.on_current_archive(spec, settings, Build(failures=1))

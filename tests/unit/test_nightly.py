@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from visa_build import archive_state, jobs, nightly, qcow2, runs
+from visa_build import archive_state, image_tests, jobs, nightly, qcow2, runs
 from visa_build.errors import ConfigError, VisaBuildError
 from visa_build.image_spec import ImageSpec, load_image_spec
+from visa_build.process import run
 from visa_build.release import build_json, record
 from visa_build.resources import workspace
 from visa_build.settings import Settings, make_publishing, make_settings
@@ -110,11 +111,18 @@ def test_a_night_that_fails_goes_once_more_only_when_the_archive_changed_meanwhi
 
     def build_qcow2(spec: ImageSpec, settings: Settings, *, state: str) -> Any:
         built.append(state)
-        if len(built) == 1:  # the first attempt got as far as a suite's JUnit file
-            (settings.build_dir / "nightly" / spec.name / "junit-container.xml").write_text("<testsuites/>")
-        raise VisaBuildError(f"attempt {len(built)} failed: 45-debian-updates.sh: apt read another state")
+        if len(built) == 1:  # the first attempt builds; its double's suite fails
+            first = tmp_path / "visa-jupyter-first.qcow2"
+            run(["qemu-img", "create", "-q", "-f", "qcow2", str(first), "1M"], timeout=60)
+            return SimpleNamespace(path=first)
+        raise VisaBuildError("attempt 2 failed: 45-debian-updates.sh: apt read another state")
+
+    def test_container(spec: ImageSpec, settings: Settings, *, pytest_args: list[str], state: str) -> None:
+        (settings.build_dir / "nightly" / spec.name / "junit-container.xml").write_text("<testsuites/>")
+        raise VisaBuildError("attempt 1 failed: 3 updates of bookworm-security are pending")
 
     monkeypatch.setattr(qcow2, "build_qcow2", build_qcow2)
+    monkeypatch.setattr(image_tests, "test_container", test_container)
     night = nightly.run_nightly(spec, settings)
     first, second = archive_state.state_key(STATE), archive_state.state_key(SYNCED)
     assert night.verdict == "failed" and night.folder is not None, night
@@ -127,6 +135,8 @@ def test_a_night_that_fails_goes_once_more_only_when_the_archive_changed_meanwhi
         build = json.loads((night.folder / "build.json").read_text())
         assert build["keys"]["debian_state"] == second, build["keys"]
         assert not (night.folder / "junit").exists(), "the record holds the first attempt's JUnit file"
+        assert set(build["steps_seconds"]) == {"mirror check"}, f"steps of the first attempt: {build['steps_seconds']}"
+        assert "qcow2" not in build.get("keys", {}), f"the first attempt's qcow2 in the record: {build['keys']}"
         error = (night.folder / "ERROR.txt").read_text()
         assert "attempt 2 failed" in error and "attempt 1 failed" in error, f"the record names not both: {error}"
 
