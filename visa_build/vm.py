@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import interrupts, progress, runs
-from .errors import ConfigError, VisaBuildError
+from .errors import CommandTimeoutError, ConfigError, VisaBuildError
 from .ports import free_port
 from .process import Runner, background, run
 from .seed import QEMU_MAC, Login, Seed
@@ -295,8 +295,11 @@ def wait_for_ssh(vm: BootedVM, *, timeout: float, runner: Runner = run) -> float
                 "QEMU exited before ssh answered:\n" + "\n".join(serial_tail(vm.serial_log)),
                 tip=f"see the serial console log {vm.serial_log}",
             )
-        if runner(vm.ssh_argv("true"), timeout=30, check=False).returncode == 0:
-            return time.monotonic() - start
+        try:
+            if runner(vm.ssh_argv("true"), timeout=30, check=False).returncode == 0:
+                return time.monotonic() - start
+        except CommandTimeoutError:  # a slow guest's sshd took the connection but had not answered yet
+            continue
         time.sleep(3)
     raise VisaBuildError(
         f"ssh to {vm.name} did not answer within {timeout:.0f} s:\n" + "\n".join(serial_tail(vm.serial_log)),

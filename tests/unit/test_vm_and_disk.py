@@ -7,6 +7,7 @@ import struct
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from tests.helpers import IMAGES
 from visa_build import accelerator, base_qcow2, base_rootfs, disk, in_guest, runs, vm
 from visa_build.distros import DISTROS
-from visa_build.errors import ConfigError
+from visa_build.errors import CommandTimeoutError, ConfigError
 from visa_build.image_spec import load_image_spec
 from visa_build.process import Result, run
 from visa_build.seed import QEMU_MAC, Login, build_seed, nocloud_seed, visa_meta
@@ -218,3 +219,18 @@ def qemu_argv(folder: Path, disk: Path) -> list[str]:
     accel, serial = accelerator.Accel("tcg"), folder / "s.log"
     ports: dict[str, Any] = {"ssh_port": 2222, "http_port": 8888, "guest_http_port": 8888}
     return vm.qemu_argv(name="t", disk=disk, seed_iso=folder / "s.iso", accel=accel, serial_log=serial, **ports)
+
+
+def test_an_ssh_attempt_that_hangs_is_retried_until_ssh_answers(tmp_path: Path) -> None:
+    attempts: list[list[str]] = []
+
+    def sshd_slow_at_first(argv: list[str], **kwargs: Any) -> Result:
+        attempts.append(argv)
+        if len(attempts) == 1:  # the guest's sshd took the connection and did not answer in time
+            raise CommandTimeoutError(argv, kwargs["timeout"], [])
+        return Result(argv, 0, [])
+
+    qemu: Any = SimpleNamespace(poll=lambda: None)  # running
+    guest = vm.BootedVM("t", 2222, 8888, tmp_path / "serial.log", tmp_path / "key", "visa-test", qemu)
+    assert vm.wait_for_ssh(guest, timeout=60, runner=sshd_slow_at_first) >= 0
+    assert len(attempts) == 2, f"ssh was tried {len(attempts)} times: a hung attempt ended the wait"
