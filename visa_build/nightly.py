@@ -47,6 +47,10 @@ class _Tonight:
     def junit(self) -> dict[str, Path]:
         return {"container": self.work / "junit-container.xml", "vm": self.work / "junit-vm.xml"}
 
+    @property
+    def facts(self) -> Path:  # what the booted VM said, for the manifest
+        return self.work / "facts.json"
+
 
 def run_nightly(spec: ImageSpec, settings: Settings) -> Night:
     """One night of `spec` (see the module's docstring). Any error of the night (a VisaBuildError, an OSError
@@ -79,7 +83,7 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
             f"{spec.name}: nothing changed (Debian archive and spec as checked "
             f"{last.get('checked')}; {last.get('release', 'no release')}): no new release",
         )
-    junit, facts_file = tonight.junit, tonight.work / "facts.json"
+    junit = tonight.junit
     built = image_inputs.on_current_archive(
         spec, settings, lambda states: _build_and_test(spec, settings, tonight, states), states=tonight.states
     )
@@ -87,7 +91,7 @@ def _night(spec: ImageSpec, settings: Settings, tonight: _Tonight) -> Night:
     image = manifest.from_facts(
         spec.name,
         spec.distro,
-        json.loads(facts_file.read_text()),
+        json.loads(tonight.facts.read_text()),
         ensure_wheelhouse(spec, settings.cache_dir, source_image=lambda: image_inputs.base_image(spec, settings)),
     )
     previous, why = record.previous_manifest(root)
@@ -130,7 +134,7 @@ def _build_and_test(
     """The qcow2 of archive `states`, built, with its double's and its own suite passed (what an attempt before
     left is cleared, so the night's record holds this attempt's only)."""
     tonight.states, tonight.built = states, None
-    for leftover in (*tonight.junit.values(), tonight.work / "facts.json"):
+    for leftover in (*tonight.junit.values(), tonight.facts):
         leftover.unlink(missing_ok=True)
     for step in ("build-qcow2", "test-container", "test-qcow2"):
         tonight.steps.pop(step, None)
@@ -142,7 +146,7 @@ def _build_and_test(
     image_tests.test_container(spec, settings, pytest_args=["-q", f"--junitxml={junit['container']}"], state=state)
     steps["test-container"] = time.monotonic() - mark
     mark = time.monotonic()
-    vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={tonight.work / 'facts.json'}"]
+    vm_args = ["-q", f"--junitxml={junit['vm']}", f"--visa-facts-out={tonight.facts}"]
     image_tests.test_qcow2(spec, settings, qcow2=built.path, pytest_args=vm_args)
     steps["test-qcow2"] = time.monotonic() - mark
     return built
